@@ -1,0 +1,44 @@
+"""``python -m bench COMMAND``: a thin dispatcher. Each command lives in the module that does
+the work, which provides ``add_arguments(parser)`` and ``main(args) -> int``; only the chosen
+command's module is imported, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "trial": ("bench.trial", "train one configuration in its own process; print its record"),
+    "ablate": ("bench.sweep", "run an ablation spec (ablations/*.toml) as a resumable Optuna study"),
+    "export": ("bench.store", "write stored trials as tidy CSV tables under results/"),
+    "tune": ("bench.tune", "tune a search space under a memory budget with Optuna"),
+    "report": ("bench.report", "regenerate report/ (tables, figures, REPORT.md) from results/"),
+    "datasets": ("bench.data.catalog", "list datasets, where they come from, whether they are here"),
+    "bench": ("bench.benchmark", "the engines side by side: memory, time, params"),
+}
+
+
+def _overview() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "usage: python -m bench COMMAND [options]\n\ncommands:\n" + "\n".join(lines) + (
+        "\n\n'python -m bench COMMAND --help' shows a command's options."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_overview())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"unknown command {name!r}\n\n{_overview()}", file=sys.stderr)
+        return 2
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"python -m bench {name}", description=help_)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    return int(module.main(args) or 0)

@@ -1,0 +1,160 @@
+"""TrialConfig: the validated description of one trial. Everything downstream takes one.
+
+Validation happens here, before any data is loaded or any model built, and every error names
+the setting at fault (``ConfigError.flag`` gives its command-line flag).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.errors import ConfigError
+
+ARCHS = ("res", "rev", "wt-res", "wt-rev", "deq", "ckpt")
+REVERSIBLE_ARCHS = ("rev", "wt-rev")
+DEQ_SOLVERS = ("fixed_point", "anderson", "broyden")
+DEQ_GRADS = ("implicit", "phantom")
+BATCHINGS = ("mini", "full")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One configuration: data, model, optimisation, measurement. Defaults: the CPU default."""
+
+    dataset: str = "synthetic-proteins"
+    arch: str = "rev"
+    layers: int = 64
+    channels: int = 64
+    groups: int = 2
+    dropout: float = 0.1
+    aggr: str = "max"
+    norm: str = "layer"
+    lr: float = 1e-3
+    epochs: int = 5
+    seed: int = 0
+    device: str = "cpu"
+    batching: str = "mini"  # "mini": random node partitions (the paper's way); "full": whole graph
+    train_parts: int = 10
+    eval_parts: int = 5
+    eval_every: int = 1
+    grad_clip: float = 1.0
+    # DEQ only (None = the arch's default; giving one to a non-DEQ arch is an error)
+    deq_solver: str | None = None
+    deq_tol: float | None = None
+    deq_max_iter: int | None = None
+    deq_grad: str | None = None
+    # harness
+    timeout: float | None = None  # seconds for the whole trial; ends cleanly with a partial curve
+    memory_cap_bytes: int | None = None  # fault injection / budget: exceeding it is an OOM
+    data_root: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown setting; known settings: {', '.join(sorted(known))}")
+        return cls(**values).validated()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return dataclasses.replace(self, **changes).validated()
+
+    @property
+    def is_deq(self) -> bool:
+        return self.arch == "deq"
+
+    def deq_settings(self) -> dict[str, Any]:
+        """DEQ solver settings with defaults filled in (meaningful for arch 'deq' only).
+
+        For ``deq`` the iteration cap defaults to ``layers``, so "res at L layers vs deq at L
+        iterations" is the same grid point on the depth axis."""
+        return {
+            "solver": self.deq_solver or "anderson",
+            "tol": self.deq_tol if self.deq_tol is not None else 1e-4,
+            # the depth axis of every ablation doubles as DEQ's iteration cap
+            "max_iter": self.deq_max_iter if self.deq_max_iter is not None else self.layers,
+            "grad": self.deq_grad or "implicit",
+        }
+
+    # --- validation ---------------------------------------------------------------------
+    def validated(self) -> TrialConfig:
+        """Return self if every setting is valid, else raise ConfigError naming the setting."""
+        from bench.data import dataset_names  # local import: data pulls in heavier modules
+
+        names = dataset_names()
+        if self.dataset not in names:
+            raise ConfigError("dataset", f"unknown dataset {self.dataset!r}; known: {', '.join(names)}")
+        _choice("arch", self.arch, ARCHS)
+        _choice("aggr", self.aggr, ("max", "softmax", "power", "mean", "add"))
+        _choice("norm", self.norm, ("layer", "batch", "none"))
+        _choice("batching", self.batching, BATCHINGS)
+        _choice("device", self.device, DEVICES)
+        for name in ("layers", "channels", "epochs", "train_parts", "eval_parts", "eval_every"):
+            _positive_int(name, getattr(self, name))
+        _positive_int("groups", self.groups)
+        if self.arch in REVERSIBLE_ARCHS:
+            if self.groups < 2:
+                raise ConfigError("groups", f"a reversible arch needs groups >= 2, got {self.groups}")
+            if self.channels % self.groups:
+                raise ConfigError(
+                    "groups", f"channels ({self.channels}) must be divisible by groups ({self.groups})"
+                )
+        if not (0.0 <= self.dropout < 1.0):
+            raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
+        _positive_float("lr", self.lr)
+        _positive_float("grad_clip", self.grad_clip, allow_inf=True)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError("seed", f"must be a non-negative integer, got {self.seed!r}")
+        deq_flags = {"deq_solver": self.deq_solver, "deq_tol": self.deq_tol,
+                     "deq_max_iter": self.deq_max_iter, "deq_grad": self.deq_grad}
+        if not self.is_deq:
+            for name, value in deq_flags.items():
+                if value is not None:
+                    raise ConfigError(name, f"is a DEQ setting, but arch is {self.arch!r} (use --arch deq)")
+        else:
+            if self.deq_solver is not None:
+                _choice("deq_solver", self.deq_solver, DEQ_SOLVERS)
+            if self.deq_grad is not None:
+                _choice("deq_grad", self.deq_grad, DEQ_GRADS)
+            if self.deq_tol is not None:
+                _positive_float("deq_tol", self.deq_tol)
+            if self.deq_max_iter is not None:
+                _positive_int("deq_max_iter", self.deq_max_iter)
+        if self.timeout is not None:
+            _positive_float("timeout", self.timeout)
+        if self.memory_cap_bytes is not None:
+            _positive_int("memory_cap_bytes", self.memory_cap_bytes)
+        if not isinstance(self.dataset_options, dict):
+            raise ConfigError("dataset_options", "must be a mapping of option name to value")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("device", "cuda was asked for, but no CUDA device is available here")
+        return self
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(name, f"unknown value {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(name, f"must be a positive integer, got {value!r}")
+
+
+def _positive_float(name: str, value: Any, allow_inf: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, f"must be a positive number, got {value!r}")
+    if math.isnan(value) or value <= 0 or (math.isinf(value) and not allow_inf):
+        raise ConfigError(name, f"must be a positive number, got {value!r}")

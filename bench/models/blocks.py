@@ -1,0 +1,120 @@
+"""The one block definition every architecture shares, plus encoders and head.
+
+The paper's "res+" pre-activation block is norm -> ReLU -> dropout -> GENConv. Residual,
+reversible, weight-tied and equilibrium models differ only in how they wire this function.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GENConv
+
+from bench.errors import ConfigError
+
+AGGRS = ("max", "softmax", "power", "mean", "add")
+NORMS = ("layer", "batch", "none")
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    if kind == "layer":
+        return nn.LayerNorm(channels)
+    if kind == "batch":
+        return nn.BatchNorm1d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError("norm", f"unknown normalisation {kind!r}; choose one of {', '.join(NORMS)}")
+
+
+def make_conv(in_channels: int, out_channels: int, edge_dim: int | None, aggr: str, norm: str) -> GENConv:
+    """GENConv as in DeeperGCN: learnable softmax temperature / power, 2-layer MLP inside.
+
+    ``edge_dim`` is the width of the (already encoded) edge embedding handed to the layer; when
+    it differs from ``in_channels`` GENConv re-encodes it per layer, which is how a grouped block
+    gets a full-width edge embedding into each narrower group.
+    """
+    if aggr not in AGGRS:
+        raise ConfigError("aggr", f"unknown aggregation {aggr!r}; choose one of {', '.join(AGGRS)}")
+    return GENConv(
+        in_channels,
+        out_channels,
+        aggr=aggr,
+        learn_t=aggr == "softmax",
+        learn_p=aggr == "power",
+        norm=norm if norm != "none" else None,
+        num_layers=2,
+        edge_dim=edge_dim or None,
+    )
+
+
+class ResPlusBlock(nn.Module):
+    """f(x) = GENConv(dropout(relu(norm(x)))): the pre-activation function of one layer/group.
+
+    ``dropout_mask`` lets an engine replay a mask it drew itself (already scaled by 1/(1-p));
+    without one, ordinary dropout is used.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        edge_dim: int | None,
+        aggr: str = "max",
+        norm: str = "layer",
+        dropout: float = 0.0,
+        out_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.norm = make_norm(norm, channels)
+        self.conv = make_conv(channels, out_channels or channels, edge_dim, aggr, norm)
+        self.dropout = dropout
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Tensor | None = None,
+        dropout_mask: Tensor | None = None,
+    ) -> Tensor:
+        h = F.relu(self.norm(x))
+        if dropout_mask is not None:
+            h = h * dropout_mask
+        else:
+            h = F.dropout(h, self.dropout, self.training)
+        return self.conv(h, edge_index, edge_attr)
+
+
+class DeepGNN(nn.Module):
+    """Encoders -> body (what each architecture defines) -> norm/ReLU/dropout/linear head.
+
+    Node features of any width are encoded to ``channels``; edge features (if any) are encoded
+    once to ``channels`` and handed to every layer. Nothing dataset-specific lives here.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        edge_dim: int | None,
+        out_channels: int,
+        channels: int,
+        dropout: float,
+        norm: str,
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.dropout = dropout
+        self.node_encoder = nn.Linear(in_channels, channels)
+        self.edge_encoder = nn.Linear(edge_dim, channels) if edge_dim else None
+        self.head_norm = make_norm(norm, channels)
+        self.head = nn.Linear(channels, out_channels)
+        #: statistics of the last forward/backward (DEQ solvers fill it); None for other archs
+        self.solver_stats: dict[str, float] | None = None
+
+    def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        h = self.node_encoder(x)
+        e = self.edge_encoder(edge_attr) if self.edge_encoder is not None and edge_attr is not None else None
+        h = self.body(h, edge_index, e)
+        h = F.dropout(F.relu(self.head_norm(h)), self.dropout, self.training)
+        return self.head(h)

@@ -1,0 +1,72 @@
+"""TrialRecord: everything one trial produced. The only thing sweeps, tuner and report see."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+STATUSES = ("ok", "oom", "diverged", "timeout", "pruned", "error")
+
+
+@dataclass
+class TrialRecord:
+    """A finished (or failed) trial.
+
+    ``status``: ``ok``; ``oom`` (out of memory: real, or over ``memory_cap_bytes``);
+    ``diverged`` (non-finite loss); ``timeout`` (ended by its time budget, with the partial
+    curve kept; ``best_valid`` is then the best seen so far); ``pruned`` (stopped by a tuner
+    from its intermediate scores); ``error`` (anything else, with
+    ``error`` holding the message).
+    """
+
+    status: str
+    config: dict[str, Any]
+    metric: str | None = None  # "rocauc" or "acc"
+    best_valid: float | None = None
+    test_at_best_valid: float | None = None
+    best_epoch: int | None = None
+    curve: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, loss, valid, test, time_s
+    params: int | None = None
+    peak_memory_bytes: int | None = None  # peak over training steps, from ``memory_meter``
+    model_state_bytes: int | None = None  # parameters + gradients + optimiser state
+    memory_meter: str | None = None  # "cuda-allocator" or "cpu-live-tensors"
+    predicted_params: int | None = None
+    predicted_peak_bytes: int | None = None
+    step_time_s: float | None = None  # mean training step after warm-up
+    epoch_time_s: float | None = None  # mean training epoch after warm-up
+    solver: dict[str, Any] | None = None  # DEQ: fwd/bwd iterations and relative residuals
+    error: str | None = None
+    failed_phase: str | None = None  # "setup", "train", "eval" for non-ok statuses
+    device: str | None = None  # e.g. "cpu (AMD EPYC ...)" or "cuda (NVIDIA H100 ...)"
+    versions: dict[str, str] = field(default_factory=dict)
+    commit: str | None = None
+    wall_time_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrialRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def flat(self) -> dict[str, Any]:
+        """One flat row for tidy tables: config keys unprefixed, solver keys prefixed."""
+        row: dict[str, Any] = {}
+        for key, value in self.config.items():
+            row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+        for f in dataclasses.fields(self):
+            if f.name in ("config", "curve", "solver", "versions"):
+                continue
+            row[f.name] = getattr(self, f.name)
+        for key, value in (self.solver or {}).items():
+            row[f"solver_{key}"] = value
+        for key, value in self.versions.items():
+            row[f"version_{key}"] = value
+        row["epochs_done"] = len(self.curve)
+        return row

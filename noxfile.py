@@ -1,0 +1,82 @@
+"""The sessions people run. Every session installs the package with the pinned test
+environment (``constraints.txt``: torch 2.13.0, CPU build here) and reuses its environment,
+so a second run starts fast."""
+
+from __future__ import annotations
+
+import pathlib
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+ROOT = pathlib.Path(__file__).parent
+ABLATIONS = sorted(p.stem for p in (ROOT / "ablations").glob("*.toml"))
+
+
+def _install(session: nox.Session, extras: str = "test,dev") -> None:
+    session.install("-c", "constraints.txt", "-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (unit, property, end-to-end). Extra args go to pytest."""
+    _install(session)
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.install("-c", "constraints.txt", "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def benchmark(session: nox.Session) -> None:
+    """The engines side by side (memory, time, params); writes results/benchmark.csv."""
+    _install(session)
+    session.run("python", "-m", "bench", "bench", *session.posargs)
+
+
+@nox.session
+def ablation(session: nox.Session) -> None:
+    """`nox -s ablation -- NAME [args]` runs ablations/NAME.toml; no NAME lists the specs."""
+    if not session.posargs:
+        session.log("ablations: " + ", ".join(ABLATIONS))
+        session.log("run one with: nox -s ablation -- NAME [--profile cpu|real|paper] [...]")
+        return
+    _install(session)
+    name, *rest = session.posargs
+    session.run("python", "-m", "bench", "ablate", name, *rest)
+    session.run("python", "-m", "bench", "export", name)
+
+
+@nox.session
+def tune(session: nox.Session) -> None:
+    """`nox -s tune -- SPEC [args]`: an Optuna study under a memory budget."""
+    if not session.posargs:
+        session.error("name a tuning spec: nox -s tune -- SPEC [--n-trials N] [--memory-budget 4GiB]")
+    _install(session)
+    session.run("python", "-m", "bench", "tune", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Regenerate report/ from the exported tables under results/."""
+    _install(session)
+    session.run("python", "-m", "bench", "report", *session.posargs)
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """The main job: the cpu and real profiles of every ablation (resuming), then the report."""
+    _install(session)
+    for name in ABLATIONS:
+        for profile in ("cpu", "real"):
+            session.run("python", "-m", "bench", "ablate", name, "--profile", profile, "--skip-missing-profile")
+        session.run("python", "-m", "bench", "export", name)
+    session.run("python", "-m", "bench", "report")
