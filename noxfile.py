@@ -59,7 +59,9 @@ def ablation(session: nox.Session) -> None:
 def tune(session: nox.Session) -> None:
     """`nox -s tune -- SPEC [args]`: an Optuna study under a memory budget."""
     if not session.posargs:
-        session.error("name a tuning spec: nox -s tune -- SPEC [--n-trials N] [--memory-budget 4GiB]")
+        session.error(
+            "name a tuning spec: nox -s tune -- SPEC [--n-trials N] [--memory-budget 4GiB]"
+        )
     _install(session)
     session.run("python", "-m", "bench", "tune", *session.posargs)
 
@@ -77,6 +79,15 @@ def reproduce(session: nox.Session) -> None:
     _install(session)
     for name in ABLATIONS:
         for profile in ("cpu", "real"):
-            session.run("python", "-m", "bench", "ablate", name, "--profile", profile, "--skip-missing-profile")
+            session.run(
+                "python",
+                "-m",
+                "bench",
+                "ablate",
+                name,
+                "--profile",
+                profile,
+                "--skip-missing-profile",
+            )
         session.run("python", "-m", "bench", "export", name)
     session.run("python", "-m", "bench", "report")

@@ -10,11 +10,17 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "trial": ("bench.trial", "train one configuration in its own process; print its record"),
-    "ablate": ("bench.sweep", "run an ablation spec (ablations/*.toml) as a resumable Optuna study"),
+    "ablate": (
+        "bench.sweep",
+        "run an ablation spec (ablations/*.toml) as a resumable Optuna study",
+    ),
     "export": ("bench.store", "write stored trials as tidy CSV tables under results/"),
     "tune": ("bench.tune", "tune a search space under a memory budget with Optuna"),
     "report": ("bench.report", "regenerate report/ (tables, figures, REPORT.md) from results/"),
-    "datasets": ("bench.data.catalog", "list datasets, where they come from, whether they are here"),
+    "datasets": (
+        "bench.data.catalog",
+        "list datasets, where they come from, whether they are here",
+    ),
     "bench": ("bench.benchmark", "the engines side by side: memory, time, params"),
 }
 
@@ -22,8 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _overview() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "usage: python -m bench COMMAND [options]\n\ncommands:\n" + "\n".join(lines) + (
-        "\n\n'python -m bench COMMAND --help' shows a command's options."
+    return (
+        "usage: python -m bench COMMAND [options]\n\ncommands:\n"
+        + "\n".join(lines)
+        + ("\n\n'python -m bench COMMAND --help' shows a command's options.")
     )
 
 

@@ -59,7 +59,9 @@ class TrialConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(unknown[0], f"unknown setting; known settings: {', '.join(sorted(known))}")
+            raise ConfigError(
+                unknown[0], f"unknown setting; known settings: {', '.join(sorted(known))}"
+            )
         return cls(**values).validated()
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +94,9 @@ class TrialConfig:
 
         names = dataset_names()
         if self.dataset not in names:
-            raise ConfigError("dataset", f"unknown dataset {self.dataset!r}; known: {', '.join(names)}")
+            raise ConfigError(
+                "dataset", f"unknown dataset {self.dataset!r}; known: {', '.join(names)}"
+            )
         _choice("arch", self.arch, ARCHS)
         _choice("aggr", self.aggr, ("max", "softmax", "power", "mean", "add"))
         _choice("norm", self.norm, ("layer", "batch", "none"))
@@ -103,10 +107,13 @@ class TrialConfig:
         _positive_int("groups", self.groups)
         if self.arch in REVERSIBLE_ARCHS:
             if self.groups < 2:
-                raise ConfigError("groups", f"a reversible arch needs groups >= 2, got {self.groups}")
+                raise ConfigError(
+                    "groups", f"a reversible arch needs groups >= 2, got {self.groups}"
+                )
             if self.channels % self.groups:
                 raise ConfigError(
-                    "groups", f"channels ({self.channels}) must be divisible by groups ({self.groups})"
+                    "groups",
+                    f"channels ({self.channels}) must be divisible by groups ({self.groups})",
                 )
         if not (0.0 <= self.dropout < 1.0):
             raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
@@ -114,12 +121,18 @@ class TrialConfig:
         _positive_float("grad_clip", self.grad_clip, allow_inf=True)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError("seed", f"must be a non-negative integer, got {self.seed!r}")
-        deq_flags = {"deq_solver": self.deq_solver, "deq_tol": self.deq_tol,
-                     "deq_max_iter": self.deq_max_iter, "deq_grad": self.deq_grad}
+        deq_flags = {
+            "deq_solver": self.deq_solver,
+            "deq_tol": self.deq_tol,
+            "deq_max_iter": self.deq_max_iter,
+            "deq_grad": self.deq_grad,
+        }
         if not self.is_deq:
             for name, value in deq_flags.items():
                 if value is not None:
-                    raise ConfigError(name, f"is a DEQ setting, but arch is {self.arch!r} (use --arch deq)")
+                    raise ConfigError(
+                        name, f"is a DEQ setting, but arch is {self.arch!r} (use --arch deq)"
+                    )
         else:
             if self.deq_solver is not None:
                 _choice("deq_solver", self.deq_solver, DEQ_SOLVERS)
@@ -139,7 +152,9 @@ class TrialConfig:
             import torch
 
             if not torch.cuda.is_available():
-                raise ConfigError("device", "cuda was asked for, but no CUDA device is available here")
+                raise ConfigError(
+                    "device", "cuda was asked for, but no CUDA device is available here"
+                )
         return self
 
 

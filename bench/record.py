@@ -27,7 +27,9 @@ class TrialRecord:
     best_valid: float | None = None
     test_at_best_valid: float | None = None
     best_epoch: int | None = None
-    curve: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, loss, valid, test, time_s
+    curve: list[dict[str, float]] = field(
+        default_factory=list
+    )  # per epoch: epoch, loss, valid, test, time_s
     params: int | None = None
     peak_memory_bytes: int | None = None  # peak over training steps, from ``memory_meter``
     model_state_bytes: int | None = None  # parameters + gradients + optimiser state
@@ -39,7 +41,9 @@ class TrialRecord:
     solver: dict[str, Any] | None = None  # DEQ: fwd/bwd iterations and relative residuals
     error: str | None = None
     failed_phase: str | None = None  # "setup", "train", "eval" for non-ok statuses
-    device: str | None = None  # e.g. "cpu (AMD EPYC ...)" or "cuda (NVIDIA H100 ...)"
+    device_name: str | None = (
+        None  # e.g. "cpu (AMD EPYC ..., 2 threads)" or "cuda (NVIDIA H100 ...)"
+    )
     versions: dict[str, str] = field(default_factory=dict)
     commit: str | None = None
     wall_time_s: float | None = None

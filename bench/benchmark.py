@@ -1,0 +1,380 @@
+"""``python -m bench bench``: the engines side by side on one seeded synthetic graph.
+
+For every architecture and depth it measures one full training step (forward, backward, Adam
+step): peak memory, peak minus model state (parameters + gradients + Adam moments: what is
+left is activations and the graph itself), mean step time after warm-up, parameter count and
+the meter used. PyG's ``GroupAddRev`` wrapping the same :class:`ResPlusBlock` is the peer row
+(same parameters, same function; only the reversible engine differs).
+For ``deq`` the depth is the iteration cap and the tolerance is set unreachably small (1e-12,
+below float32 resolution), so the forward and adjoint solves really run that many iterations;
+the CSV records the iterations each solve ran.
+
+Each step sequence is: one warm-up step (allocates gradients and Adam state), one step under
+the memory meter, then ``repeats`` timed steps (the meter's bookkeeping is not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from bench.measure import (
+    PeakMemory,
+    count_parameters,
+    device_description,
+    meter_name,
+    model_state_bytes,
+    time_steps,
+)
+from bench.models.blocks import DeepGNN, ResPlusBlock
+
+ALL_ARCHS = ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq")
+DEEP_ARCHS = ("rev", "wt-rev", "deq")  # the ones that also run at the "deep" depths
+PEER = "pyg-groupaddrev"
+DEQ_RATIO_ITERS = (5, 50)
+DEQ_BENCH_TOL = 1e-12  # unreachable in float32: the solver runs to its iteration cap
+
+
+@dataclass
+class Graph:
+    x: Tensor
+    edge_index: Tensor
+    edge_attr: Tensor | None
+    y: Tensor
+
+
+def synthetic_graph(
+    nodes: int, edges: int, edge_dim: int, features: int, outputs: int, seed: int
+) -> Graph:
+    """A seeded random graph with proteins-like shapes (multi-label binary targets)."""
+    gen = torch.Generator().manual_seed(seed)
+    return Graph(
+        x=torch.randn(nodes, features, generator=gen),
+        edge_index=torch.randint(0, nodes, (2, edges), generator=gen),
+        edge_attr=torch.rand(edges, edge_dim, generator=gen) if edge_dim else None,
+        y=(torch.rand(nodes, outputs, generator=gen) < 0.3).float(),
+    )
+
+
+class _FullEdgeGroup(nn.Module):
+    """One group's function for the peer: our :class:`ResPlusBlock`, fed the full edge
+    embedding. GroupAddRev splits every extra tensor whose last dimension equals the channel
+    count across groups (a silent trap: each group would get a slice of the embedding); the
+    embedding is therefore handed over as [E, channels, 1], which GroupAddRev replicates, and
+    squeezed back here. Parameters and function are then exactly those of our RevGNN's groups."""
+
+    def __init__(self, block: ResPlusBlock) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        return self.block(x, edge_index, edge_attr.squeeze(-1) if edge_attr is not None else None)
+
+
+class PygGroupAddRevGNN(DeepGNN):
+    """The peer: PyG's ``GroupAddRev`` around the same res+ block (one per group), ``layers``
+    times. PyG's dropout is plain ``nn.functional.dropout`` inside the block (no mask replay),
+    so with dropout its reconstruction is inexact; its cost, which is what is measured, is not
+    affected."""
+
+    def __init__(
+        self, in_channels: int, edge_dim: int | None, out_channels: int, layers: int, channels: int,
+        groups: int = 2, dropout: float = 0.0, aggr: str = "max", norm: str = "layer",
+    ) -> None:  # fmt: skip
+        from torch_geometric.nn import GroupAddRev
+
+        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
+        width = channels // groups
+        block_edge_dim = channels if edge_dim else None
+        self.layers = nn.ModuleList(
+            GroupAddRev(
+                nn.ModuleList(
+                    _FullEdgeGroup(ResPlusBlock(width, block_edge_dim, aggr, norm, dropout))
+                    for _ in range(groups)
+                )
+            )
+            for _ in range(layers)
+        )
+
+    def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
+        if edge_attr is None:
+            for layer in self.layers:
+                h = layer(h, edge_index)
+            return h
+        edge_attr = edge_attr.unsqueeze(-1)  # replicated to every group, not split
+        for layer in self.layers:
+            h = layer(h, edge_index, edge_attr)
+        return h
+
+
+def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> DeepGNN:
+    edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else None
+    common = dict(dropout=args.dropout, aggr=args.aggr, norm="layer")
+    if arch == PEER:
+        return PygGroupAddRevGNN(graph.x.size(1), edge_dim, graph.y.size(1), depth, args.channels,
+                                 groups=args.groups, **common)  # type: ignore[arg-type]  # fmt: skip
+    from bench.models import build_model
+
+    deq = (
+        {"deq_max_iter": depth, "deq_tol": DEQ_BENCH_TOL, "deq_solver": args.deq_solver}
+        if arch == "deq"
+        else {}
+    )
+    return build_model(arch, graph.x.size(1), edge_dim, graph.y.size(1), depth, args.channels,
+                       groups=args.groups, **common, **deq)  # type: ignore[arg-type]  # fmt: skip
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, graph: Graph) -> None:
+    """One full training step: forward, binary cross-entropy, backward, Adam step."""
+    optimizer.zero_grad(set_to_none=True)
+    out = model(graph.x, graph.edge_index, graph.edge_attr)
+    F.binary_cross_entropy_with_logits(out, graph.y).backward()
+    optimizer.step()
+
+
+def measure_one(
+    arch: str, depth: int, graph: Graph, args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
+    """Build, warm up, meter one step, time ``repeats`` steps; never raises for OOM."""
+    row: dict[str, Any] = {
+        "arch": arch,
+        "depth": depth,
+        "depth_means": "iterations" if arch == "deq" else "layers",
+    }
+    torch.manual_seed(args.seed)
+    model = optimizer = step = None
+    try:
+        model = build(arch, depth, graph, args).to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        row["params"] = count_parameters(model)
+
+        step = functools.partial(train_step, model, optimizer, graph)
+
+        step()  # warm-up: gradients and Adam state now exist
+        with PeakMemory(device) as meter:
+            step()
+        state = model_state_bytes(model, optimizer)
+        row.update(peak_bytes=meter.peak_bytes, model_state_bytes=state, peak_minus_state_bytes=meter.peak_bytes - state,
+                   baseline_bytes=meter.baseline_bytes, meter=meter.meter)  # fmt: skip
+        stats = dict(model.solver_stats or {})
+        repeats = args.deep_repeats if depth > max(args.depths) else args.repeats
+        mean, std = time_steps(step, warmup=0, repeats=repeats, device=device)
+        row.update(step_time_s=mean, step_time_std_s=std, status="ok")
+        for key in ("fwd_iters", "fwd_rel_residual", "bwd_iters", "bwd_rel_residual"):
+            row[key] = stats.get(key, math.nan)
+    except (MemoryError, torch.OutOfMemoryError) as err:
+        row.update(status="oom", error=str(err).splitlines()[0][:200], meter=meter_name(device))
+    finally:
+        model = optimizer = step = None  # free before the next point is measured
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return row
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
+    runs: list[tuple[str, int]] = []
+    for arch in args.archs:
+        depths = list(args.depths) + (list(args.deep_depths) if arch in DEEP_ARCHS else [])
+        if arch == "deq":
+            depths = list(DEQ_RATIO_ITERS) + depths
+        runs += [(arch, d) for d in sorted(set(depths))]
+    runs += [(PEER, d) for d in sorted(set(args.peer_depths))]
+    return runs
+
+
+def _value(df: pd.DataFrame, arch: str, depth: int, column: str) -> float:
+    hit = df[(df.arch == arch) & (df.depth == depth) & (df.status == "ok")]
+    return float(hit[column].iloc[0]) if len(hit) else math.nan
+
+
+def ratios(df: pd.DataFrame, depths: list[int], peer_depths: list[int]) -> list[dict[str, Any]]:
+    """The headline ratios, measured in this run, with their targets (None: informational)."""
+    mid = 64 if 64 in depths else max(depths)
+    low, high = min(depths), max(depths)
+    rows = [
+        ("rev / res step time", mid, _value(df, "rev", mid, "step_time_s") / _value(df, "res", mid, "step_time_s"), 1.45),
+        ("rev / pyg-groupaddrev step time", mid,
+         _value(df, "rev", mid, "step_time_s") / _value(df, PEER, mid, "step_time_s"), None),
+        (f"rev activations {high} / {low} layers", high,
+         _value(df, "rev", high, "peak_minus_state_bytes") / _value(df, "rev", low, "peak_minus_state_bytes"), 1.10),
+        (f"wt-rev activations {high} / {low} layers", high,
+         _value(df, "wt-rev", high, "peak_minus_state_bytes") / _value(df, "wt-rev", low, "peak_minus_state_bytes"), 1.10),
+        (f"res activations {high} / {low} layers (grows ~linearly)", high,
+         _value(df, "res", high, "peak_minus_state_bytes") / _value(df, "res", low, "peak_minus_state_bytes"), None),
+        (f"deq activations {DEQ_RATIO_ITERS[1]} / {DEQ_RATIO_ITERS[0]} iterations", DEQ_RATIO_ITERS[1],
+         _value(df, "deq", DEQ_RATIO_ITERS[1], "peak_minus_state_bytes")
+         / _value(df, "deq", DEQ_RATIO_ITERS[0], "peak_minus_state_bytes"), 1.10),
+    ]  # fmt: skip
+    for d in sorted(set(peer_depths) & set(depths)):
+        rows.append((f"rev / pyg-groupaddrev peak at {d} layers", d,
+                     _value(df, "rev", d, "peak_bytes") / _value(df, PEER, d, "peak_bytes"), 1.0))  # fmt: skip
+    out = []
+    for name, depth, value, target in rows:
+        verdict = (
+            "INFO"
+            if target is None
+            else ("n/a" if math.isnan(value) else ("PASS" if value <= target else "FAIL"))
+        )
+        out.append(
+            {"ratio": name, "depth": depth, "value": value, "target": target, "verdict": verdict}
+        )
+    return out
+
+
+def _mib(b: float) -> str:
+    return "" if b is None or (isinstance(b, float) and math.isnan(b)) else f"{b / 2**20:,.1f}"
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """A readable table (plain text: ``tabulate`` is not a dependency)."""
+    view = pd.DataFrame({
+        "arch": df.arch, "depth": df.depth, "status": df.status,
+        "peak MiB": df.peak_bytes.map(_mib), "peak-state MiB": df.peak_minus_state_bytes.map(_mib),
+        "state MiB": df.model_state_bytes.map(_mib), "step s": df.step_time_s.map(lambda t: f"{t:.3f}"),
+        "params": df.params.map(lambda p: "" if pd.isna(p) else f"{int(p):,}"),
+        "iters fwd/bwd": [("" if pd.isna(f) else f"{int(f)}/{int(b)}") for f, b in zip(df.fwd_iters, df.bwd_iters, strict=True)],
+    })  # fmt: skip
+    return view.to_string(index=False)
+
+
+def run(
+    args: argparse.Namespace, log: Callable[[str], None] | None = None
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Run the plan, write the CSV, log the table and ratios (``log`` defaults to print)."""
+    log = log or print
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device: cuda was asked for, but no CUDA device is available")
+    graph = synthetic_graph(
+        args.nodes, args.edges, args.edge_dim, args.features, args.outputs, args.seed
+    )
+    graph = Graph(
+        *(
+            t.to(device) if t is not None else None
+            for t in (graph.x, graph.edge_index, graph.edge_attr, graph.y)
+        )
+    )
+    runs = plan(args)
+    rows = []
+    started = time.perf_counter()
+    for arch, depth in tqdm(runs, desc="bench", file=sys.stderr, disable=args.no_progress):
+        rows.append(measure_one(arch, depth, graph, args, device))
+    df = pd.DataFrame(rows)
+    for column in ("peak_bytes", "peak_minus_state_bytes", "model_state_bytes", "params", "step_time_s",
+                   "fwd_iters", "bwd_iters", "error"):  # fmt: skip
+        if column not in df:
+            df[column] = math.nan
+    df["device"] = device_description(device)
+    df["nodes"], df["edges"], df["channels"], df["dropout"] = (
+        args.nodes,
+        args.edges,
+        args.channels,
+        args.dropout,
+    )
+    found = ratios(df, list(args.depths), list(args.peer_depths))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    log(f"device: {device_description(device)}; graph: {args.nodes:,} nodes, {args.edges:,} edges, "
+        f"{args.edge_dim}-dim edge features; {args.channels} channels; meter: {meter_name(device)}")  # fmt: skip
+    log(format_table(df))
+    log("")
+    for r in found:
+        target = "" if r["target"] is None else f" (target <= {r['target']:.2f})"
+        log(f"{r['verdict']:>4}  {r['ratio']}: {r['value']:.3f}{target}")
+    log(f"\nwrote {out} ({len(df)} rows) in {time.perf_counter() - started:.0f} s")
+    return df, found
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"depths must be positive, got {text!r}")
+    return values
+
+
+def _archs(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in ALL_ARCHS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown arch {bad[0]!r}; choose from {', '.join(ALL_ARCHS)}"
+        )
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nodes", type=int, default=10_000, help="synthetic graph nodes (default 10000)"
+    )
+    parser.add_argument(
+        "--edges", type=int, default=100_000, help="synthetic graph edges (default 100000)"
+    )
+    parser.add_argument("--edge-dim", type=int, default=8, help="edge feature width; 0 for none")
+    parser.add_argument("--features", type=int, default=8, help="node feature width")
+    parser.add_argument(
+        "--outputs", type=int, default=112, help="binary targets per node (proteins: 112)"
+    )
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--groups", type=int, default=2)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--aggr", default="max")
+    parser.add_argument("--archs", type=_archs, default=list(ALL_ARCHS), help="comma-separated")
+    parser.add_argument("--depths", type=_ints, default=[16, 64, 256], help="depths for every arch")
+    parser.add_argument(
+        "--deep-depths", type=_ints, default=[1001], help="extra depths for rev, wt-rev, deq"
+    )
+    parser.add_argument(
+        "--peer-depths", type=_ints, default=[16, 64], help="depths for PyG GroupAddRev"
+    )
+    parser.add_argument(
+        "--deq-solver", default="anderson", choices=("fixed_point", "anderson", "broyden")
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed steps per point (after warm-up)"
+    )
+    parser.add_argument("--deep-repeats", type=int, default=1, help="timed steps beyond --depths")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--out", default="results/benchmark.csv")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.nodes, args.edges, args.channels = 200, 1000, 16
+        args.depths, args.deep_depths, args.peer_depths, args.repeats = [2, 4], [], [2, 4], 1
+        args.deep_repeats = 1
+    for name in ("nodes", "edges", "channels", "repeats", "deep_repeats", "features", "outputs"):
+        if getattr(args, name) < 1:
+            print(f"--{name.replace('_', '-')}: must be a positive integer", file=sys.stderr)
+            return 2
+    if args.channels % args.groups:
+        print(
+            f"--groups: channels ({args.channels}) must be divisible by groups ({args.groups})",
+            file=sys.stderr,
+        )
+        return 2
+    run(args)
+    return 0

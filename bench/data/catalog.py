@@ -1,0 +1,91 @@
+"""``python -m bench datasets``: every dataset, its task and metric, whether it is here, from where.
+
+Sizes come from the registry's static table (nothing is loaded), except with ``--load NAME``,
+which loads one dataset and prints what it really holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bench.data.registry import SPECS, get_spec
+from bench.errors import ConfigError, DataError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="data folder to check (OGB root for ogbn-*, shared folder for the real graphs); "
+        "default: $BENCH_DATA_ROOT / $BENCH_SHARED_DATA / the cache and ../shared/data",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per dataset")
+    parser.add_argument(
+        "--load", metavar="NAME", default=None, help="load this dataset and print its real sizes"
+    )
+
+
+def rows(root: str | None = None) -> list[dict[str, object]]:
+    """One dict per dataset: name, task, metric, available, location, nodes, edges, options."""
+    out = []
+    for spec in SPECS.values():
+        # --data-root applies to the kind of folder each dataset reads
+        out.append(
+            {
+                "name": spec.name,
+                "task": spec.task,
+                "metric": spec.metric,
+                "available": spec.available(root),
+                "location": spec.location(root),
+                "nodes": spec.nodes,
+                "edges": spec.edges,
+                "options": spec.options,
+                "description": spec.description,
+            }
+        )
+    return out
+
+
+def _fmt(n: object) -> str:
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.load:
+        from bench.data import load
+
+        try:
+            get_spec(args.load)
+            ds = load(args.load, root=args.data_root)
+        except ConfigError as exc:
+            print(f"error: {exc.for_cli()}")
+            return 2
+        except DataError as exc:
+            print(f"error: {exc}")
+            return 1
+        print(json.dumps(ds.info, indent=2, default=str) if args.json else repr(ds))
+        return 0
+    table = rows(args.data_root)
+    if args.json:
+        for row in table:
+            print(json.dumps(row))
+        return 0
+    header = ("dataset", "task/metric", "here", "nodes", "edges", "from")
+    body = [
+        (
+            str(r["name"]),
+            f"{r['task']}/{r['metric']}",
+            "yes" if r["available"] else "no",
+            _fmt(r["nodes"]),
+            _fmt(r["edges"]),
+            str(r["location"]),
+        )
+        for r in table
+    ]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    for row in (header, *body):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("\nedges: directed (both directions of each undirected edge), as loaded.")
+    print("options: python -m bench datasets --json; set with the trial's dataset options.")
+    return 0

@@ -1,0 +1,252 @@
+"""The dataset table: names, tasks, metrics, options and where each dataset comes from.
+
+Kept free of torch/PyG imports: ``TrialConfig.validated()`` asks for ``dataset_names()`` before
+anything heavy is loaded. The loaders themselves live in ``ogb_loader``, ``real`` and
+``synthetic`` and are imported only when a dataset is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.data import paths
+from bench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Static facts about one dataset (enough to list it without loading it)."""
+
+    name: str
+    task: str  # "multilabel" | "multiclass"
+    metric: str  # "rocauc" | "acc"
+    loader: str  # "module:function" under bench.data, called as fn(root, **options)
+    options: dict[str, Any]  # option name -> default
+    kind: str  # "ogb" | "shared" | "generated"
+    files: tuple[str, ...] = ()  # paths relative to the data root that must exist
+    nodes: int | None = None
+    edges: int | None = None  # directed edges as the loader returns them (both directions)
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def root(self, root: str | None = None) -> Path | None:
+        """The data root this dataset is read from (None: generated, or no shared folder)."""
+        if self.kind == "ogb":
+            return paths.ogb_root(root)
+        if self.kind == "shared":
+            return paths.shared_root(root)
+        return None
+
+    def available(self, root: str | None = None) -> bool:
+        """Whether loading would find its files (generated data is always available)."""
+        if self.kind == "generated":
+            return True
+        base = self.root(root)
+        if base is None:
+            return False
+        return all(_exists_any(base, f) for f in self.files)
+
+    def location(self, root: str | None = None) -> str:
+        if self.kind == "generated":
+            return "generated (seeded, in memory)"
+        base = self.root(root)
+        if base is None:
+            return "no shared data folder (set BENCH_SHARED_DATA)"
+        first = self.files[0].split("|")[0]
+        # ogb: the dataset folder (ogbn_x); shared: the folder holding the file (or its raw/)
+        folder = Path(first).parent
+        if folder.name == "raw":
+            folder = folder.parent
+        return str(base / folder)
+
+
+def _exists_any(base: Path, pattern: str) -> bool:
+    """``a|b`` means either file will do (e.g. OGB's ``ogbn_x`` or ``ogbn_x_pyg`` folder)."""
+    return any((base / alt).exists() for alt in pattern.split("|"))
+
+
+_OGB_DESC = {
+    "ogbn-proteins": "protein association graph, 8 species, 8-dim edge features, 112 binary tasks",
+    "ogbn-arxiv": "arXiv CS citation graph (made undirected), 128-dim features, 40 subject areas",
+    "ogbn-products": "Amazon co-purchase graph, 100-dim features, 47 product categories",
+}
+
+
+def _ogb(name: str, task: str, metric: str, nodes: int, edges: int, split: str) -> DatasetSpec:
+    folder = name.replace("-", "_")
+    return DatasetSpec(
+        name=name,
+        task=task,
+        metric=metric,
+        loader="ogb_loader:load_ogb",
+        options={"download": False} | ({"node_aggr": "add"} if name == "ogbn-proteins" else {}),
+        kind="ogb",
+        files=(f"{folder}/RELEASE_v1.txt",),
+        nodes=nodes,
+        edges=edges,
+        description=_OGB_DESC[name],
+        extra={"split": split, "folder": folder},
+    )
+
+
+_REAL_SPLIT = {"split": "random", "seed": 0}
+
+SPECS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in (
+        DatasetSpec(
+            name="synthetic-proteins",
+            task="multilabel",
+            metric="rocauc",
+            loader="synthetic:load_synthetic",
+            options={
+                "num_nodes": 3000,
+                "avg_degree": 30,
+                "num_tasks": 32,
+                "num_species": 8,
+                "hops": 6,
+                "label_noise": 0.05,
+                "shortcut_prob": 0.05,
+                "node_aggr": "add",
+                "split": "random",
+                "seed": 0,
+            },
+            kind="generated",
+            nodes=3000,
+            edges=72_722,  # with the default options
+            description="seeded proteins-shaped multi-label graph; labels depend on up to 6-hop "
+            "neighbourhoods (the CPU default)",
+        ),
+        _ogb("ogbn-proteins", "multilabel", "rocauc", 132_534, 79_122_504, "species"),
+        _ogb("ogbn-arxiv", "multiclass", "acc", 169_343, 2_315_598, "time"),
+        _ogb("ogbn-products", "multiclass", "acc", 2_449_029, 123_718_280, "sales_ranking"),
+        DatasetSpec(
+            name="blogcatalog",
+            task="multilabel",
+            metric="rocauc",
+            loader="real:load_blogcatalog",
+            options={"split": "random", "seed": 0, "pe_dim": 8},
+            kind="shared",
+            files=("BlogCatalog/blogcatalog.mat",),
+            nodes=10_312,
+            edges=667_966,
+            description="BlogCatalog social graph, 39 overlapping groups; structural node inputs",
+        ),
+        DatasetSpec(
+            name="cora",
+            task="multiclass",
+            metric="acc",
+            loader="real:load_planetoid",
+            options={"split": "public", "seed": 0},
+            kind="shared",
+            files=("Planetoid/Cora/raw/ind.cora.graph",),
+            nodes=2_708,
+            edges=10_556,
+            description="Cora citation graph (Planetoid), 7 classes",
+            extra={"pyg_name": "Cora"},
+        ),
+        DatasetSpec(
+            name="citeseer",
+            task="multiclass",
+            metric="acc",
+            loader="real:load_planetoid",
+            options={"split": "public", "seed": 0},
+            kind="shared",
+            files=("Planetoid/CiteSeer/raw/ind.citeseer.graph",),
+            nodes=3_327,
+            edges=9_104,
+            description="CiteSeer citation graph (Planetoid), 6 classes",
+            extra={"pyg_name": "CiteSeer"},
+        ),
+        DatasetSpec(
+            name="amazon-computers",
+            task="multiclass",
+            metric="acc",
+            loader="real:load_shchur",
+            options=dict(_REAL_SPLIT),
+            kind="shared",
+            files=("Amazon/Computers/raw/amazon_electronics_computers.npz",),
+            nodes=13_752,
+            edges=491_722,
+            description="Amazon Computers co-purchase graph, 10 classes",
+            extra={"family": "Amazon", "pyg_name": "Computers"},
+        ),
+        DatasetSpec(
+            name="amazon-photo",
+            task="multiclass",
+            metric="acc",
+            loader="real:load_shchur",
+            options=dict(_REAL_SPLIT),
+            kind="shared",
+            files=("Amazon/Photo/raw/amazon_electronics_photo.npz",),
+            nodes=7_650,
+            edges=238_162,
+            description="Amazon Photo co-purchase graph, 8 classes",
+            extra={"family": "Amazon", "pyg_name": "Photo"},
+        ),
+        DatasetSpec(
+            name="coauthor-cs",
+            task="multiclass",
+            metric="acc",
+            loader="real:load_shchur",
+            options=dict(_REAL_SPLIT),
+            kind="shared",
+            files=("Coauthor/CS/raw/ms_academic_cs.npz",),
+            nodes=18_333,
+            edges=163_788,
+            description="Coauthor CS co-authorship graph, 15 fields",
+            extra={"family": "Coauthor", "pyg_name": "CS"},
+        ),
+        DatasetSpec(
+            name="coauthor-physics",
+            task="multiclass",
+            metric="acc",
+            loader="real:load_shchur",
+            options=dict(_REAL_SPLIT),
+            kind="shared",
+            files=("Coauthor/Physics/raw/ms_academic_phy.npz",),
+            nodes=34_493,
+            edges=495_924,
+            description="Coauthor Physics co-authorship graph, 5 fields",
+            extra={"family": "Coauthor", "pyg_name": "Physics"},
+        ),
+    )
+}
+
+
+def dataset_names() -> list[str]:
+    """Every registered dataset name (cheap: no file access, no heavy imports)."""
+    return list(SPECS)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise ConfigError(
+            "dataset", f"unknown dataset {name!r}; known: {', '.join(dataset_names())}"
+        ) from None
+
+
+def resolve_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with the given options; an unknown option name is a ConfigError."""
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        known = ", ".join(sorted(spec.options)) or "none"
+        raise ConfigError(
+            "dataset_options",
+            f"unknown option {unknown[0]!r} for dataset {spec.name!r}; its options: {known}",
+        )
+    return {**spec.options, **options}
+
+
+def load(name: str, root: str | None = None, **options: Any) -> Any:
+    """Load dataset ``name`` (see ``bench.data.load``)."""
+    spec = get_spec(name)
+    resolved = resolve_options(spec, options)
+    module_name, func_name = spec.loader.split(":")
+    module = importlib.import_module(f"bench.data.{module_name}")
+    return getattr(module, func_name)(spec, root, **resolved)

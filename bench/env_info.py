@@ -1,0 +1,74 @@
+"""Where a trial ran: library versions, the repository commit, the device.
+
+Every record carries these so any figure can be traced back to the code and machine that
+produced it. Nothing here may fail a trial: missing libraries or a missing ``git`` give
+``None``/absent entries, never an exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+#: distribution name -> key in ``TrialRecord.versions``
+_DISTRIBUTIONS = {
+    "torch": "torch",
+    "torch-geometric": "torch_geometric",
+    "ogb": "ogb",
+    "optuna": "optuna",
+    "torchdeq": "torchdeq",
+    "numpy": "numpy",
+}
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour a number depends on (installed ones only)."""
+    from bench import __version__
+
+    versions = {"python": platform.python_version(), "bench": __version__}
+    for dist, key in _DISTRIBUTIONS.items():
+        try:
+            versions[key] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@functools.cache
+def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
+    """The commit of the repository holding this package (``-dirty`` if it has local edits).
+
+    None when the package is not in a git checkout or ``git`` is absent: an installed wheel
+    has no commit, and that must not stop a trial."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        commit = head.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if dirty.returncode == 0 and dirty.stdout.strip():
+            commit += "-dirty"
+        return commit or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_description(device: str) -> str:
+    """Human description of the device a trial ran on (one wording for the whole suite)."""
+    from bench.measure import device_description as describe
+
+    return describe(device)

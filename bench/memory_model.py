@@ -1,0 +1,295 @@
+"""Analytic memory model: parameters exactly, peak training memory approximately, no training.
+
+``python -m bench trial ... --dry-run`` prints it, so a user can see that a 1001-layer RevGNN
+fits before trying; every record carries it beside the measurement.
+
+**Parameters** are counted, not derived: the model is built on the ``meta`` device (shapes,
+no storage). Deep non-tied stacks are ``encoders + head + L identical layers``, so their count
+is exactly linear in L: for L > 3 we build at 2 and 3 layers and extrapolate, which keeps a
+1001-layer dry run instant (a test checks the extrapolation against a direct build).
+
+**Peak memory** = host data the process holds (CPU meter only) + the batch on the device +
+model state (16 B/param: weights, gradients, two Adam moments) + the larger of (activations
+the architecture keeps at the peak of a step) and (the optimiser step's temporaries). The
+per-layer constants come from counting what autograd saves in one ``ResPlusBlock`` (PyG's
+GENConv with max aggregation, 2-layer MLP of width 2C with LayerNorm, pre-activation
+LayerNorm/ReLU/dropout) on an N-node, E-edge batch of width C (float32, 4 B each):
+
+* node level: the block input (saved by LayerNorm), the ReLU output, the aggregation input's
+  partner and output (scatter-max saves both the zero-initialised target and the result), the
+  MLP input, the MLP's hidden pre-norm and post-ReLU tensors (2C each): 9 N*C floats, plus
+  4 N-sized LayerNorm statistics; dropout (p > 0) adds its mask, a float N*C on CPU
+  (``input * noise``) and a bool N*C on CUDA (fused ``native_dropout``).
+* edge level: the message ReLU output and the message (+eps) that scatter-max saves: 2 E*C
+  floats. The expanded scatter index is a view of ``edge_index``: no extra storage.
+* a block whose edge input is wider than its width (reversible groups: C/G wide, edge
+  embedding C wide) re-encodes the edge embedding; the re-encoded tensor is not saved.
+
+Per architecture (w = C/G, ``block(w)`` = the counts above at width w):
+
+* ``res`` / ``wt-res``: L * block(C) (tying shares weights, not activations).
+* ``ckpt``: L layer inputs (N*C each) + one block(C) rebuilt in the backward.
+* ``rev`` / ``wt-rev``: O(1) in depth: the stack output and the edge embedding (saved by the
+  reversible function), one group's block(w) rebuilt at a time in the backward, the running
+  output gradients (G + 2 tensors N*C) and the edge-embedding gradient (accumulated: up to 3
+  E*C while summing); the weights' gradients are part of model state.
+* ``deq``: O(1) in the iteration cap: one recorded evaluation of the two-convolution block
+  (2 block(C) minus the pre-activation norm, plus norm/residual tensors) and the solver's
+  history (Anderson/Broyden keep 2*m past iterates of N*C, m=6, plus a few work tensors), for
+  the forward solve and again for the adjoint solve.
+
+On top, all archs: the encoders' outputs, the head (norm input, ReLU, dropout mask, linear
+input, logits, the masked logits/targets the loss saves) and the transient of the step's
+largest op (about 3 E*C: gather, add, ReLU of the last message before its inputs are freed;
+3 E*w for reversible stacks, whose messages are one group wide).
+The optimiser step needs 4 B/param of temporaries on CUDA (``foreach`` Adam) and one
+parameter's worth on CPU (per-tensor Adam).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from bench.config import TrialConfig
+
+FLOAT = 4  # bytes per float32
+INDEX = 8  # bytes per int64
+STATE_BYTES_PER_PARAM = 16  # weights + gradients + Adam's exp_avg and exp_avg_sq
+DEQ_HISTORY = 6  # bench.nn.deq's default solver history (Anderson m / Broyden rank)
+
+
+@dataclass(frozen=True)
+class GraphSizes:
+    """The sizes the model needs. ``batch_*``: the largest training batch (by edges)."""
+
+    nodes: int
+    edges: int
+    features: int
+    edge_dim: int | None
+    outputs: int
+    batch_nodes: int
+    batch_edges: int
+    batch_train_nodes: int
+    host_bytes: int = 0  # tensors the trial process holds on the host (dataset + partitions)
+    batch_bytes: int = 0  # the largest batch's tensors (what a GPU run copies to the device)
+
+
+@dataclass(frozen=True)
+class MemoryPrediction:
+    """A prediction, in bytes; ``total_bytes`` is the predicted peak of a training step."""
+
+    params: int
+    model_state_bytes: int
+    activation_bytes: int
+    optimizer_temp_bytes: int
+    data_bytes: int
+    total_bytes: int
+    sizes: GraphSizes
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["predicted_params"] = self.params
+        out["predicted_peak_bytes"] = self.total_bytes
+        return out
+
+    def describe(self, config: TrialConfig) -> str:
+        s = self.sizes
+        return "\n".join(
+            [
+                f"{config.arch}: {config.layers} layers x {config.channels} channels"
+                + (f", {config.groups} groups" if config.arch in ("rev", "wt-rev") else "")
+                + f" on {config.dataset} ({config.device})",
+                f"  graph:        {s.nodes:,} nodes, {s.edges:,} edges; largest training batch "
+                f"{s.batch_nodes:,} nodes, {s.batch_edges:,} edges",
+                f"  parameters:   {self.params:,}",
+                f"  model state:  {format_bytes(self.model_state_bytes)}"
+                f" (16 B/param: weights, gradients, Adam moments)",
+                f"  activations:  {format_bytes(self.activation_bytes)}",
+                f"  data:         {format_bytes(self.data_bytes)}",
+                f"  predicted peak of a training step: {format_bytes(self.total_bytes)}",
+            ]
+        )
+
+
+def format_bytes(n: int | float | None) -> str:
+    """1536 -> '1.5 KiB' (binary units, as memory is allocated)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+# --- sizes ------------------------------------------------------------------------------------
+def _tensor_bytes(obj: Any, seen: set[int]) -> int:
+    """Bytes of the distinct tensor storages held by a PyG ``Data`` (or a tensor)."""
+    import torch
+
+    tensors = [obj] if isinstance(obj, torch.Tensor) else [v for _, v in obj.items()]
+    total = 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            if storage._cdata not in seen:
+                seen.add(storage._cdata)
+                total += storage.nbytes()
+    return total
+
+
+def sizes_for(config: TrialConfig, dataset: Any) -> GraphSizes:
+    """Sizes from a loaded ``GraphDataset``, the largest batch taken from the trial's own first
+    training partition (the same seed the trial uses, so it is exact for epoch 1)."""
+    from bench.trial import _batches, _derived_seed
+
+    data = dataset.data
+    train_batches = _batches(
+        data, config.train_parts, _derived_seed(config.seed, 1, 1), config.batching
+    )
+    eval_batches = _batches(
+        data, config.eval_parts, _derived_seed(config.seed, 0), config.batching, "eval_parts"
+    )
+    largest = max(train_batches, key=lambda b: (b.edge_index.size(1), b.num_nodes))
+    train = set(dataset.split["train"].tolist()) if config.batching == "mini" else None
+    batch_train = (
+        sum(1 for i in largest.n_id.tolist() if i in train)
+        if train is not None
+        else int(dataset.split["train"].numel())
+    )
+    seen: set[int] = set()
+    host = _tensor_bytes(data, seen) + sum(_tensor_bytes(t, seen) for t in dataset.split.values())
+    for batch in (*train_batches, *eval_batches):
+        host += _tensor_bytes(batch, seen)
+    return GraphSizes(
+        nodes=int(data.num_nodes),
+        edges=int(data.edge_index.size(1)),
+        features=int(dataset.num_features),
+        edge_dim=dataset.edge_dim,
+        outputs=int(dataset.num_outputs),
+        batch_nodes=int(largest.num_nodes),
+        batch_edges=int(largest.edge_index.size(1)),
+        batch_train_nodes=batch_train,
+        host_bytes=host,
+        batch_bytes=_tensor_bytes(largest, set()),
+    )
+
+
+# --- parameters -------------------------------------------------------------------------------
+def _count_on_meta(config: TrialConfig, sizes: GraphSizes, layers: int) -> int:
+    import torch
+
+    from bench.models import build_model
+
+    deq = config.deq_settings() if config.is_deq else {}
+    with torch.device("meta"):
+        model = build_model(
+            config.arch,
+            in_channels=sizes.features,
+            edge_dim=sizes.edge_dim,
+            out_channels=sizes.outputs,
+            layers=layers,
+            channels=config.channels,
+            groups=config.groups,
+            dropout=config.dropout,
+            aggr=config.aggr,
+            norm=config.norm,
+            **(
+                {
+                    "deq_solver": deq["solver"],
+                    "deq_tol": deq["tol"],
+                    "deq_max_iter": deq["max_iter"],
+                    "deq_grad": deq["grad"],
+                }
+                if deq
+                else {}
+            ),
+        )
+    # parameters() yields each Parameter once, so tied weights count once
+    return sum(p.numel() for p in model.parameters())
+
+
+def predict_params(config: TrialConfig, sizes: GraphSizes) -> int:
+    """Exact parameter count (meta-device build; linear extrapolation in depth, see module doc)."""
+    layers = config.layers
+    if layers <= 3:
+        return _count_on_meta(config, sizes, layers)
+    two = _count_on_meta(config, sizes, 2)
+    three = _count_on_meta(config, sizes, 3)
+    return three + (layers - 3) * (three - two)
+
+
+# --- activations ------------------------------------------------------------------------------
+def _block_saved(n: int, e: int, width: int, dropout: float, cuda: bool) -> int:
+    """Bytes autograd keeps for one ResPlusBlock of ``width`` channels (module doc)."""
+    node = FLOAT * (9 * width + 4) * n
+    mask = (1 if cuda else FLOAT) * n * width if dropout > 0 else 0
+    edge = 2 * FLOAT * e * width
+    return node + mask + edge
+
+
+def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
+    """Bytes of activations alive at the peak of a training step (see the module doc)."""
+    n, e, c, L = sizes.batch_nodes, sizes.batch_edges, config.channels, config.layers
+    cuda = config.device == "cuda"
+    p = config.dropout
+    has_edges = bool(sizes.edge_dim)
+    e_eff = e  # messages exist per edge with or without edge features
+    edge_emb = FLOAT * e * c if has_edges else 0
+    mask = (1 if cuda else FLOAT) * n * c if p > 0 else 0
+    # head: norm input, ReLU output, dropout mask + output (p > 0), logits, masked logits/targets
+    head = (
+        FLOAT * n * c * (2 + (1 if p > 0 else 0))
+        + mask
+        + FLOAT * sizes.outputs * (n + 2 * sizes.batch_train_nodes)
+    )
+    encoders = FLOAT * n * c + edge_emb
+    transient = 3 * FLOAT * e_eff * c
+    block = _block_saved(n, e_eff, c, p, cuda)
+    arch = config.arch
+    if arch in ("res", "wt-res"):
+        body = L * block
+    elif arch == "ckpt":
+        body = L * FLOAT * n * c + block
+    elif arch in ("rev", "wt-rev"):
+        w = c // config.groups
+        grads = FLOAT * n * c * (config.groups + 2) + (3 * edge_emb if has_edges else 0)
+        body = FLOAT * n * c + _block_saved(n, e_eff, w, p, cuda) + grads
+        transient = 3 * FLOAT * e_eff * w  # the largest ops run one group (width w) at a time
+    elif arch == "deq":
+        f_eval = 2 * block + FLOAT * n * c * 3
+        solver = 2 * (2 * DEQ_HISTORY + 4) * FLOAT * n * c
+        body = f_eval + solver + mask
+    else:  # pragma: no cover - TrialConfig validation rules this out
+        raise ValueError(f"unknown arch {arch!r}")
+    return int(encoders + body + head + transient)
+
+
+def predict(config: TrialConfig, sizes: GraphSizes) -> MemoryPrediction:
+    """Parameters and the predicted peak bytes of one training step of ``config``."""
+    params = predict_params(config, sizes)
+    state = STATE_BYTES_PER_PARAM * params
+    acts = activation_bytes(config, sizes)
+    cuda = config.device == "cuda"
+    # foreach Adam (CUDA) builds a params-sized temporary; per-tensor Adam (CPU) one tensor's
+    largest_layer = max(1, params // max(1, config.layers))
+    optimizer_temp = FLOAT * params if cuda else FLOAT * largest_layer
+    data = sizes.batch_bytes if cuda else sizes.host_bytes
+    total = data + state + max(acts, optimizer_temp)
+    return MemoryPrediction(
+        params=params,
+        model_state_bytes=state,
+        activation_bytes=acts,
+        optimizer_temp_bytes=optimizer_temp,
+        data_bytes=data,
+        total_bytes=int(total),
+        sizes=sizes,
+    )
+
+
+def fits(prediction: MemoryPrediction, budget_bytes: int) -> bool:
+    """Whether the predicted peak is within ``budget_bytes`` (a tuner's cheap pre-filter)."""
+    return prediction.total_bytes <= budget_bytes

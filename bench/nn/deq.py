@@ -1,0 +1,210 @@
+"""Equilibrium engine: find z* = f(z*) and differentiate through it in memory that does not
+grow with solver iterations. Model-agnostic: ``f`` is any function of one tensor (closing over
+its inputs and parameters), so this file knows nothing about graphs.
+
+Forward: the solver (torchdeq's fixed-point iteration, Anderson acceleration or Broyden) runs
+under ``no_grad``; then ONE evaluation ``f(z*)`` is recorded with autograd. That evaluation's
+graph is all the memory the backward needs.
+
+Backward (``grad="implicit"``): for a loss L, dL/dtheta = g^T df/dtheta at z*, where g solves
+the adjoint fixed point g = J_f(z*)^T g + dL/dz*. A hook on the output replaces the incoming
+gradient by g, found with the same solver family using vector-Jacobian products through the
+recorded evaluation; autograd then carries g into the parameters and inputs.
+``grad="phantom"`` instead backpropagates through ``phantom_steps`` unrolled applications of
+``f`` from z* (the cheap "phantom"/Jacobian-free gradient; it is an approximation).
+
+How torchdeq is used, and why so:
+* its solvers treat dim 0 as a batch of independent problems with independent stopping; a
+  node matrix [N, d] would become N problems. Every state is flattened to ONE system [1, N*d],
+  so the stopping rule is the whole state's relative residual ||f(z) - z|| / ||f(z)||;
+* its default gradient is a 1-step phantom gradient; here the implicit backward is our own
+  (with the stop rule, statistics and fallback below), the phantom one is opt-in and named;
+* Anderson's least-squares system can be singular (locuslab/deq #20): on a
+  ``LinAlgError`` the solve is redone with Broyden and ``*_fallback`` is set in the stats;
+* Broyden keeps a low-rank inverse-Jacobian of rank ``history`` (torchdeq's ``LBFGS_thres``),
+  not one update per iteration, so its memory is flat in the iteration cap too.
+
+Every solve records its iterations (evaluations of ``f`` or of the vjp) and final relative
+residual; non-convergence shows as a residual above ``tol`` and ``*_converged = 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
+
+from bench.errors import ConfigError
+
+SOLVERS: dict[str, Callable[..., Any]] = {
+    "fixed_point": fixed_point_iter,
+    "anderson": anderson_solver,
+    "broyden": broyden_solver,
+}
+GRADS = ("implicit", "phantom")
+
+
+def check_settings(solver: str, tol: float, max_iter: int, grad: str) -> None:
+    """Raise ConfigError naming the setting (``deq_*``, as in TrialConfig) if any is invalid."""
+    if solver not in SOLVERS:
+        raise ConfigError(
+            "deq_solver", f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}"
+        )
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, (int, float))
+        or not math.isfinite(tol)
+        or tol <= 0
+    ):
+        raise ConfigError("deq_tol", f"must be a positive finite number, got {tol!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ConfigError("deq_max_iter", f"must be a positive integer, got {max_iter!r}")
+    if grad not in GRADS:
+        raise ConfigError(
+            "deq_grad", f"unknown gradient {grad!r}; choose one of {', '.join(GRADS)}"
+        )
+
+
+def solve_fixed_point(
+    f: Callable[[Tensor], Tensor],
+    z0: Tensor,
+    solver: str = "anderson",
+    tol: float = 1e-4,
+    max_iter: int = 30,
+    history: int = 6,
+) -> tuple[Tensor, dict[str, float]]:
+    """Solve z = f(z) from ``z0`` as ONE system (whole tensor), without recording autograd.
+
+    Returns the lowest-residual iterate and ``{"iters", "rel_residual", "fallback"}``; ``iters``
+    counts evaluations of ``f``."""
+    shape = z0.shape
+    calls = 0
+
+    def flat_f(z: Tensor) -> Tensor:
+        nonlocal calls
+        calls += 1
+        return f(z.reshape(shape)).reshape(1, -1)
+
+    z0_flat = z0.detach().reshape(1, -1)
+    fallback = 0.0
+    options: dict[str, Any] = {"max_iter": max_iter, "tol": tol, "stop_mode": "rel"}
+    with torch.no_grad():
+        try:
+            if solver == "anderson":
+                # Anderson needs two evaluations before its first mixing step
+                z, _, info = (
+                    anderson_solver(flat_f, z0_flat, m=history, **options)
+                    if max_iter > 2
+                    else fixed_point_iter(flat_f, z0_flat, **options)
+                )
+            elif solver == "broyden":
+                z, _, info = broyden_solver(flat_f, z0_flat, LBFGS_thres=history, **options)
+            else:
+                z, _, info = fixed_point_iter(flat_f, z0_flat, **options)
+        except torch.linalg.LinAlgError:
+            fallback = 1.0
+            calls = 0
+            z, _, info = broyden_solver(flat_f, z0_flat, LBFGS_thres=history, **options)
+    rel = float(info["rel_lowest"].max())
+    return z.reshape(shape), {"iters": float(calls), "rel_residual": rel, "fallback": fallback}
+
+
+class DEQFixedPoint(nn.Module):
+    """z* = f(z*) with implicit (or phantom) differentiation; statistics in ``self.stats``.
+
+    Usage: ``z = deq(lambda z: layer(z, x), z0)``; ``f`` must be a fixed function during the
+    call (draw dropout masks once, outside ``f``). After forward ``stats`` holds ``fwd_iters``,
+    ``fwd_rel_residual``, ``fwd_converged``, ``fwd_fallback``; after backward also ``bwd_*``.
+    In eval mode or under ``no_grad`` it only solves (the result carries no gradient).
+    """
+
+    def __init__(
+        self,
+        solver: str = "anderson",
+        tol: float = 1e-4,
+        max_iter: int = 30,
+        grad: str = "implicit",
+        bwd_tol: float | None = None,
+        bwd_max_iter: int | None = None,
+        phantom_steps: int = 1,
+        history: int = 6,
+    ) -> None:
+        super().__init__()
+        check_settings(solver, tol, max_iter, grad)
+        self.solver, self.tol, self.max_iter, self.grad = solver, float(tol), max_iter, grad
+        self.bwd_tol = float(bwd_tol) if bwd_tol is not None else self.tol
+        self.bwd_max_iter = bwd_max_iter if bwd_max_iter is not None else max_iter
+        check_settings(solver, self.bwd_tol, self.bwd_max_iter, grad)
+        if phantom_steps < 1:
+            raise ConfigError("phantom_steps", f"must be a positive integer, got {phantom_steps!r}")
+        self.phantom_steps = phantom_steps
+        self.history = history
+        self.stats: dict[str, float] = {}
+
+    def extra_repr(self) -> str:
+        return f"solver={self.solver}, tol={self.tol:g}, max_iter={self.max_iter}, grad={self.grad}"
+
+    def _solve(
+        self, f: Callable[[Tensor], Tensor], z0: Tensor, tol: float, max_iter: int
+    ) -> tuple[Tensor, dict[str, float]]:
+        return solve_fixed_point(f, z0, self.solver, tol, max_iter, self.history)
+
+    def forward(self, f: Callable[[Tensor], Tensor], z0: Tensor) -> Tensor:
+        z_star, info = self._solve(f, z0, self.tol, self.max_iter)
+        stats = self.stats = {
+            "fwd_iters": info["iters"],
+            "fwd_rel_residual": info["rel_residual"],
+            "fwd_converged": float(info["rel_residual"] <= self.tol),
+            "fwd_fallback": info["fallback"],
+        }
+        if not (torch.is_grad_enabled() and self.training):  # evaluation: just solve
+            return z_star
+        if self.grad == "phantom":
+            z = z_star.detach()
+            for _ in range(self.phantom_steps):
+                z = f(z)
+            stats["bwd_iters"] = float(self.phantom_steps)  # unrolled steps; no adjoint solve
+            stats["bwd_rel_residual"] = float("nan")
+            return z
+        z_in = z_star.detach().requires_grad_()
+        z_out = f(z_in)  # the one recorded evaluation: its graph is the backward's memory
+        return _ImplicitAdjoint.apply(z_out, z_in, self)
+
+
+class _ImplicitAdjoint(torch.autograd.Function):
+    """Identity on z_out = f(z_in) in forward; in backward replaces dL/dz* by the solution g of
+    g = J^T g + dL/dz*, using vjps through z_out's recorded graph w.r.t. z_in only. Autograd
+    then carries g on through that same graph into the parameters and inputs of f.
+
+    A Function rather than a tensor hook: a hook closing over z_out would form a reference
+    cycle through autograd (leaking the graph when no backward follows); ctx does not."""
+
+    @staticmethod
+    def forward(ctx: Any, z_out: Tensor, z_in: Tensor, owner: DEQFixedPoint) -> Tensor:
+        ctx.save_for_backward(z_out, z_in)
+        ctx.owner = owner
+        ctx.stats = owner.stats  # this forward's statistics, even if another forward follows
+        return z_out.view_as(z_out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        z_out, z_in = ctx.saved_tensors
+        owner: DEQFixedPoint = ctx.owner
+
+        def vjp_step(g: Tensor) -> Tensor:
+            with torch.enable_grad():
+                (jtg,) = torch.autograd.grad(z_out, z_in, g, retain_graph=True)
+            return jtg + grad
+
+        g, info = owner._solve(vjp_step, torch.zeros_like(grad), owner.bwd_tol, owner.bwd_max_iter)
+        ctx.stats.update(
+            bwd_iters=info["iters"],
+            bwd_rel_residual=info["rel_residual"],
+            bwd_converged=float(info["rel_residual"] <= owner.bwd_tol),
+            bwd_fallback=info["fallback"],
+        )
+        return g, None, None

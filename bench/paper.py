@@ -1,0 +1,125 @@
+"""The paper's reference numbers as data, each with the hardware it was measured on.
+
+Li et al., *Training Graph Neural Networks with 1000 Layers*, ICML 2021. Kept apart from the
+report code so a reader can check every number against its source in one place, and so the
+report can put the paper's values beside ours without retyping them. Values marked
+``transcribed=True`` come from third-party transcriptions of the paper's tables (their parameter
+counts agree with counts computed from the authors' code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GIB = 1024**3
+GB = 1e9
+
+V100 = "NVIDIA Tesla V100 32GB"
+PAPER = "Li et al., ICML 2021 (arXiv 2106.07476)"
+
+
+@dataclass(frozen=True)
+class PaperPoint:
+    """One model the paper reports: configuration, cost and score, and where it was measured."""
+
+    label: str
+    dataset: str
+    arch: str  # our arch name: res, rev, wt-res, wt-rev, deq
+    layers: int
+    channels: int
+    groups: int | None
+    params: int | None  # None where the paper gives none
+    peak_memory_gb: float | None  # GB as printed in the paper; None = not given / out of memory
+    test_score: float | None  # percent (ROC-AUC on proteins)
+    test_std: float | None
+    metric: str
+    hardware: str
+    source: str
+    transcribed: bool = False
+    oom: bool = False
+
+
+def _fig1(
+    label: str,
+    arch: str,
+    channels: int,
+    params: float | None,
+    gb: float | None,
+    score: float | None,
+    oom: bool = False,
+) -> PaperPoint:
+    """A 112-layer ogbn-proteins point of the paper's figure 1 (transcribed table)."""
+    return PaperPoint(
+        label=label, dataset="ogbn-proteins", arch=arch, layers=112, channels=channels,
+        groups=2 if arch in ("rev", "wt-rev") else None,
+        params=None if params is None else int(round(params)), peak_memory_gb=gb,
+        test_score=score, test_std=None, metric="rocauc", hardware=V100,
+        source=f"{PAPER}, figure 1 / table", transcribed=True, oom=oom,
+    )  # fmt: skip
+
+
+FIGURE1: tuple[PaperPoint, ...] = (
+    _fig1("ResGNN-64", "res", 64, 2.37e6, 27.1, 85.94),
+    _fig1("ResGNN-224", "res", 224, None, None, None, oom=True),
+    _fig1("RevGNN-64", "rev", 64, 1.46e6, 2.09, 85.48),
+    _fig1("RevGNN-80", "rev", 80, 2.25e6, 2.56, 85.97),
+    _fig1("RevGNN-224", "rev", 224, 17.1e6, 7.30, 87.02),
+    _fig1("WT-ResGNN-64", "wt-res", 64, 51.2e3, 27.4, 83.30),
+    _fig1("WT-RevGNN-64", "wt-rev", 64, 35.0e3, 1.60, 82.89),
+    _fig1("WT-RevGNN-80", "wt-rev", 80, 51.4e3, 2.08, 83.46),
+    _fig1("WT-RevGNN-224", "wt-rev", 224, 337e3, 5.55, 85.28),
+    _fig1("DEQ-GNN-64", "deq", 64, 51.3e3, 2.22, 83.17),
+    _fig1("DEQ-GNN-224", "deq", 224, 537e3, 7.60, 85.84),
+)
+
+HEADLINE: tuple[PaperPoint, ...] = (
+    PaperPoint("RevGNN-Deep", "ogbn-proteins", "rev", 1001, 80, 2, 20_031_384, 2.86, 87.74, 0.13,
+               "rocauc", V100, f"{PAPER}, table (10 views, 3 parts); memory transcribed",
+               transcribed=True),
+    PaperPoint("RevGNN-Wide", "ogbn-proteins", "rev", 448, 224, 2, 68_471_608, 7.91, 88.24, 0.15,
+               "rocauc", V100, f"{PAPER}, table (10 views, 3 parts); memory transcribed",
+               transcribed=True),
+)  # fmt: skip
+
+ALL_POINTS: tuple[PaperPoint, ...] = FIGURE1 + HEADLINE
+
+# The paper's claims, stated in a form our measurements can be held against.
+CLAIMS: dict[str, str] = {
+    "rev-flat": "Activation memory of a reversible GNN is O(1) in depth; a residual GNN's is O(L) "
+    "(figure 2): only parameters and optimiser state grow with depth for RevGNN.",
+    "res-linear": "ResGNN memory grows linearly with depth until it runs out of memory (figure 2).",
+    "wt-rev-flat": "The same holds with weight tying: WT-RevGNN flat, WT-ResGNN linear (figure 3).",
+    "deq-flat": "DEQ-GNN memory does not grow with the number of solver iterations (figure 4).",
+    "batching": "Full-batch and mini-batch training both keep RevGNN flat in depth while ResGNN "
+    "grows; mini-batches need less memory (figure 5).",
+    "groups-params": "Grouping divides a layer's parameters roughly by the number of groups.",
+    "tied-params": "Weight-tied and DEQ models have parameters independent of depth.",
+    "rev-vs-res": "Reversible models match or beat the residual baseline at a fraction of its "
+    "memory (figure 1).",
+    "tied-tradeoff": "Weight-tied and DEQ models trade some accuracy for far fewer parameters "
+    "(figure 1).",
+}
+
+# Numbers the claims can be compared with (ratios and slopes, not absolute bytes).
+# RevGNN 112 -> 1001 layers at 80 channels adds about 0.30 GB: its extra 17.8M parameters x 16 B.
+REV_DEPTH_GROWTH_GB = 0.30
+REV_DEPTH_EXTRA_PARAMS = 17.8e6
+# ResGNN at 64 channels: about 0.2 GB per layer (per-edge messages of a ~0.79M-edge part).
+RES_GB_PER_LAYER = 0.2
+# Design target for a reversible training step relative to a residual one (DESIGN.md).
+REV_STEP_TIME_TARGET = 4 / 3
+
+
+def point(label: str) -> PaperPoint:
+    """The paper's point with this label (e.g. "RevGNN-64"); KeyError names the known labels."""
+    for p in ALL_POINTS:
+        if p.label == label:
+            return p
+    raise KeyError(f"no paper point {label!r}; known: {', '.join(p.label for p in ALL_POINTS)}")
+
+
+def rev_to_res_memory_ratio(channels: int = 64) -> float:
+    """RevGNN / ResGNN peak memory at 112 layers in the paper (2.09 / 27.1 GB at 64 channels)."""
+    rev, res = point(f"RevGNN-{channels}"), point(f"ResGNN-{channels}")
+    assert rev.peak_memory_gb is not None and res.peak_memory_gb is not None
+    return rev.peak_memory_gb / res.peak_memory_gb

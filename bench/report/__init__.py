@@ -1,0 +1,47 @@
+"""``python -m bench report``: regenerate ``report/`` (tables, figures, REPORT.md) from the tidy
+exports under ``results/``.
+
+Same results in, byte-identical tables and REPORT.md out (sorted rows, fixed float formats,
+no timestamps; figures carry no dates either). Results from different devices or meters are
+never averaged together or drawn on one axis: every table row, claim and figure panel belongs
+to one measurement slice (profile, dataset, device, meter), and REPORT.md says when several
+exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from bench.errors import DataError
+from bench.report.build import build_report
+
+__all__ = ["add_arguments", "build_report", "main"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help="folder of exported tables (*.csv) (default: results)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        default="report",
+        metavar="DIR",
+        help="folder to (re)write: REPORT.md, tables/, figures/ (default: report)",
+    )
+    parser.add_argument("--no-figures", action="store_true",
+                        help="write tables and REPORT.md only (fast; figures are the slow part)")  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    """Exit 0 with the list of written files; exit 2 with one clear line for bad input."""
+    try:
+        written = build_report(
+            pathlib.Path(args.results), pathlib.Path(args.out), draw_figures=not args.no_figures
+        )
+    except DataError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,255 @@
+"""Assembling ``report/``: read, aggregate, check claims, draw, write REPORT.md."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+
+import pandas as pd
+
+from bench.report import figures, tables
+from bench.report.aggregate import oom_depths, status_counts, summarise
+from bench.report.claims import (
+    FIGURE_OF,
+    NO_DATA,
+    NOT_SUPPORTED,
+    STATEMENTS,
+    SUPPORTED,
+    THRESHOLDS,
+    Claim,
+    all_claims,
+    claim_verdict,
+)
+from bench.report.fmt import markdown_table, write_csv
+from bench.report.load import read_results
+from bench.report.select import FIGURES, FigureSpec, ablation_rows, tune_rows
+
+CAVEAT = (
+    "**Read ratios and slopes, not absolute numbers.** The paper measured GPU bytes "
+    "(`torch.cuda.max_memory_allocated`) on ogbn-proteins on a V100 32GB. Trials measured with the "
+    "`cpu-live-tensors` meter count live tensor bytes on the CPU, often on a synthetic or smaller "
+    "graph: they are not GPU bytes on ogbn-proteins (no allocator caching or fragmentation, other "
+    "graph sizes). The claims below are therefore judged by ratios, slopes and trends; absolute "
+    "numbers are comparable with the paper's only for `paper`-profile trials on a GPU."
+)
+
+
+def build_report(results_dir: pathlib.Path, out_dir: pathlib.Path,
+                 draw_figures: bool = True) -> list[pathlib.Path]:  # fmt: skip
+    """Write every table, figure and REPORT.md; return the paths written (sorted).
+    ``draw_figures=False`` writes tables and REPORT.md only (seconds instead of tens)."""
+    df = read_results(results_dir)
+    _clear(out_dir)
+    summary = summarise(df)
+    claims = all_claims(df)
+    written = _write_tables(df, summary, claims, out_dir / "tables")
+    figure_notes = {}
+    figures.style()
+    for fig in FIGURES:
+        if not draw_figures:
+            figure_notes[fig.key] = ([], "figures were not drawn (--no-figures)", df.iloc[0:0])
+            continue
+        paths, note, rows = _draw(fig, df, out_dir / "figures")
+        written += paths
+        figure_notes[fig.key] = (paths, note, rows)
+    report = _report_md(df, summary, claims, figure_notes, out_dir, results_dir)
+    (out_dir / "REPORT.md").write_text(report, encoding="utf-8")
+    return sorted([*written, out_dir / "REPORT.md"])
+
+
+def _clear(out_dir: pathlib.Path) -> None:
+    """Remove what an earlier run wrote, so no stale figure outlives its data."""
+    for sub, suffixes in (("figures", (".png", ".svg")), ("tables", (".csv", ".md"))):
+        for path in sorted((out_dir / sub).glob("*")):
+            if path.suffix in suffixes and path.is_file():
+                path.unlink()
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+
+
+def _write_pair(table: pd.DataFrame, raw: pd.DataFrame, folder: pathlib.Path, stem: str,
+                title: str) -> list[pathlib.Path]:  # fmt: skip
+    """``stem.md`` (display strings) and ``stem.csv`` (raw values)."""
+    write_csv(raw, folder / f"{stem}.csv")
+    (folder / f"{stem}.md").write_text(f"# {title}\n\n{markdown_table(table)}", encoding="utf-8")
+    return [folder / f"{stem}.csv", folder / f"{stem}.md"]
+
+
+def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, claims: list[Claim],
+                  folder: pathlib.Path) -> list[pathlib.Path]:  # fmt: skip
+    written = []
+    sections = tables.summary_sections(summary)
+    write_csv(summary, folder / "summary.csv")
+    body = "".join(f"## {name}\n\n{markdown_table(t)}\n" for name, t in sections)
+    (folder / "summary.md").write_text(
+        "# Mean ± std over seeds, one row per configuration\n\n"
+        "Means over `ok` trials only (n ok/trials); std with ddof=1, `n/a` for a single seed.\n\n"
+        + body, encoding="utf-8")  # fmt: skip
+    written += [folder / "summary.csv", folder / "summary.md"]
+    oom = oom_depths(df)
+    written += _write_pair(tables.display_oom(oom), oom, folder, "oom", "Out-of-memory depths")
+    groups = tables.groups_table(summary)
+    written += _write_pair(groups, groups, folder, "groups", "Group ablation")
+    pvm = tables.paper_vs_measured(df, summary)
+    written += _write_pair(pvm, pvm, folder, "paper_vs_measured", "The paper's numbers beside ours")
+    claims_df = tables.claims_table(claims)
+    written += _write_pair(claims_df, claims_df, folder, "claims", "Claims and verdicts")
+    tune = _tune(df)
+    if tune is not None:
+        front = tables.pareto_table(*tune)
+        written += _write_pair(front, front, folder, "pareto", "Tuning: Pareto front")
+    return written
+
+
+def _tune(df: pd.DataFrame) -> tuple[pd.DataFrame, str, str] | None:
+    """Tuning trials with a score column and a cost column named after their objectives
+    (cost: the second objective; with a single objective, the record's peak memory)."""
+    rows = tune_rows(df)
+    if rows.empty:
+        return None
+    text = rows["objectives"].dropna() if "objectives" in rows else pd.Series(dtype=object)
+    names = [n.strip() for n in str(text.iloc[0]).split(",")] if len(text) else ["valid_score"]
+    score_idx = names.index("valid_score") if "valid_score" in names else 0
+    score = names[score_idx]
+    others = [i for i in range(len(names)) if i != score_idx and f"values_{i}" in rows]
+    rows = rows.assign(**{score: rows[f"values_{score_idx}"]})
+    cost = names[others[0]] if others else "peak_memory_bytes"
+    if others:
+        rows = rows.assign(**{cost: rows[f"values_{others[0]}"]})
+    rows = rows[rows[cost].notna()]
+    pareto = rows["is_pareto"].astype(str).str.lower().isin(("true", "1", "1.0"))
+    return (rows.assign(pareto=pareto), cost, score) if len(rows) else None
+
+
+def _draw(
+    fig: FigureSpec, df: pd.DataFrame, folder: pathlib.Path
+) -> tuple[list[pathlib.Path], str, pd.DataFrame]:
+    """Draw one figure; (paths, note, trials behind it). No paths: the note says why."""
+    if fig.key == "fig8":
+        tune = _tune(df)
+        if tune is None:
+            return [], "no tuning exports (kind = tune) in the results", df.iloc[0:0]
+        rows, memory_col, score_col = tune
+        return figures.pareto_figure(rows, fig, folder, memory_col, score_col), "", rows
+    rows, note = ablation_rows(df, fig)
+    if rows.empty:
+        reason = note or f"no ablation trials of spec(s) {', '.join(fig.specs)}"
+        return [], reason, rows
+    draw: dict[str, Callable[..., list[pathlib.Path]]] = {
+        "fig1": figures.score_vs_memory, "fig6": figures.groups_figure,
+        "fig7": figures.step_time_figure,
+    }  # fmt: skip
+    if fig.key in draw:
+        paths = draw[fig.key](rows, fig, folder)
+    else:
+        x_label = (
+            "layers (ResGNN) / max solver iterations (DEQ-GNN)" if fig.key == "fig4" else "layers"
+        )
+        paths = figures.memory_vs_depth(rows, fig, folder, x_label=x_label)
+    return paths, note if paths else (note or "no ok trials to draw"), rows
+
+
+def _report_md(df: pd.DataFrame, summary: pd.DataFrame, claims: list[Claim],
+               figure_notes: dict, out_dir: pathlib.Path, results_dir: pathlib.Path) -> str:  # fmt: skip
+    parts = [
+        "# Reproduction report: *Training Graph Neural Networks with 1000 Layers*\n",
+        f"Generated by `python -m bench report` from {len(df)} trials in "
+        f"{df['source_file'].nunique()} result table(s) under `{results_dir.name}/` "
+        f"({len(summary)} configurations). Regenerate, never edit by hand.\n",
+        _environment_md(df),
+        _claims_md(claims),
+        _figures_md(figure_notes, out_dir),
+        _tables_md(out_dir / "tables"),
+    ]
+    return "\n".join(parts)
+
+
+def _environment_md(df: pd.DataFrame) -> str:
+    rows = []
+    version_cols = sorted(c for c in df.columns if c.startswith("version_"))
+    for slice_, g in df.groupby("slice", sort=True):
+        versions = ", ".join(f"{c.removeprefix('version_')} {'/'.join(sorted(g[c].dropna().astype(str).unique()))}"
+                             for c in version_cols if g[c].notna().any())  # fmt: skip
+        commits = ", ".join(sorted(g["commit"].dropna().astype(str).str[:10].unique())) or "—"
+        rows.append({"slice (profile · dataset · device [meter])": slice_, "trials": len(g),
+                     "statuses": status_counts(g["status"]),
+                     "studies": ", ".join(sorted(g["study"].astype(str).unique())),
+                     "commit": commits, "versions": versions or "—"})  # fmt: skip
+    devices = df[["device_name", "memory_meter"]].drop_duplicates()
+    mixed = ""
+    if len(devices) > 1:
+        mixed = (f"\n**Results from {len(devices)} devices/meters.** They are kept apart: never "
+                 "averaged together or drawn on one axis; every table row, claim and figure panel "
+                 "names its slice (profile · dataset · device [meter]).\n")  # fmt: skip
+    dropped = {k: v for k, v in df.attrs.get("dropped", {}).items() if v}
+    left_out = ("\nLeft out: " + ", ".join(f"{v} {k}" for k, v in sorted(dropped.items()))
+                + ".\n") if dropped else ""  # fmt: skip
+    return ("## Where and on what these were measured\n\n" + markdown_table(pd.DataFrame(rows))
+            + mixed + left_out + "\n" + CAVEAT + "\n")  # fmt: skip
+
+
+def _claims_md(claims: list[Claim]) -> str:
+    overview = []
+    for key, statement in STATEMENTS.items():
+        cases = [c for c in claims if c.key == key]
+        counts = {
+            v: sum(c.verdict == v for c in cases) for v in (SUPPORTED, NOT_SUPPORTED, NO_DATA)
+        }
+        overview.append({"claim": key, "statement": statement,
+                         "verdict": f"**{claim_verdict(claims, key)}**",
+                         "cases (supported / not / no data)":
+                             f"{counts[SUPPORTED]} / {counts[NOT_SUPPORTED]} / {counts[NO_DATA]}"})  # fmt: skip
+    text = ["## The paper's claims and what our measurements say\n",
+            "A claim is *supported* when every case tested meets its threshold, *not supported* "
+            "when any case misses it, *not enough data* when no case could be tested.\n",
+            markdown_table(pd.DataFrame(overview))]  # fmt: skip
+    one_slice = len({c.slice for c in claims if c.slice != "—"}) <= 1
+    columns = (
+        ["case", "evidence", "verdict"] if one_slice else ["slice", "case", "evidence", "verdict"]
+    )
+    for key in STATEMENTS:
+        cases = [c for c in claims if c.key == key]
+        table = pd.DataFrame([{"slice": c.slice, "case": c.case, "evidence": c.evidence,
+                               "verdict": c.verdict} for c in cases])  # fmt: skip
+        text.append(f"\n### `{key}`: {STATEMENTS[key]}\n\nThreshold: {THRESHOLDS[key]}. "
+                    f"Figure: {FIGURE_OF[key].replace('fig', '')}.\n\n{markdown_table(table, columns)}")  # fmt: skip
+    return "\n".join(text)
+
+
+def _figures_md(figure_notes: dict, out_dir: pathlib.Path) -> str:
+    text = ["## Figures\n"]
+    for fig in FIGURES:
+        paths, note, rows = figure_notes[fig.key]
+        text.append(f"### {fig.title}\n")
+        png = [p for p in paths if p.suffix == ".png"]
+        if png:
+            text.append(f"![{fig.title}](figures/{png[0].name})\n")
+        else:
+            text.append(f"_Not drawn — not enough data: {note}._\n")
+            continue
+        if note:
+            text.append(f"Note: {note}.\n")
+        text.append("Trials behind it:\n\n" + markdown_table(_trial_counts(rows)))
+    return "\n".join(text)
+
+
+def _trial_counts(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for (study, slice_), g in rows.groupby(["study", "slice"], sort=True):
+        failures = g[g["status"] != "ok"]["status"]
+        out.append({"study": study, "slice": slice_, "trials": len(g),
+                    "ok": int((g["status"] == "ok").sum()),
+                    "failures by status": status_counts(failures) if len(failures) else "none"})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def _tables_md(folder: pathlib.Path) -> str:
+    text = ["## Tables\n",
+            "Every configuration, mean ± std over seeds: [tables/summary.md](tables/summary.md) "
+            "([csv](tables/summary.csv)). Claims with all evidence: [tables/claims.md](tables/claims.md).\n"]  # fmt: skip
+    for stem in ("paper_vs_measured", "groups", "oom", "pareto"):
+        path = folder / f"{stem}.md"
+        if path.exists():
+            title, _, body = path.read_text(encoding="utf-8").partition("\n")
+            text.append(f"##{title}\n{body}([csv](tables/{stem}.csv))\n")
+    return "\n".join(text)

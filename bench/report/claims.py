@@ -1,0 +1,459 @@
+"""Each claim of the paper held against our trials, in numbers, with a verdict decided by the
+thresholds below (stated in REPORT.md). Claims are checked per measurement slice (profile,
+dataset, device, meter) and per configuration: numbers from different devices never mix."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench import paper
+from bench.report.aggregate import Fit, depth_means, linear_fit
+from bench.report.fmt import fmt_bytes, fmt_num
+from bench.report.load import as_key, canonical, varying_columns
+from bench.report.select import FIGURE_BY_KEY, ablation_rows
+
+SUPPORTED, NOT_SUPPORTED, NO_DATA = "supported", "not supported", "not enough data"
+
+# Thresholds (the verdicts follow from these and nothing else).
+MIN_DEPTHS = 3  # ok depths a series needs before its slope is trusted
+FLAT_FRACTION = 0.10  # "flat": activation slope <= 10% of the growing arch's slope
+LINEAR_R2 = 0.95  # "linear": R² of a line through memory vs depth
+DEQ_GROWTH = 1.10  # DEQ peak at the largest iteration cap <= 1.10x the smallest cap's
+DEQ_ITER_SPREAD = 2.0  # ...and the solver really iterated >= 2x more at the largest cap
+GROUPS_LOG_FRACTION = 0.5  # params ratio >= (ideal ratio G_max/G_min) ** 0.5
+TIED_GROWTH = 1.01  # params at the deepest / shallowest depth
+REV_MEMORY_FRACTION = 0.5  # rev peak <= 50% of res peak, same width and depth
+SCORE_TOLERANCE = 0.01  # rev score >= res score - 0.01 (metric on a 0..1 scale)
+TIED_PARAMS_FRACTION = 0.10  # weight-tied / DEQ params <= max(10%, 4/L) of RevGNN's (same L, width)
+TIME_RATIO = 1.5  # rev / res step time (target 4/3)
+
+THRESHOLDS: dict[str, str] = {
+    "rev-flat": f">= {MIN_DEPTHS} ok depths per arch; rev activation slope <= "
+    f"{FLAT_FRACTION:.0%} of res's; res slope > 0 with R² >= {LINEAR_R2}",
+    "res-linear": f">= {MIN_DEPTHS} ok depths; slope > 0 and R² >= {LINEAR_R2}",
+    "wt-rev-flat": "as rev-flat, for wt-rev vs wt-res",
+    "deq-flat": f">= 2 iteration caps; peak(max cap) <= {DEQ_GROWTH}x peak(min cap), with the "
+    f"solver doing >= {DEQ_ITER_SPREAD:g}x more forward iterations at the max cap",
+    "batching": "rev-flat holds in both batching modes and mini-batch peak <= full-batch peak "
+    "at every common depth",
+    "groups-params": f"params(G_min)/params(G_max) >= (G_max/G_min)^{GROUPS_LOG_FRACTION}",
+    "tied-params": f">= 2 depths; params(deepest)/params(shallowest) <= {TIED_GROWTH}",
+    "rev-vs-res": f"rev peak <= {REV_MEMORY_FRACTION:.0%} of res peak and rev score >= res score "
+    f"- {SCORE_TOLERANCE} (same width and depth; res OOM counts as a memory win)",
+    "tied-tradeoff": f"params <= max({TIED_PARAMS_FRACTION:.0%}, 4/L) of RevGNN's at the same "
+    "width and depth L (an untied stack holds ~L blocks, a tied one 1; 4/L leaves room for "
+    "encoders and head)",
+    "rev-time": f"median over common depths of rev/res step time <= {TIME_RATIO}",
+}
+STATEMENTS: dict[str, str] = {
+    **paper.CLAIMS,
+    "rev-time": "A reversible training step costs about 4/3 of a residual step (the suite's "
+    "design target, DESIGN.md; the paper gives no ratio).",
+}
+ARCH_SPECIFIC = ("groups", "deq_solver", "deq_tol", "deq_grad")
+DEPTH_AXIS = ("arch", "layers", "deq_max_iter")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim checked on one configuration pair in one measurement slice."""
+
+    key: str
+    figure: str
+    slice: str
+    case: str
+    evidence: str
+    verdict: str
+
+    @property
+    def statement(self) -> str:
+        return STATEMENTS[self.key]
+
+    @property
+    def threshold(self) -> str:
+        return THRESHOLDS[self.key]
+
+
+@dataclass(frozen=True)
+class Series:
+    """The trials of one configuration family along an axis (depth or groups)."""
+
+    arch: str
+    values: dict[str, object]  # the config columns that vary in the panel, this series' values
+    rows: pd.DataFrame
+
+    @property
+    def label(self) -> str:
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.values.items()))
+        return f"{self.arch} ({extra})" if extra else self.arch
+
+    def matches(self, other: Series, ignore: tuple[str, ...] = ARCH_SPECIFIC) -> bool:
+        keys = (set(self.values) | set(other.values)) - set(ignore)
+        return all(self.values.get(k) == other.values.get(k) for k in keys)
+
+
+def split_series(rows: pd.DataFrame, axis: tuple[str, ...] = DEPTH_AXIS) -> list[Series]:
+    """Rows of one slice split into series: one per arch and per value of every other config
+    column that varies (so different configurations are never pooled)."""
+    vary = varying_columns(rows, exclude=axis)
+    out = []
+    keys = [rows["arch"]] + [as_key(rows[c]) for c in vary]
+    for _, group in rows.groupby(keys, sort=True):
+        first = group.iloc[0]
+        out.append(Series(str(first["arch"]), {c: canonical(first[c]) for c in vary}, group))
+    return out
+
+
+def _fit(series: Series, value: str) -> Fit | None:
+    means = depth_means(series.rows, value)
+    return linear_fit(means.index.to_numpy(), means.to_numpy())
+
+
+def _n_depths(series: Series) -> int:
+    return int(series.rows.loc[series.rows["status"] == "ok", "depth"].nunique())
+
+
+def _first_oom(series: Series) -> float:
+    oom = series.rows.loc[series.rows["status"] == "oom", "depth"]
+    return float(oom.min()) if len(oom) else math.nan
+
+
+def _per_slice(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    return [(str(s), g) for s, g in rows.groupby("slice", sort=True)]
+
+
+def flat_claim(key: str, fig: str, slice_: str, lo: Series, hi: Series) -> Claim:
+    """Is ``lo``'s activation memory flat in depth while ``hi``'s grows linearly?"""
+    case = f"{lo.label} vs {hi.label}"
+    if min(_n_depths(lo), _n_depths(hi)) < MIN_DEPTHS:
+        return Claim(key, fig, slice_, case, f"ok depths: {lo.arch} {_n_depths(lo)}, "
+                     f"{hi.arch} {_n_depths(hi)} (need {MIN_DEPTHS})", NO_DATA)  # fmt: skip
+    lo_act, hi_act = _fit(lo, "activation_bytes"), _fit(hi, "activation_bytes")
+    assert lo_act is not None and hi_act is not None
+    parts = [
+        f"{hi.arch} activation {fmt_bytes(hi_act.slope, signed=True)}/layer (R²={hi_act.r2:.3f})",
+        f"{lo.arch} {fmt_bytes(lo_act.slope, signed=True)}/layer "
+        f"(= {_share(lo_act.slope, hi_act.slope)} of {hi.arch}'s)"
+        if hi_act.slope > 0 else f"{lo.arch} {fmt_bytes(lo_act.slope, signed=True)}/layer",
+    ]  # fmt: skip
+    parts += _peak_ratio_evidence(lo, hi) + _model_state_evidence(lo)
+    oom = _first_oom(hi)
+    if not math.isnan(oom):
+        parts.append(f"{hi.arch} OOM from depth {fmt_num(oom)}")
+    ok = (
+        hi_act.slope > 0 and hi_act.r2 >= LINEAR_R2 and lo_act.slope <= FLAT_FRACTION * hi_act.slope
+    )
+    return Claim(key, fig, slice_, case, "; ".join(parts), SUPPORTED if ok else NOT_SUPPORTED)
+
+
+def _share(part: float, whole: float) -> str:
+    share = part / whole
+    return "0%" if abs(share) < 0.0005 else f"{share:.1%}"
+
+
+def _peak_ratio_evidence(lo: Series, hi: Series) -> list[str]:
+    lo_peak, hi_peak = (
+        depth_means(lo.rows, "peak_memory_bytes"),
+        depth_means(hi.rows, "peak_memory_bytes"),
+    )
+    common = sorted(set(lo_peak.index) & set(hi_peak.index))
+    if not common:
+        return []
+    d = common[-1]
+    text = f"peak {lo.arch}/{hi.arch} at depth {fmt_num(d)}: {lo_peak[d] / hi_peak[d]:.3g}×"
+    if (lo.arch, hi.arch) == ("rev", "res") and lo.values.get("batching") != "full":
+        text += f" (paper, 112 layers, {paper.V100}: {paper.rev_to_res_memory_ratio():.3g}×)"
+    return [text]
+
+
+def _model_state_evidence(series: Series) -> list[str]:
+    peak, state = _fit(series, "peak_memory_bytes"), _fit(series, "model_state_bytes")
+    if peak is None or state is None or peak.slope <= 0:
+        return []
+    paper_share = paper.REV_DEPTH_EXTRA_PARAMS * 16 / (paper.REV_DEPTH_GROWTH_GB * 1e9)
+    return [f"{series.arch} model state is {state.slope / peak.slope:.0%} of its peak growth "
+            f"(paper: {paper_share:.0%}, 112->1001 layers)"]  # fmt: skip
+
+
+def linear_claim(fig: str, slice_: str, series: Series) -> Claim:
+    """Does ``series``' peak memory grow linearly with depth?"""
+    n = _n_depths(series)
+    if n < MIN_DEPTHS:
+        return Claim("res-linear", fig, slice_, series.label, f"{n} ok depths", NO_DATA)
+    fit = _fit(series, "peak_memory_bytes")
+    assert fit is not None
+    evidence = f"peak {fmt_bytes(fit.slope, signed=True)}/layer, R²={fit.r2:.3f} over {n} depths"
+    oom = _first_oom(series)
+    if not math.isnan(oom):
+        evidence += f"; OOM from depth {fmt_num(oom)}"
+    ok = fit.slope > 0 and fit.r2 >= LINEAR_R2
+    return Claim(
+        "res-linear", fig, slice_, series.label, evidence, SUPPORTED if ok else NOT_SUPPORTED
+    )
+
+
+def _pairs(series: list[Series], lo: str, hi: str) -> list[tuple[Series, Series]]:
+    his = [s for s in series if s.arch == hi]
+    return [(a, b) for a in series if a.arch == lo for b in his if a.matches(b)]
+
+
+def depth_claims(df: pd.DataFrame) -> list[Claim]:
+    """Figures 2, 3 and 5: flat vs linear memory in depth."""
+    out: list[Claim] = []
+    for fig, key, lo, hi in (
+        ("fig2", "rev-flat", "rev", "res"),
+        ("fig3", "wt-rev-flat", "wt-rev", "wt-res"),
+    ):
+        rows, _ = ablation_rows(df, FIGURE_BY_KEY[fig])
+        for slice_, panel in _per_slice(rows):
+            series = split_series(panel)
+            out += [flat_claim(key, fig, slice_, a, b) for a, b in _pairs(series, lo, hi)]
+            if fig == "fig2":
+                out += [linear_claim(fig, slice_, s) for s in series if s.arch == "res"]
+    return out + batching_claims(df)
+
+
+def batching_claims(df: pd.DataFrame) -> list[Claim]:
+    """Figure 5: rev flat in both batching modes, and mini-batch needs less memory."""
+    rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig5"])
+    out = []
+    for slice_, panel in _per_slice(rows):
+        series = split_series(panel)
+        flats = [
+            flat_claim("batching", "fig5", slice_, a, b) for a, b in _pairs(series, "rev", "res")
+        ]
+        evidence, ok = _mini_vs_full(series)
+        if not flats:
+            continue
+        verdicts = {c.verdict for c in flats}
+        verdict = NO_DATA if NO_DATA in verdicts or ok is None else (
+            SUPPORTED if verdicts == {SUPPORTED} and ok else NOT_SUPPORTED)  # fmt: skip
+        text = " | ".join(f"{c.case}: {c.evidence}" for c in flats) + f" | {evidence}"
+        out.append(Claim("batching", "fig5", slice_, "full vs mini, rev vs res", text, verdict))
+    return out
+
+
+def _mini_vs_full(series: list[Series]) -> tuple[str, bool | None]:
+    """Mini/full peak ratios at common depths per arch; ok if every ratio <= 1."""
+    ratios = []
+    for mini in (s for s in series if s.values.get("batching") == "mini"):
+        for full in (
+            s for s in series if s.values.get("batching") == "full" and s.arch == mini.arch
+        ):
+            if not mini.matches(
+                full, ignore=(*ARCH_SPECIFIC, "batching", "train_parts", "eval_parts")
+            ):
+                continue
+            a, b = (
+                depth_means(mini.rows, "peak_memory_bytes"),
+                depth_means(full.rows, "peak_memory_bytes"),
+            )
+            ratios += [(mini.arch, d, a[d] / b[d]) for d in sorted(set(a.index) & set(b.index))]
+    if not ratios:
+        return "no mini/full pair at a common depth", None
+    text = "mini/full peak: " + ", ".join(f"{arch}@{fmt_num(d)} {r:.3g}×" for arch, d, r in ratios)
+    return text, all(r <= 1.0 for _, _, r in ratios)
+
+
+def deq_claims(df: pd.DataFrame) -> list[Claim]:
+    """Figure 4: DEQ peak memory vs the iteration cap, with the iterations really done."""
+    rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig4"])
+    out = []
+    for slice_, panel in _per_slice(rows):
+        for series in (s for s in split_series(panel) if s.arch == "deq"):
+            out.append(_deq_claim(slice_, series))
+    return out
+
+
+def _deq_claim(slice_: str, series: Series) -> Claim:
+    peak = depth_means(series.rows, "peak_memory_bytes")
+    if len(peak) < 2:
+        return Claim("deq-flat", "fig4", slice_, series.label, f"{len(peak)} ok caps", NO_DATA)
+    lo, hi = peak.index[0], peak.index[-1]
+    growth = peak[hi] / peak[lo]
+    iters = depth_means(series.rows, "solver_fwd_iters")
+    evidence = f"peak at cap {fmt_num(hi)} / cap {fmt_num(lo)} = {growth:.3g}× ({fmt_bytes(peak[hi])} vs {fmt_bytes(peak[lo])})"
+    if lo not in iters.index or hi not in iters.index:
+        return Claim(
+            "deq-flat",
+            "fig4",
+            slice_,
+            series.label,
+            evidence + "; no solver iterations recorded",
+            NO_DATA,
+        )
+    spread = iters[hi] / iters[lo] if iters[lo] > 0 else math.inf
+    evidence += f"; forward iterations done {iters[lo]:.3g} -> {iters[hi]:.3g}"
+    if spread < DEQ_ITER_SPREAD:
+        evidence += " (the cap barely changed the work, so depth-independence is untested)"
+        return Claim("deq-flat", "fig4", slice_, series.label, evidence, NO_DATA)
+    verdict = SUPPORTED if growth <= DEQ_GROWTH else NOT_SUPPORTED
+    return Claim("deq-flat", "fig4", slice_, series.label, evidence, verdict)
+
+
+def groups_claims(df: pd.DataFrame) -> list[Claim]:
+    """Group ablation: params(G_min)/params(G_max) against the ideal G_max/G_min."""
+    rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig6"])
+    out = []
+    for slice_, panel in _per_slice(rows):
+        for series in split_series(panel, axis=("arch", "groups", "layers", "deq_max_iter")):
+            out.append(_groups_claim(slice_, series))
+    return out
+
+
+def _groups_claim(slice_: str, series: Series) -> Claim:
+    ok = series.rows[series.rows["status"] == "ok"]
+    by_g = ok.groupby("groups")[["params", "peak_memory_bytes", "score"]].mean().sort_index()
+    if len(by_g) < 2:
+        return Claim(
+            "groups-params", "fig6", slice_, series.label, f"{len(by_g)} group counts", NO_DATA
+        )
+    g_lo, g_hi = by_g.index[0], by_g.index[-1]
+    per_layer, what = _per_layer_params(ok), "per-layer params (slope over depth)"
+    if per_layer is None or g_lo not in per_layer or g_hi not in per_layer:
+        per_layer = by_g["params"]
+        what = "total params (encoders and head included: understates the per-layer ratio)"
+    ideal, measured = g_hi / g_lo, per_layer[g_lo] / per_layer[g_hi]
+    evidence = (f"{what} G={fmt_num(g_lo)} -> G={fmt_num(g_hi)}: {fmt_num(per_layer[g_lo])} -> "
+                f"{fmt_num(per_layer[g_hi])} = {measured:.3g}× fewer (ideal {ideal:.3g}×); peak "
+                f"{by_g.at[g_hi, 'peak_memory_bytes'] / by_g.at[g_lo, 'peak_memory_bytes']:.3g}×; "
+                f"score {by_g.at[g_lo, 'score']:.4g} -> {by_g.at[g_hi, 'score']:.4g}")  # fmt: skip
+    verdict = SUPPORTED if measured >= ideal**GROUPS_LOG_FRACTION else NOT_SUPPORTED
+    if verdict == NOT_SUPPORTED and what.startswith("total"):
+        verdict = NO_DATA  # a lower bound that misses proves nothing; >= 2 depths would
+    return Claim("groups-params", "fig6", slice_, series.label, evidence, verdict)
+
+
+def _per_layer_params(ok: pd.DataFrame) -> pd.Series | None:
+    """Params per layer for each group count, from the slope over >= 2 depths (untied only)."""
+    if ok["arch"].iloc[0] in ("wt-res", "wt-rev", "deq"):
+        return None
+    slopes = {}
+    for g, part in ok.groupby("groups"):
+        means = part.groupby("layers")["params"].mean()
+        fit = linear_fit(means.index.to_numpy(), means.to_numpy())
+        if fit is not None:
+            slopes[g] = round(fit.slope, 1)
+    return pd.Series(slopes) if slopes else None
+
+
+def tied_params_claims(df: pd.DataFrame) -> list[Claim]:
+    """Weight-tied and DEQ params vs depth (any ablation that varies depth)."""
+    rows = df[(df["kind"] == "ablation") & df["arch"].isin(("wt-res", "wt-rev", "deq"))]
+    out = []
+    for (slice_, _), panel in rows.groupby(["slice", "spec"], sort=True):
+        for series in split_series(panel):
+            params = depth_means(series.rows, "params")
+            if len(params) < 2:
+                continue
+            growth = params.iloc[-1] / params.iloc[0]
+            evidence = (f"params at depth {fmt_num(params.index[0])}: {fmt_num(params.iloc[0])}, at "
+                        f"{fmt_num(params.index[-1])}: {fmt_num(params.iloc[-1])} ({growth:.4g}×)")  # fmt: skip
+            verdict = SUPPORTED if growth <= TIED_GROWTH else NOT_SUPPORTED
+            out.append(Claim("tied-params", "fig3" if series.arch != "deq" else "fig4", str(slice_),
+                             f"{series.label} [{series.rows['spec'].iloc[0]}]", evidence, verdict))  # fmt: skip
+    return out
+
+
+def overview_claims(df: pd.DataFrame) -> list[Claim]:
+    """Figure 1: rev vs res at one width and depth; weight-tied / DEQ params vs rev."""
+    rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig1"])
+    out: list[Claim] = []
+    for slice_, panel in _per_slice(rows):
+        series = split_series(panel, axis=("arch",))
+        for rev, res in _pairs(series, "rev", "res"):
+            out.append(_rev_vs_res(slice_, rev, res))
+        for arch in ("wt-rev", "wt-res", "deq"):
+            for tied, rev in _pairs(series, arch, "rev"):
+                out.append(_tradeoff(slice_, tied, rev))
+    return out
+
+
+def _means(series: Series) -> pd.Series:
+    ok = series.rows[series.rows["status"] == "ok"]
+    return ok[["score", "peak_memory_bytes", "params"]].mean()
+
+
+def _rev_vs_res(slice_: str, rev: Series, res: Series) -> Claim:
+    a, b = _means(rev), _means(res)
+    case = f"{rev.label} vs {res.label}"
+    if np.isnan(a["peak_memory_bytes"]):
+        return Claim("rev-vs-res", "fig1", slice_, case, "no ok rev trial", NO_DATA)
+    if np.isnan(b["peak_memory_bytes"]):
+        oom = (res.rows["status"] == "oom").any()
+        verdict = SUPPORTED if oom else NO_DATA
+        return Claim("rev-vs-res", "fig1", slice_, case,
+                     "res ran out of memory, rev fit" if oom else "no ok res trial", verdict)  # fmt: skip
+    ratio, gap = a["peak_memory_bytes"] / b["peak_memory_bytes"], a["score"] - b["score"]
+    evidence = (f"peak rev/res {ratio:.3g}× ({fmt_bytes(a['peak_memory_bytes'])} vs "
+                f"{fmt_bytes(b['peak_memory_bytes'])}); score rev - res = {gap:+.4f}")  # fmt: skip
+    ok = ratio <= REV_MEMORY_FRACTION and gap >= -SCORE_TOLERANCE
+    return Claim("rev-vs-res", "fig1", slice_, case, evidence, SUPPORTED if ok else NOT_SUPPORTED)
+
+
+def _tradeoff(slice_: str, tied: Series, rev: Series) -> Claim:
+    a, b = _means(tied), _means(rev)
+    case = f"{tied.label} vs {rev.label}"
+    if np.isnan(a["params"]) or np.isnan(b["params"]):
+        return Claim("tied-tradeoff", "fig1", slice_, case, "missing ok trials", NO_DATA)
+    ratio = a["params"] / b["params"]
+    layers = float(tied.rows["layers"].iloc[0])
+    limit = max(TIED_PARAMS_FRACTION, 4 / layers)
+    evidence = (f"params {fmt_num(a['params'])} vs {fmt_num(b['params'])} ({ratio:.3g}×, "
+                f"limit {limit:.3g}× at L={fmt_num(layers)}); "
+                f"score {tied.arch} - rev = {a['score'] - b['score']:+.4f}")  # fmt: skip
+    verdict = SUPPORTED if ratio <= limit else NOT_SUPPORTED
+    return Claim("tied-tradeoff", "fig1", slice_, case, evidence, verdict)
+
+
+def time_claims(df: pd.DataFrame) -> list[Claim]:
+    """Step time of rev relative to res at the same depth (depth ablation)."""
+    rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig7"])
+    out = []
+    for slice_, panel in _per_slice(rows):
+        for rev, res in _pairs(split_series(panel), "rev", "res"):
+            a, b = depth_means(rev.rows, "step_time_s"), depth_means(res.rows, "step_time_s")
+            common = sorted(set(a.index) & set(b.index))
+            if not common:
+                continue
+            ratios = pd.Series([a[d] / b[d] for d in common], index=common)
+            evidence = "rev/res step time: " + ", ".join(
+                f"L={fmt_num(d)} {r:.3g}×" for d, r in ratios.items()
+            )
+            median = float(ratios.median())
+            evidence += f"; median {median:.3g}× (target {paper.REV_STEP_TIME_TARGET:.3g}×)"
+            verdict = SUPPORTED if median <= TIME_RATIO else NOT_SUPPORTED
+            out.append(
+                Claim("rev-time", "fig7", slice_, f"{rev.label} vs {res.label}", evidence, verdict)
+            )
+    return out
+
+
+def all_claims(df: pd.DataFrame) -> list[Claim]:
+    """Every claim on every slice; a claim with no trials at all gets one 'not enough data'."""
+    found = (overview_claims(df) + depth_claims(df) + deq_claims(df) + groups_claims(df)
+             + tied_params_claims(df) + time_claims(df))  # fmt: skip
+    seen = {c.key for c in found}
+    missing = [Claim(k, FIGURE_OF[k], "—", "—", "no trials to test it", NO_DATA)
+               for k in STATEMENTS if k not in seen]  # fmt: skip
+    order = {k: i for i, k in enumerate(STATEMENTS)}
+    return sorted(found + missing, key=lambda c: (order[c.key], c.slice, c.case))
+
+
+FIGURE_OF = {
+    "rev-flat": "fig2", "res-linear": "fig2", "wt-rev-flat": "fig3", "deq-flat": "fig4",
+    "batching": "fig5", "groups-params": "fig6", "tied-params": "fig3", "rev-vs-res": "fig1",
+    "tied-tradeoff": "fig1", "rev-time": "fig7",
+}  # fmt: skip
+
+
+def claim_verdict(claims: list[Claim], key: str) -> str:
+    """One verdict per claim over all its cases: any 'not supported' wins, then 'supported'."""
+    verdicts = {c.verdict for c in claims if c.key == key}
+    if NOT_SUPPORTED in verdicts:
+        return NOT_SUPPORTED
+    return SUPPORTED if SUPPORTED in verdicts else NO_DATA

@@ -1,0 +1,219 @@
+"""Reading the tidy exports under ``results/``: one table, checked, with the derived columns
+every figure and claim needs (score, activation memory, depth axis, measurement slice)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.config import TrialConfig
+from bench.errors import DataError
+from bench.record import STATUSES
+
+CONFIG_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialConfig))
+RECORD_COLUMNS: tuple[str, ...] = (
+    "status", "metric", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
+    "model_state_bytes", "memory_meter", "step_time_s", "device_name",
+)  # fmt: skip
+REQUIRED_COLUMNS: tuple[str, ...] = ("study", "profile", "trial_number", *CONFIG_COLUMNS,
+                                     *RECORD_COLUMNS)  # fmt: skip
+# Optional columns and the value a table without them gets (older exports lack them).
+OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "spec": None,  # None -> the study name
+    "kind": "ablation",
+    "epoch_time_s": np.nan,
+    "commit": None,
+    "solver_fwd_iters": np.nan,
+    "solver_bwd_iters": np.nan,
+    "solver_fwd_rel_residual": np.nan,
+    "solver_bwd_rel_residual": np.nan,
+}
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "trial_number", "layers", "channels", "groups", "dropout", "lr", "epochs", "seed",
+    "train_parts", "eval_parts", "eval_every", "grad_clip", "deq_tol", "deq_max_iter", "timeout",
+    "memory_cap_bytes", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
+    "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters", "solver_bwd_iters",
+    "solver_fwd_rel_residual", "solver_bwd_rel_residual",
+)  # fmt: skip
+# The columns that say where a number was measured; never averaged or drawn across.
+SLICE_COLUMNS: tuple[str, ...] = ("profile", "dataset", "device_name", "memory_meter")
+# What identifies one configuration: everything but the seed, per study and per device.
+GROUP_COLUMNS: tuple[str, ...] = (
+    "study", "spec", "kind", "profile",
+    *(c for c in CONFIG_COLUMNS if c != "seed"),
+    "device_name", "memory_meter",
+)  # fmt: skip
+
+
+def read_results(results_dir: str | pathlib.Path) -> pd.DataFrame:
+    """All ``*.csv`` tables in ``results_dir`` as one checked frame with derived columns.
+
+    Raises ``DataError`` (with what to do) for a missing or empty folder, a table missing
+    required columns, or a status outside the record's vocabulary."""
+    folder = pathlib.Path(results_dir)
+    if not folder.is_dir():
+        raise DataError(f"results folder {str(folder)!r} does not exist; run an ablation and "
+                        "`python -m bench export NAME` first, or pass --results DIR")  # fmt: skip
+    files = sorted(folder.glob("*.csv"))
+    if not files:
+        raise DataError(f"no *.csv tables in results folder {str(folder)!r}; export a study with "
+                        "`python -m bench export NAME` first")  # fmt: skip
+    frames = [_read_one(path) for path in files]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        raise DataError(f"every table in {str(folder)!r} is empty (no trials); nothing to report")
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    return derive(finished(df))
+
+
+def finished(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that stand for a finished trial: a status, and not superseded by a retry
+    (export's ``current`` column). ``attrs['dropped']`` counts what was left out and why."""
+    no_status = df["status"].isna() | (df["status"].astype(str).str.strip() == "")
+    superseded = ~_truthy(df["current"]) & ~no_status if "current" in df else no_status & False
+    keep = df[~no_status & ~superseded].copy()
+    keep.attrs["dropped"] = {"unfinished (no record)": int(no_status.sum()),
+                             "superseded by a retry": int(superseded.sum())}  # fmt: skip
+    if keep.empty:
+        raise DataError("no finished trials in the results tables (every row lacks a status)")
+    return keep
+
+
+def _truthy(values: pd.Series) -> pd.Series:
+    return values.astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
+
+
+def _read_one(path: pathlib.Path) -> pd.DataFrame:
+    """One export, its required columns checked; the file name is kept for messages."""
+    try:
+        df = pd.read_csv(path, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (no header); re-export it") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing required column(s) {', '.join(missing)}; is it a "
+                        "`python -m bench export` table? re-export it with this version")  # fmt: skip
+    df["source_file"] = path.name
+    return df
+
+
+def derive(df: pd.DataFrame) -> pd.DataFrame:
+    """Types, defaults and the derived columns (score, activation, depth, slice, config_id)."""
+    dropped = df.attrs.get("dropped", {})
+    df = df.copy()
+    df.attrs["dropped"] = dropped
+    for column, default in OPTIONAL_DEFAULTS.items():
+        if column not in df.columns:
+            df[column] = default
+    df["kind"] = df["kind"].fillna("ablation")
+    df["spec"] = df["spec"].where(df["spec"].notna(), df["study"])
+    for column in NUMERIC_COLUMNS:
+        df[column] = pd.to_numeric(df[column], errors="coerce")
+    bad = sorted(set(df["status"].astype(str)) - set(STATUSES))
+    if bad:
+        raise DataError(f"unknown trial status(es) {', '.join(bad)}; expected one of "
+                        f"{', '.join(STATUSES)}")  # fmt: skip
+    df["device_name"] = df["device_name"].where(
+        df["device_name"].notna(), df["device"].astype(str) + " (device not recorded)"
+    )
+    df["memory_meter"] = _fill_meter(df)
+    df["score"] = df["test_at_best_valid"]
+    df["activation_bytes"] = df["peak_memory_bytes"] - df["model_state_bytes"]
+    is_deq = df["arch"] == "deq"
+    df["depth"] = df["layers"].where(~is_deq | df["deq_max_iter"].isna(), df["deq_max_iter"])
+    df["slice"] = df.apply(slice_label, axis=1)
+    df["config_id"] = df.apply(config_id, axis=1)
+    df.attrs["dropped"] = dropped
+    return df
+
+
+def _fill_meter(df: pd.DataFrame) -> pd.Series:
+    """A failed trial may lack its meter: take the one its ok peers on the same device used."""
+    meter = df["memory_meter"].copy()
+    peers = df[df["memory_meter"].notna()].groupby(["study", "profile", "device_name"])
+    known = peers["memory_meter"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else None)
+    for idx in df.index[meter.isna()]:
+        key = (df.at[idx, "study"], df.at[idx, "profile"], df.at[idx, "device_name"])
+        meter.at[idx] = known.get(key) or "meter not recorded"
+    return meter
+
+
+def slice_label(row: pd.Series) -> str:
+    """Where a row was measured: profile, dataset, device and meter, as one readable label."""
+    return f"{row['profile']} · {row['dataset']} · {row['device_name']} [{row['memory_meter']}]"
+
+
+def canonical(value: Any) -> Any:
+    """A JSON-stable form of a cell: NaN -> None, whole floats -> int, numpy -> python."""
+    if value is None:
+        return None
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return int(value) if value.is_integer() else value
+    return value
+
+
+def as_key(values: pd.Series) -> pd.Series:
+    """Cells as JSON strings ('null' for missing), so grouping and counting never drop NaN."""
+    return values.map(lambda v: json.dumps(canonical(v), sort_keys=True)).astype(object)
+
+
+def config_id(row: pd.Series) -> str:
+    """One string per configuration (everything but the seed): the key rows are grouped by."""
+    return json.dumps({c: canonical(row[c]) for c in GROUP_COLUMNS}, sort_keys=True)
+
+
+def varying_columns(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Config columns (seed aside) that take more than one value in ``df``."""
+    out = []
+    for column in CONFIG_COLUMNS:
+        if column == "seed" or column in exclude or column not in df.columns:
+            continue
+        if as_key(df[column]).nunique() > 1:
+            out.append(column)
+    return out
+
+
+def variant_labels(df: pd.DataFrame, exclude: tuple[str, ...]) -> pd.Series:
+    """A label per row naming the config columns that differ within ``df`` (besides ``exclude``
+    and those fixed per arch, which the arch already names): lines with different labels are
+    different configurations and are never merged."""
+    columns = [
+        c for c in varying_columns(df, exclude=exclude)
+        if df.groupby("arch")[c].agg(lambda s: as_key(s).nunique()).max() > 1
+    ]  # fmt: skip
+    columns = _drop_redundant(df, columns)
+    if not columns:
+        return pd.Series("", index=df.index, dtype=object)
+    return df.apply(
+        lambda r: ", ".join(f"{c}={_short(canonical(r[c]))}" for c in columns), axis=1
+    ).astype(object)
+
+
+def _short(value: Any) -> str:
+    return "-" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+
+
+def _drop_redundant(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    """Drop a column whose values map one-to-one onto an earlier kept column's (e.g.
+    train_parts with batching): the label stays short and still tells the configs apart."""
+    kept: list[str] = []
+    for column in columns:
+        values = as_key(df[column])
+        if not any(_one_to_one(as_key(df[k]), values) for k in kept):
+            kept.append(column)
+    return kept
+
+
+def _one_to_one(a: pd.Series, b: pd.Series) -> bool:
+    pairs = pd.DataFrame({"a": a, "b": b}).drop_duplicates()
+    return pairs["a"].is_unique and pairs["b"].is_unique

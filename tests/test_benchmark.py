@@ -1,0 +1,73 @@
+"""Smoke test of ``python -m bench bench --quick``: every arch and the peer run, the CSV has
+what the report needs, and the numbers obey the facts that hold at any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import cli
+from bench.benchmark import ALL_ARCHS, PEER
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, str]:
+    out = tmp_path_factory.mktemp("bench") / "benchmark.csv"
+    capture = pytest.MonkeyPatch()
+    lines: list[str] = []
+    capture.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    try:
+        assert cli.main(["bench", "--quick", "--no-progress", "--out", str(out)]) == 0
+    finally:
+        capture.undo()
+    return pd.read_csv(out), "\n".join(lines)
+
+
+def test_every_arch_and_the_peer_ran(quick: tuple[pd.DataFrame, str]) -> None:
+    df, _ = quick
+    assert set(df.arch) == {*ALL_ARCHS, PEER}
+    assert (df.status == "ok").all(), df[df.status != "ok"]
+    assert (df.meter == "cpu-live-tensors").all()
+    for column in (
+        "peak_bytes",
+        "model_state_bytes",
+        "peak_minus_state_bytes",
+        "step_time_s",
+        "params",
+    ):
+        assert (df[column] > 0).all(), column
+    assert (df.peak_bytes == df.model_state_bytes + df.peak_minus_state_bytes).all()
+
+
+def test_depth_facts(quick: tuple[pd.DataFrame, str]) -> None:
+    df, _ = quick
+    by = df.set_index(["arch", "depth"])
+    # residual activations grow with depth; weight tying keeps parameters constant
+    assert (
+        by.loc[("res", 4), "peak_minus_state_bytes"] > by.loc[("res", 2), "peak_minus_state_bytes"]
+    )
+    assert by.loc[("res", 4), "params"] > by.loc[("res", 2), "params"]
+    assert by.loc[("wt-rev", 4), "params"] == by.loc[("wt-rev", 2), "params"]
+    # DEQ: the cap is the depth and the solves really ran that many iterations
+    deq = df[df.arch == "deq"]
+    assert {5, 50} <= set(deq.depth)
+    assert (deq.fwd_iters == deq.depth).all() and (deq.bwd_iters == deq.depth).all()
+    assert (deq.depth_means == "iterations").all()
+
+
+def test_ratios_are_printed_with_verdicts(quick: tuple[pd.DataFrame, str]) -> None:
+    _, text = quick
+    assert "rev / res step time" in text and "deq activations 50 / 5 iterations" in text
+    assert "rev / pyg-groupaddrev peak at 2 layers" in text
+    assert any(line.lstrip().startswith(("PASS", "FAIL")) for line in text.splitlines())
+
+
+def test_bad_arch_is_rejected_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--archs", "res,mlp", "--out", str(tmp_path / "x.csv")])
+    assert "--archs" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

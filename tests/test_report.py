@@ -1,0 +1,374 @@
+"""The report on hand-made results tables: aggregation, claims, figures, determinism, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.config import TrialConfig
+from bench.errors import DataError
+from bench.report import build_report
+from bench.report.aggregate import linear_fit, oom_depths, summarise
+from bench.report.claims import NO_DATA, NOT_SUPPORTED, STATEMENTS, SUPPORTED, all_claims
+from bench.report.load import derive, read_results
+
+CPU = "cpu (Test CPU, 2 threads)"
+MIB = 1024**2
+
+
+def row(spec: str, arch: str, layers: int, seed: int = 0, status: str = "ok", **over) -> dict:
+    """One exported trial: the flat record of a config with plausible, depth-driven numbers."""
+    cfg = dataclasses.asdict(TrialConfig())  # defaults; not validated (no dataset registry needed)
+    cfg.update(arch=arch, layers=layers, seed=seed)
+    cfg.update({k: v for k, v in over.items() if k in cfg})
+    channels, groups = cfg["channels"], cfg["groups"]
+    tied = arch in ("wt-res", "wt-rev", "deq")
+    grouped = arch in ("rev", "wt-rev")
+    per_layer = 4 * channels**2 // (groups if grouped else 1) + 8 * channels
+    params = 20_000 + per_layer * (1 if tied else layers)
+    state = 16 * params
+    full = cfg["batching"] == "full"
+    act_per_layer = 0 if arch in ("rev", "wt-rev", "deq") else (3 if full else 1) * MIB
+    peak = state + 5 * MIB * (2 if full else 1) + act_per_layer * layers + seed * 1000
+    rec = {
+        "study": over.get("study", f"{spec}-cpu"), "spec": spec, "profile": "cpu",
+        "kind": over.get("kind", "ablation"), "trial_number": over.get("trial_number", 0),
+        "optuna_state": "COMPLETE", **cfg,
+        "dataset_options": json.dumps(cfg["dataset_options"], sort_keys=True),
+        "status": status, "metric": "rocauc",
+        "best_valid": 0.7 + 0.01 * seed, "test_at_best_valid": 0.68 + 0.01 * seed + (0.02 if not tied else 0),
+        "best_epoch": 3, "params": params, "peak_memory_bytes": peak, "model_state_bytes": state,
+        "memory_meter": over.get("memory_meter", "cpu-live-tensors"),
+        "predicted_params": params, "predicted_peak_bytes": peak,
+        "step_time_s": 0.01 * layers * (1.35 if grouped else 1.0) + 0.001 * seed,
+        "epoch_time_s": 0.1 * layers, "error": None, "failed_phase": None,
+        "device_name": over.get("device_name", CPU), "commit": "abc1234def", "wall_time_s": 1.0,
+        "epochs_done": 5, "version_torch": "2.13.0", "version_torch_geometric": "2.8.1",
+    }  # fmt: skip
+    if arch == "deq":
+        rec["solver_fwd_iters"] = max(2, int(0.8 * (cfg["deq_max_iter"] or layers)))
+        rec["solver_bwd_iters"] = rec["solver_fwd_iters"]
+    if status != "ok":
+        for key in ("best_valid", "test_at_best_valid", "peak_memory_bytes", "model_state_bytes",
+                    "step_time_s", "epoch_time_s", "best_epoch"):  # fmt: skip
+            rec[key] = None
+        rec["error"] = f"{status} at setup"
+        rec["failed_phase"] = "train"
+    rec.update(
+        {k: v for k, v in over.items() if k in ("values_0", "values_1", "is_pareto", "objectives")}
+    )
+    return rec
+
+
+def depth_rows(spec: str, archs: tuple[str, ...], depths: list[int], oom_from: int | None = None,
+               seeds: tuple[int, ...] = (0, 1), **over) -> list[dict]:  # fmt: skip
+    rows = []
+    for arch in archs:
+        for layers in depths:
+            for seed in seeds:
+                failed = oom_from is not None and arch.endswith("res") and layers >= oom_from
+                rows.append(row(spec, arch, layers, seed, "oom" if failed else "ok", **over))
+    return rows
+
+
+def full_results() -> dict[str, pd.DataFrame]:
+    """A tiny results set covering every spec the report draws, plus a tuning study."""
+    tables = {
+        "depth": depth_rows("depth", ("res", "rev"), [2, 4, 8, 16, 32], oom_from=32),
+        "weight-tying": depth_rows("weight-tying", ("wt-res", "wt-rev"), [2, 4, 8, 16]),
+        "deq": depth_rows("deq", ("res", "deq"), [2, 4, 8, 16]),
+        "full-vs-mini": depth_rows("full-vs-mini", ("res", "rev"), [2, 4, 8], batching="mini")
+        + depth_rows(
+            "full-vs-mini", ("res", "rev"), [2, 4, 8], batching="full", train_parts=1, eval_parts=1
+        ),  # fmt: skip
+        "groups": [
+            row("groups", a, layers, s, groups=g, channels=64)
+            for a in ("rev", "wt-rev")
+            for g in (2, 4, 8)
+            for layers in (8, 16)
+            for s in (0, 1)
+        ],  # fmt: skip
+        "overview": [
+            row("overview", a, 8, s, channels=c)
+            for a in ("res", "rev", "wt-res", "wt-rev", "deq")
+            for c in (32, 64)
+            for s in (0, 1)
+        ]
+        + [row("overview", "res", 8, 0, "oom", channels=128)],  # fmt: skip
+    }
+    tune = []
+    for i, (arch, layers, score, mem) in enumerate(
+        [("rev", 8, 0.70, 30 * MIB), ("rev", 16, 0.72, 32 * MIB), ("res", 8, 0.71, 60 * MIB),
+         ("res", 16, 0.69, 90 * MIB), ("wt-rev", 8, 0.66, 20 * MIB)]):  # fmt: skip
+        pareto = i in (0, 1, 4)
+        tune.append(row("tune-proteins", arch, layers, kind="tune", trial_number=i, study="tune-cpu",
+                        values_0=score, values_1=mem, is_pareto=pareto,
+                        objectives="valid_score,peak_memory_bytes"))  # fmt: skip
+    tables["tune"] = tune
+    return {name: pd.DataFrame(rows) for name, rows in tables.items()}
+
+
+def write_results(folder: pathlib.Path, tables: dict[str, pd.DataFrame]) -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_csv(folder / f"{name}.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, pathlib.Path, list]:
+    """One full report over every spec (figures are the slow part: build once)."""
+    base = tmp_path_factory.mktemp("report")
+    results = write_results(base / "results", full_results())
+    written = build_report(results, base / "out")
+    return results, base / "out", written
+
+
+# --- aggregation --------------------------------------------------------------------------
+
+
+def test_mean_std_over_seeds_with_ddof1_and_single_seed_nan() -> None:
+    rows = [row("depth", "rev", 8, s) for s in (0, 1, 2)] + [row("depth", "rev", 16, 0)]
+    summary = summarise(derive(pd.DataFrame(rows)))
+    three = summary[summary["layers"] == 8].iloc[0]
+    scores = [r["test_at_best_valid"] for r in rows[:3]]
+    assert three["n_ok"] == 3 and three["seeds"] == "0,1,2"
+    assert three["score_mean"] == pytest.approx(np.mean(scores))
+    assert three["score_std"] == pytest.approx(np.std(scores, ddof=1))
+    one = summary[summary["layers"] == 16].iloc[0]
+    assert one["n_ok"] == 1 and math.isnan(one["score_std"])
+
+
+def test_oom_rows_are_not_averaged_and_oom_depth_reported() -> None:
+    rows = [row("depth", "res", 8, 0), row("depth", "res", 8, 1, "oom"),
+            row("depth", "res", 16, 0, "oom"), row("depth", "res", 16, 1, "oom")]  # fmt: skip
+    df = derive(pd.DataFrame(rows))
+    summary = summarise(df)
+    at8 = summary[summary["layers"] == 8].iloc[0]
+    assert (at8["n_ok"], at8["n_trials"], at8["statuses"]) == (1, 2, "ok:1 oom:1")
+    assert at8["score_mean"] == pytest.approx(rows[0]["test_at_best_valid"])
+    assert math.isnan(at8["score_std"])
+    at16 = summary[summary["layers"] == 16].iloc[0]
+    assert at16["n_ok"] == 0 and math.isnan(at16["score_mean"])
+    oom = oom_depths(df)
+    assert len(oom) == 1
+    assert (oom.iloc[0]["first_oom_depth"], oom.iloc[0]["max_ok_depth"]) == (8, 8)
+
+
+def test_different_configs_are_never_merged() -> None:
+    rows = [row("depth", "rev", 8, 0), row("depth", "rev", 8, 1, lr=0.01),
+            row("depth", "rev", 8, 2, epochs=7), row("depth", "rev", 8, 3, dataset_options={"n": 5}),
+            row("depth", "rev", 8, 4, device_name="cuda (Other GPU)", memory_meter="cuda-allocator")]  # fmt: skip
+    summary = summarise(derive(pd.DataFrame(rows)))
+    assert len(summary) == 5
+    assert (summary["n_trials"] == 1).all()
+
+
+def test_missing_seeds_reported_with_their_n() -> None:
+    rows = [row("depth", "rev", 8, s) for s in (0, 1, 2)] + [
+        row("depth", "rev", 16, s) for s in (0, 2)
+    ]
+    summary = summarise(derive(pd.DataFrame(rows))).set_index("layers")
+    assert summary.loc[8, "n_ok"] == 3 and summary.loc[16, "n_ok"] == 2
+    assert summary.loc[16, "seeds"] == "0,2"
+
+
+def test_linear_fit_recovers_slope() -> None:
+    fit = linear_fit([1, 2, 4, 8], [3 + 5 * x for x in (1, 2, 4, 8)])
+    assert fit is not None and fit.slope == pytest.approx(5) and fit.r2 == pytest.approx(1)
+    assert linear_fit([4, 4], [1, 2]) is None
+
+
+# --- claims ---------------------------------------------------------------------------------
+
+
+def test_claims_verdicts_follow_the_data() -> None:
+    df = derive(pd.concat(full_results().values(), ignore_index=True))
+    claims = all_claims(df)
+    by_key = {}
+    for c in claims:
+        by_key.setdefault(c.key, set()).add(c.verdict)
+    assert by_key["rev-flat"] == {SUPPORTED}
+    assert by_key["wt-rev-flat"] == {SUPPORTED}
+    assert by_key["tied-params"] == {SUPPORTED}
+    assert by_key["groups-params"] == {SUPPORTED, NO_DATA}  # wt-rev: totals only
+    assert by_key["deq-flat"] == {SUPPORTED}
+    assert by_key["batching"] == {SUPPORTED}
+    assert SUPPORTED in by_key["rev-vs-res"]
+    flat = next(c for c in claims if c.key == "rev-flat")
+    assert "1 MiB/layer" in flat.evidence and "OOM from depth 32" in flat.evidence
+
+
+def test_a_growing_rev_is_not_supported_and_too_few_depths_is_no_data() -> None:
+    rows = depth_rows("depth", ("res", "rev"), [2, 4, 8, 16])
+    for r in rows:
+        if r["arch"] == "rev":
+            r["peak_memory_bytes"] += r["layers"] * MIB  # as steep as res: not flat
+    claims = [c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == "rev-flat"]
+    assert [c.verdict for c in claims] == [NOT_SUPPORTED]
+    few = [c for c in all_claims(derive(pd.DataFrame(depth_rows("depth", ("res", "rev"), [2, 4]))))
+           if c.key == "rev-flat"]  # fmt: skip
+    assert [c.verdict for c in few] == [NO_DATA]
+
+
+def test_deq_whose_solver_stops_early_is_not_enough_data() -> None:
+    rows = depth_rows("deq", ("res", "deq"), [2, 4, 8, 16])
+    for r in rows:
+        if r["arch"] == "deq":
+            r["solver_fwd_iters"] = 3  # converged at every cap: the cap changed nothing
+    claims = [c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == "deq-flat"]
+    assert [c.verdict for c in claims] == [NO_DATA]
+    assert "barely changed" in claims[0].evidence
+
+
+# --- the whole report -------------------------------------------------------------------------
+
+
+def test_every_figure_is_written_png_and_svg(built) -> None:
+    _, out, written = built
+    for stem in ("fig1_score_vs_memory", "fig2_memory_res_vs_rev", "fig3_memory_wt_res_vs_wt_rev",
+                 "fig4_memory_res_vs_deq", "fig5_memory_full_vs_mini", "fig6_groups",
+                 "fig7_step_time", "fig8_pareto"):  # fmt: skip
+        for suffix in (".png", ".svg"):
+            path = out / "figures" / f"{stem}{suffix}"
+            assert path in written and path.stat().st_size > 1000, path
+    assert "Date" not in (out / "figures" / "fig2_memory_res_vs_rev.svg").read_text()[:2000]
+
+
+def test_report_md_states_every_claim_and_embeds_figures(built) -> None:
+    _, out, _ = built
+    text = (out / "REPORT.md").read_text()
+    for key, statement in STATEMENTS.items():
+        assert f"`{key}`" in text and statement in text
+    assert "![Figure 2" in text and "figures/fig8_pareto.png" in text
+    assert "V100" in text and "cpu-live-tensors" in text and CPU in text
+    assert "abc1234def" in text and "2.13.0" in text
+    assert "oom:2" in text or "oom:1" in text  # failures listed per figure
+    assert "not enough data" not in text.split("## Figures")[1].split("## Tables")[0]
+
+
+def test_tables_are_written(built) -> None:
+    _, out, _ = built
+    summary = pd.read_csv(out / "tables" / "summary.csv")
+    assert {"score_mean", "score_std", "n_ok", "statuses"} <= set(summary.columns)
+    assert "first OOM depth" in (out / "tables" / "oom.md").read_text()
+    groups = (out / "tables" / "groups.md").read_text()
+    assert groups.count("| rev |") == 6
+    assert "V100" in (out / "tables" / "paper_vs_measured.md").read_text()
+    assert (out / "tables" / "pareto.csv").exists()
+
+
+def test_regenerating_is_byte_identical(built, tmp_path: pathlib.Path) -> None:
+    results, out, _ = built
+    again = tmp_path / "again"
+    build_report(results, again)
+    for path in sorted((out / "tables").iterdir()) + [out / "REPORT.md"]:
+        twin = again / path.relative_to(out)
+        assert path.read_bytes() == twin.read_bytes(), path.name
+    svg = "figures/fig2_memory_res_vs_rev.svg"
+    assert (out / svg).read_bytes() == (again / svg).read_bytes()
+
+
+def test_mixed_devices_are_split_and_said_so(tmp_path: pathlib.Path) -> None:
+    rows = depth_rows("depth", ("res", "rev"), [2, 4, 8]) + depth_rows(
+        "depth",
+        ("res", "rev"),
+        [2, 4, 8],
+        device_name="cuda (Test GPU)",
+        memory_meter="cuda-allocator",
+    )
+    results = write_results(tmp_path / "results", {"depth": pd.DataFrame(rows)})
+    build_report(results, tmp_path / "out", draw_figures=False)
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "Results from 2 devices/meters" in text
+    summary = pd.read_csv(tmp_path / "out" / "tables" / "summary.csv")
+    assert len(summary) == 12 and set(summary["n_ok"]) == {2}
+    claims = [c for c in all_claims(read_results(results)) if c.key == "rev-flat"]
+    assert len({c.slice for c in claims}) == 2
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def test_missing_or_empty_folder(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        read_results(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no \*\.csv"):
+        read_results(tmp_path / "empty")
+
+
+def test_missing_columns_named(tmp_path: pathlib.Path) -> None:
+    df = pd.DataFrame(depth_rows("depth", ("rev",), [2])).drop(
+        columns=["peak_memory_bytes", "arch"]
+    )
+    results = write_results(tmp_path / "r", {"bad": df})
+    with pytest.raises(
+        DataError, match=r"bad\.csv: missing required column\(s\) arch, peak_memory_bytes"
+    ):
+        read_results(results)
+
+
+def test_cli_writes_the_report(tmp_path: pathlib.Path) -> None:
+    results = write_results(
+        tmp_path / "results",
+        {"depth": pd.DataFrame(depth_rows("depth", ("res", "rev"), [2, 4, 8]))},
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "report", "--results", str(results),
+         "--out", str(tmp_path / "out"), "--no-figures"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "REPORT.md" in proc.stdout
+    assert "| rev-flat |" in (tmp_path / "out" / "REPORT.md").read_text()
+
+
+def test_unfinished_and_superseded_rows_are_left_out(tmp_path: pathlib.Path) -> None:
+    rows = [
+        row("depth", "rev", 2, 0, "error"),
+        row("depth", "rev", 2, 0),
+        row("depth", "rev", 4, 0),
+    ]
+    df = pd.DataFrame(rows).assign(current=[False, True, True])
+    unfinished = row("depth", "rev", 8, 0)
+    unfinished["status"] = None
+    df = pd.concat([df, pd.DataFrame([unfinished]).assign(current=False)], ignore_index=True)
+    out = read_results(write_results(tmp_path / "r", {"depth": df}))
+    assert sorted(out["layers"]) == [2, 4] and set(out["status"]) == {"ok"}
+    assert out.attrs["dropped"] == {"unfinished (no record)": 1, "superseded by a retry": 1}
+
+
+def test_single_objective_tuning_uses_peak_memory(tmp_path: pathlib.Path) -> None:
+    tune = [row("t", "rev", 4 * (i + 1), kind="tune", trial_number=i, study="tune-x",
+                values_0=0.6 + i / 100, is_pareto=i == 2, objectives="valid_score")
+            for i in range(3)]  # fmt: skip
+    results = write_results(tmp_path / "r", {"tune": pd.DataFrame(tune)})
+    build_report(results, tmp_path / "out", draw_figures=False)
+    front = pd.read_csv(tmp_path / "out" / "tables" / "pareto.csv")
+    assert list(front["trial"]) == [2] and "peak_memory_bytes" in front.columns
+
+
+def test_unknown_status_is_refused(tmp_path: pathlib.Path) -> None:
+    df = pd.DataFrame([row("depth", "rev", 2, status="crashed")])
+    with pytest.raises(DataError, match="unknown trial status.*crashed"):
+        read_results(write_results(tmp_path / "r", {"x": df}))
+
+
+def test_cli_exits_2_with_one_clear_line(tmp_path: pathlib.Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "report", "--results", str(tmp_path / "none"),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("report: results folder") and "does not exist" in proc.stderr
