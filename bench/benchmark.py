@@ -11,6 +11,10 @@ the CSV records the iterations each solve ran.
 
 Each step sequence is: one warm-up step (allocates gradients and Adam state), one step under
 the memory meter, then ``repeats`` timed steps (the meter's bookkeeping is not timed).
+
+On CPU both the warm-up and the metered step run under a memory cap (default: 80% of the
+memory available when the benchmark starts), so a point that would not fit -- ResGNN at 256
+layers on a small machine -- is recorded as ``oom`` instead of the kernel killing the run.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import functools
 import gc
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from bench.errors import ConfigError
 from bench.measure import (
     PeakMemory,
     count_parameters,
@@ -41,6 +47,7 @@ from bench.measure import (
     time_steps,
 )
 from bench.models.blocks import DeepGNN, ResPlusBlock
+from bench.units import parse_bytes
 
 ALL_ARCHS = ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq")
 DEEP_ARCHS = ("rev", "wt-rev", "deq")  # the ones that also run at the "deep" depths
@@ -164,8 +171,10 @@ def measure_one(
 
         step = functools.partial(train_step, model, optimizer, graph)
 
-        step()  # warm-up: gradients and Adam state now exist
-        with PeakMemory(device) as meter:
+        cap = args.memory_cap if device.type == "cpu" else None
+        with PeakMemory(device, cap_bytes=cap):
+            step()  # warm-up: gradients and Adam state now exist
+        with PeakMemory(device, cap_bytes=cap) as meter:
             step()
         state = model_state_bytes(model, optimizer)
         row.update(peak_bytes=meter.peak_bytes, model_state_bytes=state, peak_minus_state_bytes=meter.peak_bytes - state,
@@ -206,6 +215,9 @@ def ratios(df: pd.DataFrame, depths: list[int], peer_depths: list[int]) -> list[
     """The headline ratios, measured in this run, with their targets (None: informational)."""
     mid = 64 if 64 in depths else max(depths)
     low, high = min(depths), max(depths)
+    # res may run out of memory at the deepest depth: compare at the deepest one it finished
+    res_ok = [d for d in depths if not math.isnan(_value(df, "res", d, "peak_bytes"))]
+    res_high = max(res_ok, default=high)
     rows = [
         ("rev / res step time", mid, _value(df, "rev", mid, "step_time_s") / _value(df, "res", mid, "step_time_s"), 1.45),
         ("rev / pyg-groupaddrev step time", mid,
@@ -214,8 +226,8 @@ def ratios(df: pd.DataFrame, depths: list[int], peer_depths: list[int]) -> list[
          _value(df, "rev", high, "peak_minus_state_bytes") / _value(df, "rev", low, "peak_minus_state_bytes"), 1.10),
         (f"wt-rev activations {high} / {low} layers", high,
          _value(df, "wt-rev", high, "peak_minus_state_bytes") / _value(df, "wt-rev", low, "peak_minus_state_bytes"), 1.10),
-        (f"res activations {high} / {low} layers (grows ~linearly)", high,
-         _value(df, "res", high, "peak_minus_state_bytes") / _value(df, "res", low, "peak_minus_state_bytes"), None),
+        (f"res activations {res_high} / {low} layers (grows ~linearly)", res_high,
+         _value(df, "res", res_high, "peak_minus_state_bytes") / _value(df, "res", low, "peak_minus_state_bytes"), None),
         (f"deq activations {DEQ_RATIO_ITERS[1]} / {DEQ_RATIO_ITERS[0]} iterations", DEQ_RATIO_ITERS[1],
          _value(df, "deq", DEQ_RATIO_ITERS[1], "peak_minus_state_bytes")
          / _value(df, "deq", DEQ_RATIO_ITERS[0], "peak_minus_state_bytes"), 1.10),
@@ -358,10 +370,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--out", default="results/benchmark.csv")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
+    parser.add_argument(
+        "--memory-cap",
+        default="auto",
+        help="CPU only: a point whose live tensors exceed this is recorded as oom (e.g. 12GiB; "
+        "'auto': 80%% of the memory available at start; 'none')",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
+def _memory_cap(text: str) -> int | None:
+    if text == "none":
+        return None
+    if text == "auto":
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return int(0.8 * available)
+    return parse_bytes(text, "memory_cap")
+
+
 def main(args: argparse.Namespace) -> int:
+    try:
+        args.memory_cap = _memory_cap(args.memory_cap)
+    except ConfigError as err:
+        raise SystemExit(f"--memory-cap: {err.message}") from None
     if args.quick:
         args.nodes, args.edges, args.channels = 200, 1000, 16
         args.depths, args.deep_depths, args.peer_depths, args.repeats = [2, 4], [], [2, 4], 1

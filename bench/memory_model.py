@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config import TrialConfig
+from bench.units import format_bytes
 
 FLOAT = 4  # bytes per float32
 INDEX = 8  # bytes per int64
@@ -111,18 +112,6 @@ class MemoryPrediction:
                 f"  predicted peak of a training step: {format_bytes(self.total_bytes)}",
             ]
         )
-
-
-def format_bytes(n: int | float | None) -> str:
-    """1536 -> '1.5 KiB' (binary units, as memory is allocated)."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 # --- sizes ------------------------------------------------------------------------------------

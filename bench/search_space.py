@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import optuna
 
 from bench.config import ARCHS, DEQ_GRADS, DEQ_SOLVERS, REVERSIBLE_ARCHS, TrialConfig
 from bench.errors import ConfigError
+from bench.units import format_bytes, parse_bytes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,11 +66,6 @@ _KNOWN_CHOICES: dict[str, tuple[str, ...]] = {
     "deq_solver": DEQ_SOLVERS,
     "deq_grad": DEQ_GRADS,
 }
-_UNITS = {
-    "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-}  # fmt: skip
 
 
 class SearchSpaceError(ConfigError):
@@ -87,41 +82,6 @@ class SearchSpaceError(ConfigError):
 
     def for_cli(self) -> str:
         return str(self)
-
-
-# --- sizes ------------------------------------------------------------------------------
-def parse_bytes(text: str | int | float, key: str = "memory_budget") -> int:
-    """'16GiB', '500 MB', '2e9', 1024 -> bytes. Binary (KiB, MiB, GiB) and decimal units."""
-    if isinstance(text, bool):
-        raise ConfigError(key, f"expected a size such as '16GiB', got {text!r}")
-    if isinstance(text, (int, float)):
-        value, unit = float(text), ""
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
-        if not match:
-            raise ConfigError(key, f"expected a size such as '16GiB' or '500MB', got {text!r}")
-        value, unit = float(match.group(1)), match.group(2).lower()
-        if unit not in _UNITS:
-            raise ConfigError(
-                key,
-                f"unknown unit {match.group(2)!r} in {text!r}; use B, KB, MB, GB, KiB, MiB, GiB",
-            )
-    nbytes = int(value * _UNITS[unit])
-    if not math.isfinite(value) or nbytes <= 0:
-        raise ConfigError(key, f"must be a positive size, got {text!r}")
-    return nbytes
-
-
-def format_bytes(nbytes: float | None) -> str:
-    """Bytes as a short human string (binary units), for tables and messages."""
-    if nbytes is None or (isinstance(nbytes, float) and math.isnan(nbytes)):
-        return "-"
-    value = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.2f} TiB"
 
 
 # --- parameters -------------------------------------------------------------------------

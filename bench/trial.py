@@ -59,6 +59,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bench import units
 from bench.config import TrialConfig
 from bench.errors import ConfigError, DataError
 from bench.record import TrialRecord
@@ -90,41 +91,14 @@ _FLAG_ALIASES: dict[str, tuple[str, ...]] = {
     "memory_cap_bytes": ("--memory-cap",),
     "dataset_options": ("--dataset-option",),
 }
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
 
 
 def parse_bytes(text: str | int) -> int:
-    """``4GiB`` -> 4294967296, ``500MB`` -> 500000000, ``1e9`` -> 1000000000 (SI vs binary units)."""
-    if isinstance(text, int):
-        return text
-    raw = text.strip().replace(" ", "").replace("_", "")
-    number = raw.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    unit = raw[len(number) :].lower()
-    # "1e9" ends in a digit, so the exponent stays in the number
+    """``--memory-cap`` values: ``4GiB``, ``500MB``, ``1e9`` (see :func:`bench.units.parse_bytes`)."""
     try:
-        value = float(number)
-    except ValueError:
-        value = math.nan
-    if unit not in _UNITS or not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a positive size; write e.g. 4GiB, 512MiB, 2GB or 1000000"
-        )
-    return int(value * _UNITS[unit])
+        return units.parse_bytes(text, "memory_cap_bytes")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def _option_value(text: str) -> Any:
@@ -291,7 +265,7 @@ def _dry_run(config: TrialConfig, as_json: bool) -> int:
 
 
 def _summary(record: TrialRecord) -> str:
-    from bench.memory_model import format_bytes
+    from bench.units import format_bytes
 
     cfg = record.config
     parts = [

@@ -45,9 +45,9 @@ from bench.search_space import (
     SearchSpaceError,
     TuneSettings,
     _setting,
-    format_bytes,
     load_search_space,
 )
+from bench.units import format_bytes
 
 RunFn = Callable[..., TrialRecord]  # (config, timeout=None, on_epoch=None) -> TrialRecord
 PredictFn = Callable[[TrialConfig], "int | None"]

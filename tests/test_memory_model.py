@@ -10,9 +10,10 @@ import torch
 
 from bench.config import ARCHS, TrialConfig
 from bench.measure import count_parameters
-from bench.memory_model import GraphSizes, format_bytes, predict, predict_params
+from bench.memory_model import GraphSizes, predict, predict_params
 from bench.models import build_model
 from bench.trial import run_trial
+from bench.units import format_bytes
 
 PROTEINS_LIKE = GraphSizes(
     nodes=300, edges=3000, features=16, edge_dim=8, outputs=32,

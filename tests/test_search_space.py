@@ -173,7 +173,7 @@ def test_parse_bytes_refuses(text: str) -> None:
 
 def test_format_bytes() -> None:
     assert format_bytes(512) == "512 B"
-    assert format_bytes(3 * 2**30) == "3.0 GiB"
+    assert format_bytes(3 * 2**30) == "3.00 GiB"
     assert format_bytes(None) == "-"
 
 
@@ -219,7 +219,7 @@ def test_budget_nothing_fits_is_refused_before_running(tmp_path: Path, predictor
         space.check_budget(space.settings.memory_budget, predictor, "tune.memory_budget")
     message = str(info.value)
     assert str(path) in message and "[tune.memory_budget]" in message
-    assert "nothing fits the memory budget 1.0 KiB" in message
+    assert "nothing fits the memory budget 1.00 KiB" in message
     smallest, _ = space.min_predicted_peak(predictor)
     space.check_budget(smallest, predictor, "tune.memory_budget")  # exactly the smallest: fits
     with pytest.raises(SearchSpaceError):
