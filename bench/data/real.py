@@ -15,7 +15,9 @@ official):
   structural and deterministic: log(1 + degree), mean and max
   log(1 + degree) of the neighbours, and ``pe_dim`` Laplacian eigenvectors (the leading
   non-trivial eigenvectors of D^-1/2 A D^-1/2, sign fixed so the largest entry is positive).
-  No edge features (``edge_attr`` is None). Multi-label (39 groups), ROC-AUC like proteins.
+  ``pe_dim`` defaults to 64: the spectral "social dimensions" of the dataset's own paper (Tang
+  and Liu, KDD 2009); with 8 a 4-layer ResGNN reached validation ROC-AUC 0.52 after 15 epochs,
+  with 64 it reached 0.58 (max aggregation) to 0.60 (mean). No edge features (``edge_attr`` is None). Multi-label (39 groups), ROC-AUC like proteins.
 """
 
 from __future__ import annotations
