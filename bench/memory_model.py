@@ -171,32 +171,10 @@ def sizes_for(config: TrialConfig, dataset: Any) -> GraphSizes:
 def _count_on_meta(config: TrialConfig, sizes: GraphSizes, layers: int) -> int:
     import torch
 
-    from bench.models import build_model
+    from bench.models import build_from_config
 
-    deq = config.deq_settings() if config.is_deq else {}
     with torch.device("meta"):
-        model = build_model(
-            config.arch,
-            in_channels=sizes.features,
-            edge_dim=sizes.edge_dim,
-            out_channels=sizes.outputs,
-            layers=layers,
-            channels=config.channels,
-            groups=config.groups,
-            dropout=config.dropout,
-            aggr=config.aggr,
-            norm=config.norm,
-            **(
-                {
-                    "deq_solver": deq["solver"],
-                    "deq_tol": deq["tol"],
-                    "deq_max_iter": deq["max_iter"],
-                    "deq_grad": deq["grad"],
-                }
-                if deq
-                else {}
-            ),
-        )
+        model = build_from_config(config, sizes.features, sizes.edge_dim, sizes.outputs, layers)
     # parameters() yields each Parameter once, so tied weights count once
     return sum(p.numel() for p in model.parameters())
 

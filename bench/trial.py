@@ -491,7 +491,7 @@ def _train(
     from bench import memory_model
     from bench.data import load
     from bench.measure import PeakMemory, count_parameters, meter_name, model_state_bytes
-    from bench.models import build_model
+    from bench.models import build_from_config
 
     _seed_everything(config.seed, config.device)
     device = torch.device(config.device)
@@ -510,28 +510,8 @@ def _train(
     prediction = memory_model.predict(config, sizes)
     record.predicted_params = prediction.params
     record.predicted_peak_bytes = prediction.total_bytes
-    deq = config.deq_settings() if config.is_deq else {}
-    model = build_model(
-        config.arch,
-        in_channels=dataset.num_features,
-        edge_dim=dataset.edge_dim,
-        out_channels=dataset.num_outputs,
-        layers=config.layers,
-        channels=config.channels,
-        groups=config.groups,
-        dropout=config.dropout,
-        aggr=config.aggr,
-        norm=config.norm,
-        **(
-            {
-                "deq_solver": deq["solver"],
-                "deq_tol": deq["tol"],
-                "deq_max_iter": deq["max_iter"],
-                "deq_grad": deq["grad"],
-            }
-            if deq
-            else {}
-        ),
+    model = build_from_config(
+        config, dataset.num_features, dataset.edge_dim, dataset.num_outputs
     ).to(device)
     record.params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

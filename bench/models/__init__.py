@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench.config import ARCHS, DEQ_GRADS, DEQ_SOLVERS, REVERSIBLE_ARCHS
+from bench.config import ARCHS, DEQ_GRADS, DEQ_SOLVERS, REVERSIBLE_ARCHS, TrialConfig
 from bench.errors import ConfigError
 from bench.models.blocks import AGGRS, NORMS, DeepGNN, ResPlusBlock
 from bench.models.residual import CheckpointedResGNN, ResGNN, WTResGNN
@@ -159,6 +159,30 @@ def build_model(
         deq_tol=deq_tol,
         deq_max_iter=deq_max_iter,
         deq_grad=deq_grad,
+    )
+
+
+def build_from_config(
+    config: TrialConfig,
+    in_channels: int,
+    edge_dim: int | None,
+    out_channels: int,
+    layers: int | None = None,
+) -> DeepGNN:
+    """``build_model`` with the model settings of a trial config (``layers`` may override)."""
+    deq = config.deq_settings() if config.is_deq else {}
+    return build_model(
+        config.arch,
+        in_channels=in_channels,
+        edge_dim=edge_dim,
+        out_channels=out_channels,
+        layers=config.layers if layers is None else layers,
+        channels=config.channels,
+        groups=config.groups,
+        dropout=config.dropout,
+        aggr=config.aggr,
+        norm=config.norm,
+        **{f"deq_{key}": value for key, value in deq.items()},
     )
 
 
