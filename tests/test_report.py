@@ -54,8 +54,8 @@ def row(spec: str, arch: str, layers: int, seed: int = 0, status: str = "ok", **
         "epochs_done": 5, "version_torch": "2.13.0", "version_torch_geometric": "2.8.1",
     }  # fmt: skip
     if arch == "deq":
-        rec["solver_fwd_iters"] = max(2, int(0.8 * (cfg["deq_max_iter"] or layers)))
-        rec["solver_bwd_iters"] = rec["solver_fwd_iters"]
+        rec["solver_fwd_iters_mean"] = max(2, int(0.8 * (cfg["deq_max_iter"] or layers)))
+        rec["solver_bwd_iters_mean"] = rec["solver_fwd_iters_mean"]
     if status != "ok":
         for key in ("best_valid", "test_at_best_valid", "peak_memory_bytes", "model_state_bytes",
                     "step_time_s", "epoch_time_s", "best_epoch"):  # fmt: skip
@@ -223,7 +223,7 @@ def test_deq_whose_solver_stops_early_is_not_enough_data() -> None:
     rows = depth_rows("deq", ("res", "deq"), [2, 4, 8, 16])
     for r in rows:
         if r["arch"] == "deq":
-            r["solver_fwd_iters"] = 3  # converged at every cap: the cap changed nothing
+            r["solver_fwd_iters_mean"] = 3  # converged at every cap: the cap changed nothing
     claims = [c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == "deq-flat"]
     assert [c.verdict for c in claims] == [NO_DATA]
     assert "barely changed" in claims[0].evidence
@@ -372,3 +372,28 @@ def test_cli_exits_2_with_one_clear_line(tmp_path: pathlib.Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("report: results folder") and "does not exist" in proc.stderr
+
+
+def test_real_trial_records_feed_the_report_columns(tmp_path: pathlib.Path) -> None:
+    """Records from the real trial runner carry every column the report reads (solver stats
+    included): the hand-made tables above cannot drift from what trials write."""
+    from bench.config import TrialConfig
+    from bench.trial import run_trial
+
+    tiny = {"num_nodes": 200, "avg_degree": 4, "num_tasks": 4}
+    rows = []
+    for n, (arch, layers) in enumerate([("deq", 2), ("deq", 6), ("rev", 2)]):
+        config = TrialConfig(
+            arch=arch, layers=layers, channels=8, epochs=1, train_parts=2, eval_parts=2,
+            dataset_options=tiny, **({"deq_tol": 1e-10} if arch == "deq" else {}),
+        ).validated()  # fmt: skip
+        record = run_trial(config)
+        assert record.status == "ok", record.error
+        lead = {"study": "e2e-cpu", "spec": "e2e", "profile": "cpu", "kind": "ablation"}
+        rows.append({**lead, "trial_number": n, "optuna_state": "COMPLETE", **record.flat()})
+    (tmp_path / "results").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "results" / "e2e-cpu.csv", index=False)
+    df = read_results(tmp_path / "results")
+    deq = df[df.arch == "deq"].sort_values("layers")
+    assert deq["solver_fwd_iters_mean"].tolist() == [2.0, 6.0]  # the solves ran to their caps
+    assert deq["solver_bwd_iters_mean"].notna().all()

@@ -12,7 +12,7 @@ from bench.report.load import GROUP_COLUMNS, as_key
 
 METRICS: tuple[str, ...] = (
     "score", "best_valid", "peak_memory_bytes", "activation_bytes", "model_state_bytes",
-    "params", "step_time_s", "epoch_time_s", "solver_fwd_iters", "solver_bwd_iters",
+    "params", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
 )  # fmt: skip
 SORT_COLUMNS: tuple[str, ...] = ("study", "profile", "dataset", "device_name", "arch", "layers",
                                  "channels", "groups", "config_id")  # fmt: skip

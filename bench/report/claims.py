@@ -275,7 +275,7 @@ def _deq_claim(slice_: str, series: Series) -> Claim:
         return Claim("deq-flat", "fig4", slice_, series.label, f"{len(peak)} ok caps", NO_DATA)
     lo, hi = peak.index[0], peak.index[-1]
     growth = peak[hi] / peak[lo]
-    iters = depth_means(series.rows, "solver_fwd_iters")
+    iters = depth_means(series.rows, "solver_fwd_iters_mean")
     evidence = f"peak at cap {fmt_num(hi)} / cap {fmt_num(lo)} = {growth:.3g}× ({fmt_bytes(peak[hi])} vs {fmt_bytes(peak[lo])})"
     if lo not in iters.index or hi not in iters.index:
         return Claim(

@@ -29,17 +29,17 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "kind": "ablation",
     "epoch_time_s": np.nan,
     "commit": None,
-    "solver_fwd_iters": np.nan,
-    "solver_bwd_iters": np.nan,
-    "solver_fwd_rel_residual": np.nan,
-    "solver_bwd_rel_residual": np.nan,
+    "solver_fwd_iters_mean": np.nan,
+    "solver_bwd_iters_mean": np.nan,
+    "solver_fwd_rel_residual_max": np.nan,
+    "solver_bwd_rel_residual_max": np.nan,
 }
 NUMERIC_COLUMNS: tuple[str, ...] = (
     "trial_number", "layers", "channels", "groups", "dropout", "lr", "epochs", "seed",
     "train_parts", "eval_parts", "eval_every", "grad_clip", "deq_tol", "deq_max_iter", "timeout",
     "memory_cap_bytes", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
-    "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters", "solver_bwd_iters",
-    "solver_fwd_rel_residual", "solver_bwd_rel_residual",
+    "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
+    "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max",
 )  # fmt: skip
 # The columns that say where a number was measured; never averaged or drawn across.
 SLICE_COLUMNS: tuple[str, ...] = ("profile", "dataset", "device_name", "memory_meter")
