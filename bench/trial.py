@@ -27,11 +27,14 @@ Measurement choices (also in the record's docs):
   :class:`bench.measure.PeakMemory`'s absolute peak (model state, data and activations; the
   optimiser step included). On CUDA (allocator statistics, free) every step is metered. On CPU
   the live-tensor meter slows each op, so it meters the steps of the first epoch -- which
-  visits every cluster and contains the first optimiser step, when Adam's moments appear --
-  and every step when ``memory_cap_bytes`` is set (so the cap holds for the whole trial).
+  visits every cluster and contains the first optimiser step, when Adam's moments appear; a
+  ``memory_cap_bytes`` is enforced there (later epochs repeat the same shapes: a random
+  partition into k parts has the same part sizes every epoch).
 * ``step_time_s`` / ``epoch_time_s``: means over the epochs after the first (the warm-up
-  epoch, which on CPU is also the metered one); with a single epoch, the mean over its steps
-  after the first step, and that epoch's time. ``epoch_time_s`` is training only
+  epoch, which on CPU is also the metered one: the meter's per-op overhead would distort the
+  times, more for architectures with many small ops such as reversible backward passes). A
+  one-epoch CPU trial therefore has no step time (None); on CUDA (no meter overhead) a
+  one-epoch trial's step time is the mean over its steps after the first. ``epoch_time_s`` is training only
   (partitioning included, evaluation excluded); a curve point's ``time_s`` is the whole epoch,
   evaluation included.
 * DEQ: ``solver`` holds the mean and max, over training steps, of forward and backward solver
@@ -329,7 +332,7 @@ class _Progress:
     peak_bytes: int | None = None
     model_state_bytes: int | None = None
     step_times: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (epoch, s)
-    epoch_times: list[float] = dataclasses.field(default_factory=list)
+    epoch_times: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # unmetered
     solver: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     start: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -543,7 +546,7 @@ def _train(
                 os.kill(os.getpid(), signal.SIGKILL)
             if fault == "hang":
                 time.sleep(3600)
-            metered = device.type == "cuda" or epoch == 1 or config.memory_cap_bytes is not None
+            metered = device.type == "cuda" or epoch == 1
             model.train()
             losses: list[float] = []
             batches = _batches(
@@ -578,13 +581,15 @@ def _train(
                     del out, loss, x, edge_index, edge_attr, y, mask_d
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                state.step_times.append((epoch, time.perf_counter() - step_start))
+                if meter is None or device.type == "cuda":  # the CPU meter's overhead is not timed
+                    state.step_times.append((epoch, time.perf_counter() - step_start))
                 if meter is not None:
                     state.peak_bytes = max(state.peak_bytes or 0, meter.peak_bytes)
                 if state.model_state_bytes is None:
                     state.model_state_bytes = model_state_bytes(model, optimizer)
                 losses.append(loss_value)
-            state.epoch_times.append(time.perf_counter() - epoch_start)
+            if not metered or device.type == "cuda":
+                state.epoch_times.append((epoch, time.perf_counter() - epoch_start))
             check_budget()
             valid = test = None
             if epoch % config.eval_every == 0 or epoch == config.epochs:
@@ -673,18 +678,12 @@ def _finish(record: TrialRecord, state: _Progress, clock: float) -> None:
     _best_of_curve(record)
     record.peak_memory_bytes = state.peak_bytes
     record.model_state_bytes = state.model_state_bytes
-    epochs_done = {epoch for epoch, _ in state.step_times}
+    # only unmetered steps were timed; the first epoch (or, in a one-epoch CUDA trial, the
+    # first step) is the warm-up
     later = [t for epoch, t in state.step_times if epoch > 1]
-    if later:
-        record.step_time_s = _mean(later)
-    elif len(state.step_times) > 1:
-        record.step_time_s = _mean([t for _, t in state.step_times[1:]])
-    elif state.step_times:
-        record.step_time_s = state.step_times[0][1]
-    if len(state.epoch_times) > 1 and len(epochs_done) > 1:
-        record.epoch_time_s = _mean(state.epoch_times[1:])
-    elif state.epoch_times:
-        record.epoch_time_s = state.epoch_times[0]
+    record.step_time_s = _mean(later or [t for _, t in state.step_times[1:]])
+    later_epochs = [t for epoch, t in state.epoch_times if epoch > 1]
+    record.epoch_time_s = _mean(later_epochs or [t for _, t in state.epoch_times])
     if state.solver:
         record.solver = {"steps": len(next(iter(state.solver.values())))}
         for key, values in sorted(state.solver.items()):

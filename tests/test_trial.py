@@ -294,3 +294,15 @@ def test_isolated_invalid_config_is_an_error_record_naming_the_flag() -> None:
     assert record.status == "error"
     assert "--groups" in record.error
     assert record.failed_phase == "setup" and record.curve == []
+
+
+def test_cpu_step_times_come_only_from_unmetered_epochs() -> None:
+    """The live-tensor meter's per-op overhead must not leak into step times: a one-epoch CPU
+    trial (all steps metered) reports none; a two-epoch one reports the second epoch's, also
+    when a memory cap is set (the cap is enforced in the metered first epoch)."""
+    one = run_trial(BASE.replace(epochs=1))
+    assert one.status == "ok" and one.peak_memory_bytes
+    assert one.step_time_s is None and one.epoch_time_s is None
+    two = run_trial(BASE.replace(epochs=2, memory_cap_bytes=2**30))
+    assert two.status == "ok" and two.peak_memory_bytes
+    assert two.step_time_s is not None and 0 < two.step_time_s < two.epoch_time_s
