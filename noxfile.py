@@ -37,7 +37,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def benchmark(session: nox.Session) -> None:
-    """The engines side by side (memory, time, params); writes results/benchmark.csv."""
+    """The engines side by side (memory, time, params); writes results/benchmark/benchmark.csv."""
     _install(session)
     session.run("python", "-m", "bench", "bench", *session.posargs)
 

@@ -404,7 +404,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deep-repeats", type=int, default=1, help="timed steps beyond --depths")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--out", default="results/benchmark.csv")
+    parser.add_argument(
+        "--out",
+        default="results/benchmark/benchmark.csv",
+        help="CSV to write (a subfolder: results/*.csv are trial tables the report reads)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
     parser.add_argument(
         "--memory-cap",

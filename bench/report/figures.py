@@ -8,6 +8,7 @@ depth where it failed, labelled OOM."""
 from __future__ import annotations
 
 import pathlib
+import re
 
 import matplotlib
 
@@ -44,6 +45,8 @@ VARIANT_EXCLUDE = ("arch", "layers", "deq_max_iter", "dataset", "device")
 RC = {"svg.hashsalt": "bench-report", "svg.fonttype": "path", "figure.dpi": 100}
 LABEL_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11))
 PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
+# minor ticks of a log axis: label only 2x and 5x a power of ten (every one crowds the axis)
+SPARSE = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".lstrip("0.")[:1] in ("2", "5") else "")
 BELOW_AXIS_PT = 48  # slope boxes start this far under an axis (below ticks and x label)
 ERR_NOTE = "Points: mean over seeds of ok trials; bars: ±1 std (ddof=1)."
 
@@ -138,6 +141,11 @@ def _style(long: pd.DataFrame) -> str:
     return "variant" if (long["variant"] != "").any() else "model"
 
 
+def _wrap(label: str) -> str:
+    """Slice labels are long: put the device and meter on their own line in panel titles."""
+    return re.sub(r" · ((?:cpu|cuda) \()", r"\n\1", label).replace(") [", ")\n[")
+
+
 def _caption(fig: plt.Figure, text: str) -> None:
     fig.text(0.01, 0.01, text, fontsize=8, ha="left", va="bottom")
 
@@ -146,6 +154,8 @@ def _slice_titles(g: sns.FacetGrid, many: bool, title: str, only_slice: str, cap
                   box_lines: int = 0) -> None:  # fmt: skip
     """Titles, caption, and room under each row of panels for its slope box (if any)."""
     g.set_titles("{col_name}\n{row_name}" if many else "{col_name}", size=10)
+    for ax in g.axes.flat:
+        ax.set_title(_wrap(ax.get_title()), size=10)
     g.figure.suptitle(title if many else f"{title}\n{only_slice}", fontsize=12)
     rows = g.axes.shape[0]
     box_in = (box_lines * 11 + 10) / 72 if box_lines else 0.0
@@ -241,7 +251,7 @@ def _scatter_panel(ax: plt.Axes, points: pd.DataFrame, oom_labels: list[str], hu
     if len(xs) and xs.max() / xs.min() >= 10:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(PLAIN)
-        ax.xaxis.set_minor_formatter(PLAIN)
+        ax.xaxis.set_minor_formatter(SPARSE)
     else:
         x_label = x_label.replace(", log", "")
     if oom_labels:
@@ -264,11 +274,14 @@ def score_vs_memory(
     if means.empty:
         return []
     panels = sorted(rows["panel"].unique())
-    f, axes = plt.subplots(
-        1, len(panels) + 1, figsize=(6.2 * (len(panels) + 1), 5.2), squeeze=False
-    )
+    ncols = min(3, len(panels) + 1)
+    nrows = -(-(len(panels) + 1) // ncols)
+    f, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 5.4 * nrows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[len(panels) + 1 :]:
+        ax.set_visible(False)
     hue_order = _hue_order(rows)
-    for ax, panel in zip(axes[0], panels, strict=False):
+    for ax, panel in zip(flat, panels, strict=False):
         part = rows[rows["panel"] == panel]
         pts = means[means["config_id"].isin(set(part["config_id"]))]
         unit, scale = byte_unit(float(pts["peak"].max()) if len(pts) else 1.0)
@@ -280,11 +293,11 @@ def score_vs_memory(
         metric = part["metric"].dropna()
         y_label = f"test {metric.iloc[0] if len(metric) else 'score'} at best valid epoch"
         depths = sorted(pts["layers"].unique())
-        title = f"ours: {panel}" + (f"\n{depths[0]:g} layers" if len(depths) == 1 else "")
+        title = _wrap(f"ours: {panel}") + (f", {depths[0]:g} layers" if len(depths) == 1 else "")
         _scatter_panel(ax, pts, labels, hue_order, f"peak memory ({unit}, log)", y_label, title)
-    _paper_panel(axes[0][-1], hue_order)
+    _paper_panel(flat[len(panels)], hue_order)
     f.suptitle(fig.title, fontsize=12)
-    _caption(f, f"{ERR_NOTE} Right: the paper's 112-layer points (transcribed), measured on a "
+    _caption(f, f"{ERR_NOTE} Last panel: the paper's 112-layer points (transcribed), measured on a "
              f"different device and dataset: compare the ordering, not the numbers.")  # fmt: skip
     f.tight_layout(rect=(0, 0.06, 1, 1))
     return save(f, out_dir, fig.stem)

@@ -21,6 +21,7 @@ class FigureSpec:
     specs: tuple[str, ...]
     archs: tuple[str, ...]
     needs: str = ""  # a config column that must take >= 2 values (else: not enough data)
+    compare: bool = True  # two archs drawn against each other: both must be there
 
 
 FIGURES: tuple[FigureSpec, ...] = (
@@ -37,7 +38,7 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("fig5", "fig5_memory_full_vs_mini", "Figure 5: memory vs depth, full vs mini batch",
                ("full-vs-mini",), ("res", "rev"), "batching"),
     FigureSpec("fig6", "fig6_groups", "Groups: parameters, memory and score vs group count",
-               ("groups",), ("rev", "wt-rev"), "groups"),
+               ("groups",), ("rev", "wt-rev"), "groups", compare=False),
     FigureSpec("fig7", "fig7_step_time", "Step time vs depth: what memory savings cost in time",
                ("depth", "weight-tying", "deq"), ARCHS, "layers"),
     FigureSpec("fig8", "fig8_pareto", "Tuning: Pareto front of score vs peak memory", (), ARCHS),
@@ -58,7 +59,7 @@ def ablation_rows(df: pd.DataFrame, fig: FigureSpec) -> tuple[pd.DataFrame, str]
     if fig.needs and not rows.empty and rows[fig.needs].nunique() < 2:
         return rows.iloc[0:0], f"`{fig.needs}` takes a single value in these trials"
     missing = [a for a in fig.archs if a not in set(rows["arch"])]
-    if len(fig.archs) == 2 and missing and not rows.empty:
+    if fig.compare and len(fig.archs) == 2 and missing and not rows.empty:
         return rows.iloc[0:0], f"no trials of arch {', '.join(missing)} to compare with"
     return rows, note
 
