@@ -156,16 +156,19 @@ def _slice_titles(g: sns.FacetGrid, many: bool, title: str, only_slice: str, cap
     g.set_titles("{col_name}\n{row_name}" if many else "{col_name}", size=10)
     for ax in g.axes.flat:
         ax.set_title(_wrap(ax.get_title()), size=10)
+    title_lines = max(ax.get_title().count("\n") + 1 for ax in g.axes.flat)
+    title_in = title_lines * 14 / 72 + 0.1  # 10 pt titles, ~14 pt a line
     g.figure.suptitle(title if many else f"{title}\n{only_slice}", fontsize=12)
     rows = g.axes.shape[0]
     box_in = (box_lines * 11 + 10) / 72 if box_lines else 0.0
     under_in = (BELOW_AXIS_PT / 72 + box_in) if box_lines else 0.6  # ticks + x label (+ box)
-    top_in, caption_in, axes_in = (1.3 if many else 1.05), 0.3, g.axes[0, 0].get_position().height
+    top_in, caption_in, axes_in = 0.5 + title_in, 0.3, g.axes[0, 0].get_position().height
     axes_in *= g.figure.get_figheight()
-    height = top_in + rows * axes_in + rows * under_in + (rows - 1) * 0.45 + caption_in
+    gap_in = title_in  # between rows: room for the next row's titles
+    height = top_in + rows * axes_in + rows * under_in + (rows - 1) * gap_in + caption_in
     g.figure.set_figheight(height)
     g.figure.subplots_adjust(top=1 - top_in / height, bottom=(under_in + caption_in) / height,
-                             hspace=(under_in + 0.45) / axes_in)  # fmt: skip
+                             hspace=(under_in + gap_in) / axes_in)  # fmt: skip
     _caption(g.figure, caption)
 
 

@@ -113,6 +113,7 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
             df[column] = default
     df["kind"] = df["kind"].fillna("ablation")
     df["spec"] = df["spec"].where(df["spec"].notna(), df["study"])
+    df["profile"] = df["profile"].where(df["profile"].notna(), df["kind"])  # tuning: no profile
     for column in NUMERIC_COLUMNS:
         df[column] = pd.to_numeric(df[column], errors="coerce")
     bad = sorted(set(df["status"].astype(str)) - set(STATUSES))
