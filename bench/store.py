@@ -289,3 +289,31 @@ __all__ = [
     "study_names",
     "trial_rows",
 ]
+
+
+def adopt_unbeaten(storage: Any, study_id: int) -> int:
+    """Give every RUNNING trial that has no heartbeat one, and return how many.
+
+    Why: Optuna's stale-trial check skips trials without a heartbeat row, so a worker killed
+    between claiming a trial and its first beat would leave that point RUNNING forever. Once
+    adopted, such a trial goes stale after the grace period unless its worker beats it."""
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb import models
+
+    if not isinstance(storage, RDBStorage) or storage.heartbeat_interval is None:
+        return 0
+    session = storage.scoped_session()
+    try:
+        unbeaten = [
+            t.trial_id
+            for t in session.query(models.TrialModel)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == optuna.trial.TrialState.RUNNING)
+            .all()
+            if not t.heartbeats
+        ]
+    finally:
+        session.close()
+    for trial_id in unbeaten:
+        storage.record_heartbeat(trial_id)
+    return len(unbeaten)

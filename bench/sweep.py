@@ -54,6 +54,7 @@ from bench.record import TrialRecord
 from bench.spec import DEFAULT_PROFILE, Point, SpecError, load_spec
 from bench.store import (
     DEFAULT_HEARTBEAT_S,
+    adopt_unbeaten,
     export_study,
     open_storage,
     record_of,
@@ -117,6 +118,7 @@ def reconcile(study: optuna.Study, points: list[Point], retry_failed: bool = Fal
     resolved when claimed (see the module docstring)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        adopt_unbeaten(study._storage, study._study_id)
         optuna.storages.fail_stale_trials(study)
     groups = _by_key(study.get_trials(deepcopy=False))
     added = 0
@@ -149,6 +151,8 @@ def claim(study: optuna.Study) -> FrozenTrial | None:
     for trial in sorted(waiting, key=lambda t: t.number):
         try:
             if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                if getattr(storage, "heartbeat_interval", None):  # beaten from the first moment
+                    storage.record_heartbeat(trial._trial_id)
                 return storage.get_trial(trial._trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue

@@ -13,6 +13,7 @@ import pytest
 
 from bench.record import TrialRecord
 from bench.store import (
+    adopt_unbeaten,
     export_study,
     load_records,
     open_storage,
@@ -167,3 +168,25 @@ def test_export_command(tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 0 and "nothing stored" in done.stderr
+
+
+def test_a_trial_claimed_but_never_beaten_goes_stale(tmp_path: Path) -> None:
+    """A worker killed between claiming a trial and its first heartbeat: Optuna alone never
+    fails that trial; once adopted, it goes stale after the grace period like any other."""
+    import time
+
+    from optuna.trial import TrialState
+
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="orphan", storage=storage)
+    study.enqueue_trial({})
+    trial_id = study._storage.get_all_trials(study._study_id)[0]._trial_id
+    storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)  # claimed, never beaten
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state == TrialState.RUNNING  # Optuna skips it: the trap
+    assert adopt_unbeaten(storage, study._study_id) == 1
+    assert adopt_unbeaten(storage, study._study_id) == 0  # now it has a heartbeat
+    time.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state == TrialState.FAIL
