@@ -19,6 +19,8 @@ DEQ_SOLVERS = ("fixed_point", "anderson", "broyden")
 DEQ_GRADS = ("implicit", "phantom")
 BATCHINGS = ("mini", "full")
 DEVICES = ("cpu", "cuda")
+AGGRS = ("max", "softmax", "power", "mean", "add")
+NORMS = ("layer", "batch", "none")
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,8 @@ class TrialConfig:
                 "dataset", f"unknown dataset {self.dataset!r}; known: {', '.join(names)}"
             )
         _choice("arch", self.arch, ARCHS)
-        _choice("aggr", self.aggr, ("max", "softmax", "power", "mean", "add"))
-        _choice("norm", self.norm, ("layer", "batch", "none"))
+        _choice("aggr", self.aggr, AGGRS)
+        _choice("norm", self.norm, NORMS)
         _choice("batching", self.batching, BATCHINGS)
         _choice("device", self.device, DEVICES)
         for name in ("layers", "channels", "epochs", "train_parts", "eval_parts", "eval_every"):

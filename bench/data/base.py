@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -11,6 +12,9 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from bench.data.evaluate import evaluate as _evaluate
+
+if TYPE_CHECKING:
+    from bench.data.registry import DatasetSpec
 
 SPLITS = ("train", "valid", "test")
 
@@ -95,3 +99,18 @@ class GraphDataset:
             f"features={i['features']}, edge_dim={i['edge_dim']}, outputs={i['outputs']}, "
             f"task={self.task!r}, metric={self.metric!r})"
         )
+
+
+def build_dataset(
+    spec: DatasetSpec, data: Data, split: dict[str, Tensor], source: Path | str, **info: Any
+) -> GraphDataset:
+    """A loaded graph as a GraphDataset: task and metric from its spec, provenance in ``info``."""
+    return GraphDataset(
+        name=spec.name,
+        data=data,
+        split=split,
+        task=spec.task,
+        metric=spec.metric,
+        info={"source": str(source), "description": spec.description, **info},
+        num_classes=int(data.y.max()) + 1 if spec.task == "multiclass" else None,
+    )

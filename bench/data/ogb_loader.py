@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from bench.data.base import GraphDataset
+from bench.data.base import GraphDataset, build_dataset
 from bench.data.features import NODE_AGGRS, proteins_node_features
 from bench.data.ogbcompat import import_ogb
 from bench.data.paths import ogb_root
@@ -178,15 +178,7 @@ def load_ogb(
         if spec.name == "ogbn-arxiv":
             edge_index = to_undirected(edge_index, num_nodes=n)
         data = Data(x=raw.x.float(), edge_index=edge_index, y=raw.y.reshape(-1).long(), num_nodes=n)
-    return GraphDataset(
-        name=spec.name,
-        data=data,
-        split=split,
-        task=spec.task,
-        metric=spec.metric,
-        info={"source": str(folder), "description": spec.description},
-        num_classes=int(ds.num_classes) if spec.task == "multiclass" else None,
-    )
+    return build_dataset(spec, data, split, folder)
 
 
 @contextlib.contextmanager

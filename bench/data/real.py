@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from bench.data.base import GraphDataset
+from bench.data.base import GraphDataset, build_dataset
 from bench.data.paths import shared_root, work_dir
 from bench.data.registry import DatasetSpec
 from bench.data.synthetic import random_split
@@ -105,20 +105,6 @@ def per_class_split(y: Tensor, seed: int, train: int = 20, valid: int = 30) -> d
     return {k: torch.cat(v).sort().values for k, v in parts.items()}
 
 
-def _finish(
-    spec: DatasetSpec, data: Data, split: dict[str, Tensor], source: Path, **info: Any
-) -> GraphDataset:
-    return GraphDataset(
-        name=spec.name,
-        data=data,
-        split=split,
-        task=spec.task,
-        metric=spec.metric,
-        info={"source": str(source), "description": spec.description, **info},
-        num_classes=int(data.y.max()) + 1 if spec.task == "multiclass" else None,
-    )
-
-
 def _pyg_dataset(
     spec: DatasetSpec, root: str | None, cls_name: str, family: str
 ) -> tuple[Data, Path]:
@@ -149,7 +135,7 @@ def load_planetoid(spec: DatasetSpec, root: str | None, *, split: str, seed: int
     else:
         parts = random_split(n, seed)
     data = Data(x=raw.x.float(), edge_index=raw.edge_index, y=raw.y.long(), num_nodes=n)
-    return _finish(spec, data, parts, src.parent.parent, split_rule=split)
+    return build_dataset(spec, data, parts, src.parent.parent, split_rule=split)
 
 
 def load_shchur(spec: DatasetSpec, root: str | None, *, split: str, seed: int) -> GraphDataset:
@@ -160,7 +146,7 @@ def load_shchur(spec: DatasetSpec, root: str | None, *, split: str, seed: int) -
     y = raw.y.long()
     parts = random_split(n, seed) if split == "random" else per_class_split(y, seed)
     data = Data(x=raw.x.float(), edge_index=raw.edge_index, y=y, num_nodes=n)
-    return _finish(spec, data, parts, src.parent.parent, split_rule=split)
+    return build_dataset(spec, data, parts, src.parent.parent, split_rule=split)
 
 
 def structural_features(edge_index: Tensor, num_nodes: int, pe_dim: int) -> Tensor:
@@ -214,7 +200,7 @@ def load_blogcatalog(
     y = torch.from_numpy(np.asarray(mat["group"].todense())).float()
     x = structural_features(edge_index, n, pe_dim)
     data = Data(x=x, edge_index=edge_index, y=y, num_nodes=n)
-    return _finish(
+    return build_dataset(
         spec,
         data,
         random_split(n, seed),

@@ -10,9 +10,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench.config import ARCHS, DEQ_GRADS, DEQ_SOLVERS, REVERSIBLE_ARCHS, TrialConfig
+from bench.config import AGGRS, ARCHS, DEQ_GRADS, DEQ_SOLVERS, NORMS, REVERSIBLE_ARCHS, TrialConfig
 from bench.errors import ConfigError
-from bench.models.blocks import AGGRS, NORMS, DeepGNN, ResPlusBlock
+from bench.models.blocks import DeepGNN, ResPlusBlock
 from bench.models.residual import CheckpointedResGNN, ResGNN, WTResGNN
 from bench.models.reversible import RevGNN, WTRevGNN
 

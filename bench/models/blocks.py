@@ -10,10 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GENConv, Linear
 
+from bench.config import AGGRS, NORMS
 from bench.errors import ConfigError
-
-AGGRS = ("max", "softmax", "power", "mean", "add")
-NORMS = ("layer", "batch", "none")
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
