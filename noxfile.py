@@ -42,6 +42,15 @@ def benchmark(session: nox.Session) -> None:
     session.run("python", "-m", "bench", "bench", *session.posargs)
 
 
+@nox.session(name="gpu-check")
+def gpu_check(session: nox.Session) -> None:
+    """The paper's memory numbers at its scale on one GPU, in minutes: writes results/gpu/.
+    `nox -s gpu-check -- --dry-run` lists the plan and its predictions on any machine. On a
+    GPU machine torch==2.13.0 from the package registry is its CUDA build."""
+    _install(session, extras="test")
+    session.run("python", "-m", "bench", "gpu-check", *session.posargs)
+
+
 @nox.session
 def ablation(session: nox.Session) -> None:
     """`nox -s ablation -- NAME [args]` runs ablations/NAME.toml; no NAME lists the specs."""

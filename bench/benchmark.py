@@ -10,7 +10,15 @@ below float32 resolution), so the forward and adjoint solves really run that man
 the CSV records the iterations each solve ran.
 
 Each step sequence is: one warm-up step (allocates gradients and Adam state), one step under
-the memory meter, then ``repeats`` timed steps (the meter's bookkeeping is not timed).
+the memory meter, then ``repeats`` timed steps (the meter's bookkeeping is not timed). The
+metered step is split: ``baseline_bytes`` (alive at its entry: weights, Adam moments, the
+graph), ``fwd_bwd_peak_bytes``, ``optimizer_peak_bytes`` (foreach Adam's temporaries on CUDA
+land here, not in the activations), ``step_added_bytes`` (forward+backward peak minus the
+baseline) and ``activation_bytes`` (that minus 4 B per parameter of gradients: exact when every
+gradient exists at the peak, as in a reversible backward, whose peak comes at its end; a
+residual one peaks at the start of its backward and is under-counted by at most its gradients,
+under 0.2% of its activations here). The activation ratios are judged on ``activation_bytes``:
+data and model state, which exist before the step, cannot dilute them.
 
 Each point runs in its own process. On CPU both the warm-up and the metered step run under a
 memory cap (default: 60% of the memory available when the benchmark starts: the cap counts
@@ -46,8 +54,11 @@ from bench.measure import (
     PeakMemory,
     count_parameters,
     device_description,
+    device_memory_bytes,
     meter_name,
+    metered_step,
     model_state_bytes,
+    optimizer_implementation,
     time_steps,
 )
 from bench.models.blocks import DeepGNN, ResPlusBlock
@@ -58,6 +69,7 @@ DEEP_ARCHS = ("rev", "wt-rev", "deq")  # the ones that also run at the "deep" de
 PEER = "pyg-groupaddrev"
 DEQ_RATIO_ITERS = (5, 50)
 DEQ_BENCH_TOL = 1e-12  # unreachable in float32: the solver runs to its iteration cap
+GRAD_BYTES_PER_PARAM = 4  # float32 gradients, allocated by the backward
 
 
 @dataclass
@@ -66,6 +78,48 @@ class Graph:
     edge_index: Tensor
     edge_attr: Tensor | None
     y: Tensor
+
+    def to(self, device: torch.device | str) -> Graph:
+        return Graph(*(t.to(device) if t is not None else None for t in
+                       (self.x, self.edge_index, self.edge_attr, self.y)))  # type: ignore[arg-type]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GraphSource:
+    """How a measured process gets its graph: a seeded synthetic graph it generates itself, or a
+    batch saved with ``torch.save`` (a :class:`Graph`'s four tensors). Each process builds or
+    loads its own copy on its own device: a CUDA tensor handed to a spawned child arrives
+    through inter-process sharing, allocated by the parent, so the child's allocator
+    statistics would leave the graph out while the CPU meter counts it."""
+
+    nodes: int = 0
+    edges: int = 0
+    edge_dim: int = 8
+    features: int = 8
+    outputs: int = 112
+    seed: int = 0
+    path: str | None = None
+
+    def load(self, device: torch.device | str) -> Graph:
+        if self.path is not None:
+            saved = torch.load(self.path, weights_only=True)
+            graph = Graph(saved["x"], saved["edge_index"], saved.get("edge_attr"), saved["y"])
+        else:
+            graph = synthetic_graph(self.nodes, self.edges, self.edge_dim, self.features,
+                                    self.outputs, self.seed)  # fmt: skip
+        return graph.to(device)
+
+
+def save_graph(graph: Graph, path: str | Path) -> None:
+    """Write a batch for :class:`GraphSource` (atomically: a partial file is never read)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {"x": graph.x, "edge_index": graph.edge_index, "y": graph.y}
+    if graph.edge_attr is not None:
+        tensors["edge_attr"] = graph.edge_attr
+    torch.save(tensors, tmp)
+    os.replace(tmp, path)
 
 
 def synthetic_graph(
@@ -149,40 +203,61 @@ def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> Deep
                        groups=args.groups, **common, **deq)  # type: ignore[arg-type]  # fmt: skip
 
 
+def forward_backward(model: nn.Module, graph: Graph) -> None:
+    """Forward, binary cross-entropy, backward (the part of a step activations belong to)."""
+    out = model(graph.x, graph.edge_index, graph.edge_attr)
+    F.binary_cross_entropy_with_logits(out, graph.y).backward()
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, graph: Graph) -> None:
     """One full training step: forward, binary cross-entropy, backward, Adam step."""
     optimizer.zero_grad(set_to_none=True)
-    out = model(graph.x, graph.edge_index, graph.edge_attr)
-    F.binary_cross_entropy_with_logits(out, graph.y).backward()
+    forward_backward(model, graph)
     optimizer.step()
 
 
 def measure_one(
-    arch: str, depth: int, graph: Graph, args: argparse.Namespace, device: torch.device
+    arch: str, depth: int, source: GraphSource, args: argparse.Namespace, device: torch.device
 ) -> dict[str, Any]:
-    """Build, warm up, meter one step, time ``repeats`` steps; never raises for OOM."""
+    """Load the graph, build, warm up, meter one step, time ``repeats`` steps; never raises for
+    OOM. The metered step is split (``bench.measure.metered_step``): the baseline alive at its
+    entry, the forward+backward peak and the optimiser-step peak."""
     row: dict[str, Any] = {
         "arch": arch,
         "depth": depth,
         "depth_means": "iterations" if arch == "deq" else "layers",
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
     }
     torch.manual_seed(args.seed)
-    model = optimizer = step = None
+    model = optimizer = step = graph = None
     try:
+        graph = source.load(device)
         model = build(arch, depth, graph, args).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         row["params"] = count_parameters(model)
+        row["optimizer_impl"] = optimizer_implementation(optimizer)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            row["setup_bytes"] = torch.cuda.memory_allocated(device)
+            row["device_memory_bytes"] = device_memory_bytes(device)
 
         step = functools.partial(train_step, model, optimizer, graph)
 
         cap = args.memory_cap if device.type == "cpu" else None
         with PeakMemory(device, cap_bytes=cap):
             step()  # warm-up: gradients and Adam state now exist
-        with PeakMemory(device, cap_bytes=cap) as meter:
-            step()
+        optimizer.zero_grad(set_to_none=True)
+        _, memory = metered_step(
+            device, functools.partial(forward_backward, model, graph), optimizer.step, cap
+        )
         state = model_state_bytes(model, optimizer)
-        row.update(peak_bytes=meter.peak_bytes, model_state_bytes=state, peak_minus_state_bytes=meter.peak_bytes - state,
-                   baseline_bytes=meter.baseline_bytes, meter=meter.meter)  # fmt: skip
+        row.update(peak_bytes=memory.peak_bytes, model_state_bytes=state,
+                   peak_minus_state_bytes=memory.peak_bytes - state,
+                   baseline_bytes=memory.baseline_bytes, fwd_bwd_peak_bytes=memory.fwd_bwd_peak_bytes,
+                   optimizer_peak_bytes=memory.optimizer_peak_bytes,
+                   step_added_bytes=memory.step_added_bytes,
+                   activation_bytes=memory.step_added_bytes - GRAD_BYTES_PER_PARAM * row["params"],
+                   reserved_peak_bytes=memory.reserved_peak_bytes, meter=meter_name(device))  # fmt: skip
         stats = dict(model.solver_stats or {})
         repeats = args.deep_repeats if depth > max(args.depths) else args.repeats
         mean, std = time_steps(step, warmup=0, repeats=repeats, device=device)
@@ -192,37 +267,67 @@ def measure_one(
     except (MemoryError, torch.OutOfMemoryError) as err:
         row.update(status="oom", error=str(err).splitlines()[0][:200], meter=meter_name(device))
     finally:
-        model = optimizer = step = None  # free before the next point is measured
+        model = optimizer = step = graph = None  # free before the next point is measured
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return row
 
 
-def _child(conn: Any, arch: str, depth: int, graph: Graph, args: argparse.Namespace,
+def _child(conn: Any, arch: str, depth: int, source: GraphSource, args: argparse.Namespace,
            device: torch.device) -> None:  # fmt: skip
-    conn.send(measure_one(arch, depth, graph, args, device))
+    conn.send(measure_one(arch, depth, source, args, device))
     conn.close()
 
 
+@functools.cache
+def _context() -> Any:
+    """A fork server with torch, PyG and this module imported once: each point forks a fresh
+    process from it in milliseconds instead of re-importing for seconds, and CUDA, never
+    initialised in the server, starts clean in every point. Spawn where there is no fork."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torch_geometric", "bench.benchmark", "bench.models"])
+    return ctx
+
+
 def measure_isolated(
-    arch: str, depth: int, graph: Graph, args: argparse.Namespace, device: torch.device
+    arch: str,
+    depth: int,
+    source: GraphSource,
+    args: argparse.Namespace,
+    device: torch.device,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """``measure_one`` in a fresh process: clean peak statistics, and a point the kernel's
     out-of-memory killer ends (the meter's cap counts live tensors, not the allocator's
-    retained pages) becomes an ``oom`` row instead of ending the benchmark."""
-    ctx = multiprocessing.get_context("spawn")
+    retained pages) becomes an ``oom`` row instead of ending the benchmark. A point still
+    running after ``timeout`` seconds is killed and recorded as ``timeout``."""
+    ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, arch, depth, graph, args, device))
+    child = ctx.Process(target=_child, args=(send, arch, depth, source, args, device))
     child.start()
     send.close()
+    row = None
+    timed_out = False
     try:
-        row = receive.recv()
+        if receive.poll(timeout):
+            row = receive.recv()
+        else:
+            timed_out = True
+            child.kill()
     except EOFError:  # the child died without a row
         row = None
     child.join()
     if row is not None:
         return row
+    if timed_out:
+        return {
+            "arch": arch, "depth": depth, "depth_means": "iterations" if arch == "deq" else "layers",
+            "status": "timeout", "meter": meter_name(device),
+            "error": f"killed: still running after {timeout:.0f} s",
+        }  # fmt: skip
     killed = child.exitcode == -signal.SIGKILL
     return {
         "arch": arch, "depth": depth, "depth_means": "iterations" if arch == "deq" else "layers",
@@ -259,14 +364,14 @@ def ratios(df: pd.DataFrame, depths: list[int], peer_depths: list[int]) -> list[
         ("rev / pyg-groupaddrev step time", mid,
          _value(df, "rev", mid, "step_time_s") / _value(df, PEER, mid, "step_time_s"), None),
         (f"rev activations {high} / {low} layers", high,
-         _value(df, "rev", high, "peak_minus_state_bytes") / _value(df, "rev", low, "peak_minus_state_bytes"), 1.10),
+         _value(df, "rev", high, "activation_bytes") / _value(df, "rev", low, "activation_bytes"), 1.10),
         (f"wt-rev activations {high} / {low} layers", high,
-         _value(df, "wt-rev", high, "peak_minus_state_bytes") / _value(df, "wt-rev", low, "peak_minus_state_bytes"), 1.10),
+         _value(df, "wt-rev", high, "activation_bytes") / _value(df, "wt-rev", low, "activation_bytes"), 1.10),
         (f"res activations {res_high} / {low} layers (grows ~linearly)", res_high,
-         _value(df, "res", res_high, "peak_minus_state_bytes") / _value(df, "res", low, "peak_minus_state_bytes"), None),
+         _value(df, "res", res_high, "activation_bytes") / _value(df, "res", low, "activation_bytes"), None),
         (f"deq activations {DEQ_RATIO_ITERS[1]} / {DEQ_RATIO_ITERS[0]} iterations", DEQ_RATIO_ITERS[1],
-         _value(df, "deq", DEQ_RATIO_ITERS[1], "peak_minus_state_bytes")
-         / _value(df, "deq", DEQ_RATIO_ITERS[0], "peak_minus_state_bytes"), 1.10),
+         _value(df, "deq", DEQ_RATIO_ITERS[1], "activation_bytes")
+         / _value(df, "deq", DEQ_RATIO_ITERS[0], "activation_bytes"), 1.10),
     ]  # fmt: skip
     for d in sorted(set(peer_depths) & set(depths)):
         rows.append((f"rev / pyg-groupaddrev peak at {d} layers", d,
@@ -292,7 +397,7 @@ def format_table(df: pd.DataFrame) -> str:
     """A readable table (plain text: ``tabulate`` is not a dependency)."""
     view = pd.DataFrame({
         "arch": df.arch, "depth": df.depth, "status": df.status,
-        "peak MiB": df.peak_bytes.map(_mib), "peak-state MiB": df.peak_minus_state_bytes.map(_mib),
+        "peak MiB": df.peak_bytes.map(_mib), "activations MiB": df.activation_bytes.map(_mib),
         "state MiB": df.model_state_bytes.map(_mib), "step s": df.step_time_s.map(lambda t: f"{t:.3f}"),
         "params": df.params.map(lambda p: "" if pd.isna(p) else f"{int(p):,}"),
         "iters fwd/bwd": [("" if pd.isna(f) else f"{int(f)}/{int(b)}") for f, b in zip(df.fwd_iters, df.bwd_iters, strict=True)],
@@ -308,23 +413,17 @@ def run(
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device: cuda was asked for, but no CUDA device is available")
-    graph = synthetic_graph(
+    source = GraphSource(
         args.nodes, args.edges, args.edge_dim, args.features, args.outputs, args.seed
-    )
-    graph = Graph(
-        *(
-            t.to(device) if t is not None else None
-            for t in (graph.x, graph.edge_index, graph.edge_attr, graph.y)
-        )
     )
     runs = plan(args)
     rows = []
     started = time.perf_counter()
     for arch, depth in tqdm(runs, desc="bench", file=sys.stderr, disable=args.no_progress):
-        rows.append(measure_isolated(arch, depth, graph, args, device))
+        rows.append(measure_isolated(arch, depth, source, args, device))
     df = pd.DataFrame(rows)
-    for column in ("peak_bytes", "peak_minus_state_bytes", "model_state_bytes", "params", "step_time_s",
-                   "fwd_iters", "bwd_iters", "error"):  # fmt: skip
+    for column in ("peak_bytes", "peak_minus_state_bytes", "activation_bytes", "model_state_bytes",
+                   "params", "step_time_s", "fwd_iters", "bwd_iters", "error"):  # fmt: skip
         if column not in df:
             df[column] = math.nan
     df["device"] = device_description(device)

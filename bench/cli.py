@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "list datasets, where they come from, whether they are here",
     ),
     "bench": ("bench.benchmark", "the engines side by side: memory, time, params"),
+    "gpu-check": (
+        "bench.gpu_check",
+        "the paper's memory numbers at its scale on one GPU, in minutes (results/gpu/)",
+    ),
 }
 
 

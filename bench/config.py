@@ -44,6 +44,9 @@ class TrialConfig:
     eval_parts: int = 5
     eval_every: int = 1
     grad_clip: float = 1.0
+    # deterministic kernels (slower scatter on CUDA): None = on for CPU (bit-identical reruns),
+    # off for CUDA (timings are of the kernels people use); True/False forces it
+    deterministic: bool | None = None
     # DEQ only (None = the arch's default; giving one to a non-DEQ arch is an error)
     deq_solver: str | None = None
     deq_tol: float | None = None
@@ -57,20 +60,27 @@ class TrialConfig:
 
     # --- construction -------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
+    def from_dict(cls, values: dict[str, Any], *, check_device: bool = True) -> TrialConfig:
+        """``check_device=False`` describes a run for another machine (a dry run predicting a
+        GPU from a machine without one); training always checks."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(
                 unknown[0], f"unknown setting; known settings: {', '.join(sorted(known))}"
             )
-        return cls(**values).validated()
+        return cls(**values).validated(check_device=check_device)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes).validated()
+
+    @property
+    def deterministic_algorithms(self) -> bool:
+        """Whether trials use ``torch.use_deterministic_algorithms`` (see the field)."""
+        return self.device == "cpu" if self.deterministic is None else self.deterministic
 
     @property
     def is_deq(self) -> bool:
@@ -90,8 +100,9 @@ class TrialConfig:
         }
 
     # --- validation ---------------------------------------------------------------------
-    def validated(self) -> TrialConfig:
-        """Return self if every setting is valid, else raise ConfigError naming the setting."""
+    def validated(self, *, check_device: bool = True) -> TrialConfig:
+        """Return self if every setting is valid, else raise ConfigError naming the setting.
+        ``check_device=False`` skips only the check that the device exists here."""
         from bench.data import dataset_names  # local import: data pulls in heavier modules
 
         names = dataset_names()
@@ -150,7 +161,9 @@ class TrialConfig:
             _positive_int("memory_cap_bytes", self.memory_cap_bytes)
         if not isinstance(self.dataset_options, dict):
             raise ConfigError("dataset_options", "must be a mapping of option name to value")
-        if self.device == "cuda":
+        if self.deterministic is not None and not isinstance(self.deterministic, bool):
+            raise ConfigError("deterministic", f"must be true or false, got {self.deterministic!r}")
+        if self.device == "cuda" and check_device:
             import torch
 
             if not torch.cuda.is_available():

@@ -46,6 +46,7 @@ import statistics
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -128,7 +129,12 @@ class PeakMemory:
 
     Attributes after exit: ``peak_bytes`` (absolute peak, baseline included),
     ``baseline_bytes`` (live at entry), ``peak_above_baseline`` (what the block itself added at
-    its peak), ``end_bytes`` (live at exit) and ``meter`` (which meter produced the numbers).
+    its peak), ``end_bytes`` (live at exit), ``reserved_peak_bytes`` (CUDA only: the caching
+    allocator's reserved peak; None on CPU) and ``meter`` (which meter produced the numbers).
+
+    :meth:`phase_peak` splits the block into phases (a step's forward+backward, then its
+    optimiser step) without a second meter: it returns the absolute peak since entry or the
+    previous call, and starts the next phase at the bytes live now.
     """
 
     def __init__(
@@ -147,6 +153,8 @@ class PeakMemory:
         self.peak_bytes = 0
         self.end_bytes = 0
         self.live_bytes = 0
+        self.reserved_peak_bytes: int | None = None
+        self._phase_peak = 0
         self._sizes: dict[int, int] = {}
         self._finalizers: dict[int, weakref.finalize] = {}
         self._mode: TorchDispatchMode | None = None
@@ -189,6 +197,8 @@ class PeakMemory:
         self.live_bytes += delta
         if self.live_bytes > self.peak_bytes:
             self.peak_bytes = self.live_bytes
+        if self.live_bytes > self._phase_peak:
+            self._phase_peak = self.live_bytes
         if delta > 0 and self.cap_bytes is not None and self.live_bytes > self.cap_bytes:
             raise MemoryCapExceeded(self.live_bytes, self.cap_bytes, self.meter)
 
@@ -198,6 +208,19 @@ class PeakMemory:
             if issubclass(type(obj), torch.Tensor) and id(obj) not in seen:
                 seen.add(id(obj))
                 self._see(obj, existed=True)
+
+    def phase_peak(self) -> int:
+        """Absolute peak bytes since entry or the previous call; the next phase starts now."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            reserved = torch.cuda.max_memory_reserved(self.device)
+            self.reserved_peak_bytes = max(self.reserved_peak_bytes or 0, reserved)
+            self.peak_bytes = max(self.peak_bytes, peak)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return peak
+        peak, self._phase_peak = self._phase_peak, self.live_bytes
+        return peak
 
     # --- context manager ------------------------------------------------------------------
     def __enter__(self) -> PeakMemory:
@@ -213,7 +236,7 @@ class PeakMemory:
             return self
         if self.scan_baseline:
             self._scan_live_tensors()
-        self.peak_bytes = self.live_bytes
+        self.peak_bytes = self._phase_peak = self.live_bytes
         self._mode = _StorageWatcher(self)
         self._mode.__enter__()
         self._patch_storage_resize()
@@ -247,6 +270,9 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated(self.device))
+            self.reserved_peak_bytes = max(
+                self.reserved_peak_bytes or 0, torch.cuda.max_memory_reserved(self.device)
+            )
             self.end_bytes = torch.cuda.memory_allocated(self.device)
         else:
             self._unpatch_storage_resize()
@@ -272,6 +298,78 @@ class _CudaCapWatcher(TorchDispatchMode):
         if cap is not None and live > cap:
             raise MemoryCapExceeded(live, cap, self.meter.meter)
         return out
+
+
+@dataclass(frozen=True)
+class StepMemory:
+    """One metered training step, split where activations and the optimiser differ.
+
+    ``baseline_bytes``: live at the step's entry (weights, optimiser moments, the batch on the
+    device; on CPU also every host tensor the process holds). ``fwd_bwd_peak_bytes``: absolute
+    peak of forward + backward. ``optimizer_peak_bytes``: absolute peak of gradient clipping +
+    ``optimizer.step()`` (foreach Adam builds parameter-sized temporaries here). Claims about
+    activations are judged on :attr:`step_added_bytes`; a user compares :attr:`peak_bytes` with
+    the size of their device.
+    """
+
+    baseline_bytes: int
+    fwd_bwd_peak_bytes: int
+    optimizer_peak_bytes: int
+    reserved_peak_bytes: int | None = None
+
+    @property
+    def peak_bytes(self) -> int:
+        return max(self.fwd_bwd_peak_bytes, self.optimizer_peak_bytes)
+
+    @property
+    def step_added_bytes(self) -> int:
+        """What forward + backward add to what was alive before: activations and gradients."""
+        return self.fwd_bwd_peak_bytes - self.baseline_bytes
+
+
+def metered_step(
+    device: torch.device | str,
+    forward_backward: Callable[[], T],
+    update: Callable[[], Any],
+    cap_bytes: int | None = None,
+) -> tuple[T, StepMemory]:
+    """Run one training step (``forward_backward()`` then ``update()``) under one meter.
+
+    Zero the gradients (``set_to_none``) and move the batch to the device *before* calling, so
+    the baseline holds the model state and the data, and the step's own memory is what it adds.
+    """
+    with PeakMemory(device, cap_bytes=cap_bytes) as meter:
+        result = forward_backward()
+        fwd_bwd = meter.phase_peak()
+        update()
+        optimizer = meter.phase_peak()
+    return result, StepMemory(meter.baseline_bytes, fwd_bwd, optimizer, meter.reserved_peak_bytes)
+
+
+def optimizer_implementation(optimizer: torch.optim.Optimizer) -> str:
+    """Which kernel path ``optimizer.step()`` takes: ``Adam(foreach)``, ``Adam(fused)`` or
+    ``Adam(for-loop)`` (the foreach path's temporaries count in the optimiser-step peak)."""
+    name = type(optimizer).__name__
+    group = optimizer.param_groups[0]
+    fused, foreach = group.get("fused"), group.get("foreach")
+    if fused is None and foreach is None:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        try:
+            from torch.optim.optimizer import _default_to_fused_or_foreach
+
+            fused, foreach = _default_to_fused_or_foreach(params, differentiable=False)
+        except (ImportError, TypeError):  # private helper: absent or changed in this torch
+            return f"{name}(default)"
+    kind = "fused" if fused else "foreach" if foreach else "for-loop"
+    return f"{name}({kind})"
+
+
+def device_memory_bytes(device: torch.device | str) -> int | None:
+    """Total memory of a CUDA device (None on CPU: the meter counts tensors, not RAM)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return int(torch.cuda.get_device_properties(device).total_memory)
 
 
 def peak_memory(

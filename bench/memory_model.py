@@ -89,10 +89,22 @@ class MemoryPrediction:
     total_bytes: int
     sizes: GraphSizes
 
+    @property
+    def fwd_bwd_bytes(self) -> int:
+        """Predicted absolute peak of forward + backward (gradients counted in model state)."""
+        return self.data_bytes + self.model_state_bytes + self.activation_bytes
+
+    @property
+    def optimizer_step_bytes(self) -> int:
+        """Predicted absolute peak of the optimiser step (its temporaries on top of the state)."""
+        return self.data_bytes + self.model_state_bytes + self.optimizer_temp_bytes
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["predicted_params"] = self.params
         out["predicted_peak_bytes"] = self.total_bytes
+        out["predicted_fwd_bwd_bytes"] = self.fwd_bwd_bytes
+        out["predicted_optimizer_step_bytes"] = self.optimizer_step_bytes
         return out
 
     def describe(self, config: TrialConfig) -> str:
@@ -108,7 +120,11 @@ class MemoryPrediction:
                 f"  model state:  {format_bytes(self.model_state_bytes)}"
                 f" (16 B/param: weights, gradients, Adam moments)",
                 f"  activations:  {format_bytes(self.activation_bytes)}",
-                f"  data:         {format_bytes(self.data_bytes)}",
+                f"  optimiser step temporaries: {format_bytes(self.optimizer_temp_bytes)}",
+                f"  data:         {format_bytes(self.data_bytes)}"
+                + (" (the batch on the device)" if config.device == "cuda" else " (host tensors)"),
+                f"  predicted peak of forward+backward: {format_bytes(self.fwd_bwd_bytes)}; "
+                f"of the optimiser step: {format_bytes(self.optimizer_step_bytes)}",
                 f"  predicted peak of a training step: {format_bytes(self.total_bytes)}",
             ]
         )
@@ -133,14 +149,14 @@ def _tensor_bytes(obj: Any, seen: set[int]) -> int:
 def sizes_for(config: TrialConfig, dataset: Any) -> GraphSizes:
     """Sizes from a loaded ``GraphDataset``, the largest batch taken from the trial's own first
     training partition (the same seed the trial uses, so it is exact for epoch 1)."""
-    from bench.trial import _batches, _derived_seed
+    from bench.data.partition import derived_seed, trial_batches
 
     data = dataset.data
-    train_batches = _batches(
-        data, config.train_parts, _derived_seed(config.seed, 1, 1), config.batching
+    train_batches = trial_batches(
+        data, config.train_parts, derived_seed(config.seed, 1, 1), config.batching
     )
-    eval_batches = _batches(
-        data, config.eval_parts, _derived_seed(config.seed, 0), config.batching, "eval_parts"
+    eval_batches = trial_batches(
+        data, config.eval_parts, derived_seed(config.seed, 0), config.batching, "eval_parts"
     )
     largest = max(train_batches, key=lambda b: (b.edge_index.size(1), b.num_nodes))
     train = set(dataset.split["train"].tolist()) if config.batching == "mini" else None

@@ -123,3 +123,19 @@ def rev_to_res_memory_ratio(channels: int = 64) -> float:
     rev, res = point(f"RevGNN-{channels}"), point(f"ResGNN-{channels}")
     assert rev.peak_memory_gb is not None and res.peak_memory_gb is not None
     return rev.peak_memory_gb / res.peak_memory_gb
+
+# ogbn-proteins' sizes (OGB's statistics): what the paper's batches were cut from.
+PROTEINS_NODES = 132_534
+PROTEINS_EDGES = 79_122_504  # directed (39,561,252 undirected edges, stored both ways)
+PROTEINS_NODE_FEATURES = 16  # 8 summed edge features + 8 species one-hot (see bench.data)
+PROTEINS_EDGE_DIM = 8
+PROTEINS_TASKS = 112
+PROTEINS_TRAIN_PARTS = 10
+
+
+def proteins_batch(parts: int = PROTEINS_TRAIN_PARTS) -> tuple[int, int]:
+    """Expected (nodes, directed edges) of one part of a random ``parts``-partition of
+    ogbn-proteins: each node lands in one part, an edge survives when both ends share its part
+    (probability 1/parts), so a part holds E / parts**2 edges: 13,253 nodes and 0.79M edges for
+    the paper's 10 training parts."""
+    return PROTEINS_NODES // parts, PROTEINS_EDGES // parts**2

@@ -31,9 +31,20 @@ class TrialRecord:
         default_factory=list
     )  # per epoch: epoch, loss, valid, test, time_s
     params: int | None = None
-    peak_memory_bytes: int | None = None  # peak over training steps, from ``memory_meter``
+    peak_memory_bytes: int | None = None  # whole-step peak (max of the two below): the headline
     model_state_bytes: int | None = None  # parameters + gradients + optimiser state
     memory_meter: str | None = None  # "cuda-allocator" or "cpu-live-tensors"
+    # the metered step, split (see bench.measure.StepMemory); maxima over the metered steps
+    # taken after the first (warm-up) step, so Adam's moments exist in every one of them
+    baseline_bytes: int | None = None  # live at the step's entry (model state, data)
+    fwd_bwd_peak_bytes: int | None = None  # absolute peak of forward + backward
+    optimizer_peak_bytes: int | None = None  # absolute peak of clipping + optimiser step
+    step_added_bytes: int | None = None  # fwd_bwd peak - baseline: what the step itself adds
+    reserved_peak_bytes: int | None = None  # CUDA: the caching allocator's reserved peak
+    device_memory_bytes: int | None = None  # CUDA: the device's total memory
+    metered_steps: int | None = None  # metered steps after the warm-up step
+    optimizer_impl: str | None = None  # e.g. "Adam(foreach)" on CUDA, "Adam(for-loop)" on CPU
+    deterministic: bool | None = None  # torch.use_deterministic_algorithms was on
     predicted_params: int | None = None
     predicted_peak_bytes: int | None = None
     step_time_s: float | None = None  # mean training step after warm-up

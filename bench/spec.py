@@ -139,8 +139,13 @@ class Spec:
 
 
 def point_key(config: TrialConfig) -> str:
-    """A stable identity for a configuration (a hash of its settings, device excluded)."""
-    values = {k: v for k, v in config.to_dict().items() if k not in KEY_EXCLUDED_FIELDS}
+    """A stable identity for a configuration (a hash of its settings, device excluded).
+
+    Unset settings (``None``) are left out, so a new optional field leaves every existing
+    point's key, and so its stored trial, as it was."""
+    values = {
+        k: v for k, v in config.to_dict().items() if k not in KEY_EXCLUDED_FIELDS and v is not None
+    }
     blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -23,13 +23,17 @@ score taken at the best validation score.
 
 Measurement choices (also in the record's docs):
 
-* ``peak_memory_bytes``: the maximum over the metered training steps of
-  :class:`bench.measure.PeakMemory`'s absolute peak (model state, data and activations; the
-  optimiser step included). On CUDA (allocator statistics, free) every step is metered. On CPU
-  the live-tensor meter slows each op, so it meters the steps of the first epoch -- which
-  visits every cluster and contains the first optimiser step, when Adam's moments appear; a
-  ``memory_cap_bytes`` is enforced there (later epochs repeat the same shapes: a random
-  partition into k parts has the same part sizes every epoch).
+* Memory (:func:`bench.measure.metered_step`): the batch is moved to the device and the
+  gradients are dropped *before* a metered step, so its ``baseline_bytes`` holds the model
+  state and the data; the step is split into forward+backward (``fwd_bwd_peak_bytes``;
+  ``step_added_bytes`` = that minus the baseline: what the step itself adds) and clipping +
+  optimiser step (``optimizer_peak_bytes``); ``peak_memory_bytes`` is the larger, the number a
+  user compares with their device. Each is the maximum over the metered steps *after* the first
+  one (the warm-up step runs before Adam's moments exist). On CUDA (allocator statistics, free)
+  every step is metered. On CPU the live-tensor meter slows each op, so it meters the steps of
+  the first epoch and goes on until one step after the warm-up has been metered (a full-batch
+  epoch is one step); a ``memory_cap_bytes`` is enforced on metered steps (later epochs repeat
+  the same shapes: a random partition into k parts has the same part sizes every epoch).
 * ``step_time_s`` / ``epoch_time_s``: means over the epochs after the first (the warm-up
   epoch, which on CPU is also the metered one: the meter's per-op overhead would distort the
   times, more for architectures with many small ops such as reversible backward passes). A
@@ -46,6 +50,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -119,6 +124,16 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip(), _option_value(value.strip())
 
 
+def _bool(text: str) -> bool:
+    """A yes/no flag value: ``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
     """``int | None`` -> (int, True); ``int`` -> (int, False)."""
     args = typing.get_args(hint)
@@ -149,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 help="a dataset loader option (repeatable), e.g. --dataset-option num_nodes=200",
             )
             continue
-        kind = parse_bytes if f.name == "memory_cap_bytes" else base
+        kind = parse_bytes if f.name == "memory_cap_bytes" else _bool if base is bool else base
         metavar = "BYTES" if f.name == "memory_cap_bytes" else f.name.upper()
         shown = "the arch's default" if optional and f.name.startswith("deq_") else default
         settings.add_argument(
@@ -179,7 +194,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     harness.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the predicted parameters and peak memory, train nothing",
+        help="print the predicted parameters and peak memory, train nothing "
+        "(with --device cuda: a GPU run predicted from any machine)",
+    )
+    harness.add_argument(
+        "--target-memory",
+        type=parse_bytes,
+        default=None,
+        metavar="BYTES",
+        help="with --dry-run: the target device's memory (e.g. 32GB for a V100): says whether "
+        "the predicted peak fits",
     )
     mode = harness.add_mutually_exclusive_group()
     mode.add_argument(
@@ -197,8 +221,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace) -> TrialConfig:
-    """The validated config the flags describe. Raises ConfigError naming the flag at fault."""
+def config_from_args(args: argparse.Namespace, *, check_device: bool = True) -> TrialConfig:
+    """The validated config the flags describe. Raises ConfigError naming the flag at fault.
+    ``check_device=False`` (dry runs) lets ``--device cuda`` describe a GPU this machine lacks."""
     values: dict[str, Any] = {}
     if getattr(args, "config_json", None):
         try:
@@ -215,20 +240,23 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
             values["dataset_options"] = {**values.get("dataset_options", {}), **dict(given)}
         else:
             values[f.name] = given
-    return TrialConfig.from_dict(values)
+    return TrialConfig.from_dict(values, check_device=check_device)
 
 
 def main(args: argparse.Namespace) -> int:
     """``python -m bench trial``: 0 when the trial ends ``ok``, 1 for any other status (the
     record is printed all the same), 2 for bad input (nothing is loaded or trained)."""
     try:
-        config = config_from_args(args)
+        config = config_from_args(args, check_device=not args.dry_run)
     except ConfigError as exc:
         print(f"error: {exc.for_cli()}", file=sys.stderr)
         return 2
+    if args.target_memory is not None and not args.dry_run:
+        print("error: --target-memory: only with --dry-run", file=sys.stderr)
+        return 2
     if args.dry_run:
         try:
-            return _dry_run(config, as_json=args.json)
+            return _dry_run(config, as_json=args.json, target_memory=args.target_memory)
         except ConfigError as exc:
             print(f"error: {exc.for_cli()}", file=sys.stderr)
             return 2
@@ -252,18 +280,31 @@ def main(args: argparse.Namespace) -> int:
     return 0 if record.status == "ok" else 1
 
 
-def _dry_run(config: TrialConfig, as_json: bool) -> int:
-    """Predict without training: data sizes (loads the dataset), then a meta-device model."""
+def _dry_run(config: TrialConfig, as_json: bool, target_memory: int | None = None) -> int:
+    """Predict without training: data sizes (loads the dataset), then a meta-device model.
+
+    ``--device cuda`` predicts a GPU run from any machine (the batch alone on the device,
+    CUDA's dropout masks and foreach Adam); ``--target-memory`` says whether it fits."""
     from bench import memory_model
     from bench.data import load
 
     dataset = load(config.dataset, root=config.data_root, **config.dataset_options)
     sizes = memory_model.sizes_for(config, dataset)
     prediction = memory_model.predict(config, sizes)
+    fits = None if target_memory is None else prediction.total_bytes <= target_memory
     if as_json:
-        print(json.dumps({"config": config.to_dict(), **prediction.to_dict()}, sort_keys=True))
+        extra = {} if fits is None else {"target_memory_bytes": target_memory, "fits": fits}
+        print(
+            json.dumps(
+                {"config": config.to_dict(), **prediction.to_dict(), **extra}, sort_keys=True
+            )
+        )
     else:
         print(prediction.describe(config))
+        if target_memory is not None:
+            share = prediction.total_bytes / target_memory
+            verdict = "fits" if fits else "does NOT fit"
+            print(f"  target: {units.format_bytes(target_memory)} -> {verdict} ({share:.0%} of it)")
     return 0
 
 
@@ -329,7 +370,9 @@ class _Progress:
 
     phase: str = "setup"
     curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    peak_bytes: int | None = None
+    memory: list[Any] = dataclasses.field(default_factory=list)  # StepMemory after warm-up
+    warmup_memory: Any = None  # the first step's StepMemory (Adam's moments not yet there)
+    steps_done: int = 0
     model_state_bytes: int | None = None
     step_times: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (epoch, s)
     epoch_times: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # unmetered
@@ -337,8 +380,10 @@ class _Progress:
     start: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _seed_everything(seed: int, device: str) -> None:
-    """Same seed, same config, same device -> the same numbers, bit for bit (CPU)."""
+def _seed_everything(seed: int, device: str, deterministic: bool) -> None:
+    """Same seed, same config, same device -> the same numbers, bit for bit (CPU; on CUDA only
+    with ``deterministic``, which selects slower scatter kernels, so timings are not taken
+    with it unless asked)."""
     import random
 
     import numpy as np
@@ -350,32 +395,7 @@ def _seed_everything(seed: int, device: str) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     # warn_only: a CUDA op without a deterministic kernel (scatter-max) warns instead of failing
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _derived_seed(seed: int, *salt: int) -> int:
-    """Independent, reproducible seeds for each partition draw (epoch) from the trial seed."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, *salt]).generate_state(1)[0])
-
-
-def _full_batch(data: Any) -> Any:
-    import torch
-
-    batch = data.clone()
-    batch.n_id = torch.arange(data.num_nodes)
-    return batch
-
-
-def _batches(
-    data: Any, parts: int, seed: int, batching: str, field: str = "train_parts"
-) -> list[Any]:
-    if batching == "full":
-        return [_full_batch(data)]
-    from bench.data.partition import partition_batches
-
-    return partition_batches(data, parts, seed, field)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def _loss_fn(task: str) -> Callable[[Any, Any], Any]:
@@ -493,12 +513,22 @@ def _train(
 
     from bench import memory_model
     from bench.data import load
-    from bench.measure import PeakMemory, count_parameters, meter_name, model_state_bytes
+    from bench.data.partition import derived_seed, trial_batches
+    from bench.measure import (
+        count_parameters,
+        device_memory_bytes,
+        meter_name,
+        metered_step,
+        model_state_bytes,
+        optimizer_implementation,
+    )
     from bench.models import build_from_config
 
-    _seed_everything(config.seed, config.device)
+    _seed_everything(config.seed, config.device, config.deterministic_algorithms)
     device = torch.device(config.device)
     record.memory_meter = meter_name(device)
+    record.deterministic = config.deterministic_algorithms
+    record.device_memory_bytes = device_memory_bytes(device)
 
     def check_budget() -> None:
         if stop is not None and stop.is_set():
@@ -518,11 +548,12 @@ def _train(
     ).to(device)
     record.params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    record.optimizer_impl = optimizer_implementation(optimizer)
     loss_fn = _loss_fn(dataset.task)
     train_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
     train_mask[dataset.split["train"]] = True
-    eval_batches = _batches(
-        data, config.eval_parts, _derived_seed(config.seed, 0), config.batching, "eval_parts"
+    eval_batches = trial_batches(
+        data, config.eval_parts, derived_seed(config.seed, 0), config.batching, "eval_parts"
     )
     state.start = {
         "params": record.params,
@@ -546,49 +577,51 @@ def _train(
                 os.kill(os.getpid(), signal.SIGKILL)
             if fault == "hang":
                 time.sleep(3600)
-            metered = device.type == "cuda" or epoch == 1
             model.train()
             losses: list[float] = []
-            batches = _batches(
-                data, config.train_parts, _derived_seed(config.seed, 1, epoch), config.batching
+            epoch_metered = False
+            batches = trial_batches(
+                data, config.train_parts, derived_seed(config.seed, 1, epoch), config.batching
             )
             for batch in batches:
                 check_budget()
                 mask = train_mask[batch.n_id]
                 if not bool(mask.any()):
                     continue  # a tiny graph's cluster may hold no training node
+                # CUDA: every step (the allocator's counters are free). CPU: the first epoch
+                # (the cap is enforced there), and on until one step after the warm-up step
+                # has been metered (a full-batch epoch is a single step, taken before Adam's
+                # moments exist)
+                metered = device.type == "cuda" or epoch == 1 or not state.memory
+                epoch_metered |= metered
                 step_start = time.perf_counter()
-                meter = PeakMemory(device, cap_bytes=config.memory_cap_bytes) if metered else None
-                with meter if meter is not None else contextlib.nullcontext():
-                    x = batch.x.to(device)
-                    edge_index = batch.edge_index.to(device)
-                    edge_attr = batch.edge_attr.to(device) if batch.edge_attr is not None else None
-                    y = batch.y.to(device)
-                    mask_d = mask.to(device)
-                    optimizer.zero_grad(set_to_none=True)
-                    out = model(x, edge_index, edge_attr)
-                    _collect_solver(model, state, "fwd")
-                    loss = loss_fn(out[mask_d], y[mask_d])
-                    loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        raise _Stop(
-                            "diverged", f"non-finite training loss ({loss_value}) in epoch {epoch}"
-                        )
-                    loss.backward()
-                    _collect_solver(model, state, "bwd")
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                    optimizer.step()
-                    del out, loss, x, edge_index, edge_attr, y, mask_d
+                inputs = _on_device(batch, mask, device)
+                optimizer.zero_grad(set_to_none=True)  # before the meter: not in the baseline
+                forward_backward = functools.partial(
+                    _forward_backward, model, loss_fn, state, epoch, *inputs
+                )
+                update = functools.partial(_update, model, optimizer, config.grad_clip)
+                if metered:
+                    loss_value, memory = metered_step(
+                        device, forward_backward, update, config.memory_cap_bytes
+                    )
+                    if state.steps_done:
+                        state.memory.append(memory)
+                    else:
+                        state.warmup_memory = memory
+                else:
+                    loss_value = forward_backward()
+                    update()
+                del inputs, forward_backward
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                if meter is None or device.type == "cuda":  # the CPU meter's overhead is not timed
+                if not metered or device.type == "cuda":  # the CPU meter's overhead is not timed
                     state.step_times.append((epoch, time.perf_counter() - step_start))
-                if meter is not None:
-                    state.peak_bytes = max(state.peak_bytes or 0, meter.peak_bytes)
+                state.steps_done += 1
                 if state.model_state_bytes is None:
                     state.model_state_bytes = model_state_bytes(model, optimizer)
                 losses.append(loss_value)
-            if not metered or device.type == "cuda":
+            if not epoch_metered or device.type == "cuda":
                 state.epoch_times.append((epoch, time.perf_counter() - epoch_start))
             check_budget()
             valid = test = None
@@ -617,6 +650,49 @@ def _train(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _on_device(batch: Any, mask: Any, device: Any) -> tuple[Any, ...]:
+    """A batch's tensors on the device, moved before a metered step so they are baseline."""
+    edge_attr = batch.edge_attr.to(device) if batch.edge_attr is not None else None
+    return (
+        batch.x.to(device),
+        batch.edge_index.to(device),
+        edge_attr,
+        batch.y.to(device),
+        mask.to(device),
+    )
+
+
+def _forward_backward(
+    model: Any,
+    loss_fn: Callable[[Any, Any], Any],
+    state: _Progress,
+    epoch: int,
+    x: Any,
+    edge_index: Any,
+    edge_attr: Any,
+    y: Any,
+    mask: Any,
+) -> float:
+    """Forward, loss on the batch's training nodes, backward; the loss value."""
+    out = model(x, edge_index, edge_attr)
+    _collect_solver(model, state, "fwd")
+    loss = loss_fn(out[mask], y[mask])
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise _Stop("diverged", f"non-finite training loss ({value}) in epoch {epoch}")
+    loss.backward()
+    _collect_solver(model, state, "bwd")
+    return value
+
+
+def _update(model: Any, optimizer: Any, grad_clip: float) -> None:
+    """Gradient-norm clipping, then the optimiser step (metered as their own phase)."""
+    import torch
+
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
 
 
 def _progress_bar(total: int) -> Any:
@@ -676,7 +752,7 @@ def _finish(record: TrialRecord, state: _Progress, clock: float) -> None:
     """Everything measured so far goes into the record, whatever the status."""
     record.curve = [dict(point) for point in state.curve]
     _best_of_curve(record)
-    record.peak_memory_bytes = state.peak_bytes
+    _memory_into(record, state)
     record.model_state_bytes = state.model_state_bytes
     # only unmetered steps were timed; the first epoch (or, in a one-epoch CUDA trial, the
     # first step) is the warm-up
@@ -690,6 +766,22 @@ def _finish(record: TrialRecord, state: _Progress, clock: float) -> None:
             record.solver[f"{key}_mean"] = _mean(values)
             record.solver[f"{key}_max"] = max(values)
     record.wall_time_s = time.perf_counter() - clock
+
+
+def _memory_into(record: TrialRecord, state: _Progress) -> None:
+    """Maxima over the steps metered after the warm-up step; a trial that took one step only
+    falls back to that step (``metered_steps`` = 0 says so)."""
+    steps = state.memory or ([state.warmup_memory] if state.warmup_memory is not None else [])
+    record.metered_steps = len(state.memory)
+    if not steps:
+        return
+    record.peak_memory_bytes = max(m.peak_bytes for m in steps)
+    record.baseline_bytes = max(m.baseline_bytes for m in steps)
+    record.fwd_bwd_peak_bytes = max(m.fwd_bwd_peak_bytes for m in steps)
+    record.optimizer_peak_bytes = max(m.optimizer_peak_bytes for m in steps)
+    record.step_added_bytes = max(m.step_added_bytes for m in steps)
+    reserved = [m.reserved_peak_bytes for m in steps if m.reserved_peak_bytes is not None]
+    record.reserved_peak_bytes = max(reserved) if reserved else None
 
 
 def _best_of_curve(record: TrialRecord) -> None:

@@ -39,6 +39,11 @@ def test_every_arch_and_the_peer_ran(quick: tuple[pd.DataFrame, str]) -> None:
     ):
         assert (df[column] > 0).all(), column
     assert (df.peak_bytes == df.model_state_bytes + df.peak_minus_state_bytes).all()
+    # the metered step, split: whole-step peak = the larger phase; the step adds to a baseline
+    assert (df.peak_bytes == df[["fwd_bwd_peak_bytes", "optimizer_peak_bytes"]].max(axis=1)).all()
+    assert (df.step_added_bytes == df.fwd_bwd_peak_bytes - df.baseline_bytes).all()
+    assert (df.baseline_bytes >= df.model_state_bytes - 4 * df.params).all()  # weights + moments
+    assert (df.activation_bytes > 0).all()
 
 
 def test_depth_facts(quick: tuple[pd.DataFrame, str]) -> None:
@@ -57,11 +62,22 @@ def test_depth_facts(quick: tuple[pd.DataFrame, str]) -> None:
     assert (deq.depth_means == "iterations").all()
 
 
-def test_ratios_are_printed_with_verdicts(quick: tuple[pd.DataFrame, str]) -> None:
+def test_memory_ratios_pass(quick: tuple[pd.DataFrame, str]) -> None:
+    """The memory ratios are deterministic under the CPU meter, so the benchmark must show what
+    the engines promise on its test graph: flat reversible and DEQ activations, and no more
+    memory than PyG's GroupAddRev. (Timing ratios are printed, never asserted.)"""
     _, text = quick
-    assert "rev / res step time" in text and "deq activations 50 / 5 iterations" in text
-    assert "rev / pyg-groupaddrev peak at 2 layers" in text
-    assert any(line.lstrip().startswith(("PASS", "FAIL")) for line in text.splitlines())
+    verdicts = {}
+    for line in text.splitlines():
+        head, _, rest = line.strip().partition("  ")
+        if head in ("PASS", "FAIL", "INFO", "n/a"):
+            verdicts[rest.split(":")[0]] = head
+    assert verdicts["rev activations 4 / 2 layers"] == "PASS"
+    assert verdicts["wt-rev activations 4 / 2 layers"] == "PASS"
+    assert verdicts["deq activations 50 / 5 iterations"] == "PASS"
+    assert verdicts["rev / pyg-groupaddrev peak at 2 layers"] == "PASS"
+    assert verdicts["rev / pyg-groupaddrev peak at 4 layers"] == "PASS"
+    assert "rev / res step time" in verdicts  # printed with its verdict, not asserted
 
 
 def test_bad_arch_is_rejected_before_running(

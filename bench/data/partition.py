@@ -89,3 +89,28 @@ def multiview_scores(
             total[batch.n_id] += scores.float()
     assert total is not None
     return total / views
+
+
+def derived_seed(seed: int, *salt: int) -> int:
+    """Independent, reproducible seeds from a trial seed (``salt``: what the draw is for, e.g.
+    ``(1, epoch)`` for an epoch's training partition, ``(0,)`` for the evaluation one)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, *salt]).generate_state(1)[0])
+
+
+def full_batch(data: Data) -> Data:
+    """The whole graph as one batch (``n_id`` = every node), for ``batching="full"``."""
+    batch = data.clone()
+    batch.n_id = torch.arange(data.num_nodes)
+    return batch
+
+
+def trial_batches(
+    data: Data, parts: int, seed: int, batching: str, field: str = "train_parts"
+) -> list[Data]:
+    """A trial's batches: one random ``parts``-partition (``batching="mini"``) or the whole
+    graph (``"full"``). Trials, the memory model and the GPU check draw the same batches."""
+    if batching == "full":
+        return [full_batch(data)]
+    return partition_batches(data, parts, seed, field)

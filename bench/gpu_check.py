@@ -1,0 +1,411 @@
+"""``python -m bench gpu-check``: the paper's memory numbers at the paper's scale on one GPU, in
+one command that fits a few minutes, without the paper's dataset.
+
+GPU time is scarce and comes without internet, so ogbn-proteins cannot be fetched onto it.
+What the paper's memory figures depend on is the *shape* of a training batch, not its labels:
+one part of a random 10-partition of ogbn-proteins (13.3k nodes, 0.79M edges, 8-dim edge
+features, 112 tasks). ``synthetic-proteins-paper`` has those sizes, so this command cuts one
+training part from it (the same partition a trial's first epoch draws) and measures, on that
+batch, every point of the paper's figure 1 table (112 layers), the depth series of figure 2
+(RevGNN to 1001 layers; ResGNN until it runs out of memory) and RevGNN-Deep/-Wide; then the
+engines' benchmark (``bench bench --device cuda``) on its own 10k-node graph.
+
+Each point is one training step measured like ``bench bench`` does it: in its own process,
+which loads the batch from disk onto its own device (a CUDA tensor handed to a spawned child
+would be the parent's allocation, invisible to the child's allocator statistics); a warm-up
+step; then a metered step split into forward+backward and optimiser step
+(:func:`bench.measure.metered_step`): ``torch.cuda.max_memory_allocated`` (the headline, what
+the paper read), ``max_memory_reserved``, the baseline after setup and at the step's entry;
+then timed steps. Deterministic algorithms stay off (their slower scatter kernels would be
+timed). Beside each point: the paper's number and the memory model's prediction.
+
+It prints progress, writes ``results/gpu/gpu-check.csv`` and ``results/gpu/SUMMARY.md`` after
+every point, and stops starting points when ``--budget-s`` is spent (a running point is killed
+at the budget and recorded as ``timeout``), so what it measured is kept. ``--dry-run`` lists
+the plan and the predicted memory of every point on any machine; without a CUDA device the
+real run is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import paper
+from bench.units import format_bytes, parse_bytes
+
+DATASET = "synthetic-proteins-paper"
+OUT = "results/gpu"
+DEFAULT_BUDGET_S = 450.0
+#: a point is not started with less than this left of the budget (start-up, load, 3 steps)
+MIN_POINT_S = 20.0
+#: points this deep are timed over one step (after warm-up and the metered step), not --repeats
+DEEP_FROM = 257
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measurement: a model shape on a graph, with the paper's number when it has one."""
+
+    group: str  # "figure 1", "depth", "headline", "engines"
+    label: str
+    arch: str
+    layers: int
+    channels: int
+    groups: int = 2
+    dropout: float = 0.1
+    graph: str = "paper"  # "paper": one proteins-sized training part; "bench": the engines' graph
+    paper_point: paper.PaperPoint | None = None
+    stop_series_on_oom: bool = False  # ResGNN's depth series ends at its first out-of-memory
+
+
+def _figure1() -> list[Point]:
+    return [
+        Point("figure 1", p.label, p.arch, p.layers, p.channels, paper_point=p)
+        for p in paper.FIGURE1
+    ]
+
+
+def _depth_series() -> list[Point]:
+    rev = [Point("depth", f"RevGNN-64 x {L}", "rev", L, 64) for L in (3, 28, 448, 1001)]
+    res = [
+        Point("depth", f"ResGNN-64 x {L}", "res", L, 64, stop_series_on_oom=True)
+        for L in (3, 28, 56, 224, 448)
+    ]
+    return rev + res
+
+
+def _headline() -> list[Point]:
+    return [
+        Point("headline", p.label, p.arch, p.layers, p.channels, p.groups or 2,
+              dropout=0.2 if p.label == "RevGNN-Wide" else 0.1, paper_point=p)
+        for p in paper.HEADLINE
+    ]  # fmt: skip
+
+
+def _engines(depths: list[int], deep: list[int], peer: list[int]) -> list[Point]:
+    from bench.benchmark import ALL_ARCHS, plan
+
+    args = argparse.Namespace(archs=list(ALL_ARCHS), depths=depths, deep_depths=deep,
+                              peer_depths=peer)  # fmt: skip
+    return [
+        Point("engines", f"{arch} x {depth}", arch, depth, 64, graph="bench")
+        for arch, depth in plan(args)
+    ]
+
+
+def plan_points(engines: bool = True) -> list[Point]:
+    """Figure 1's points first (the paper's table), then figure 2's depth series, the headline
+    models and the engines' benchmark: what matters most runs first when time is short."""
+    points = _figure1() + _depth_series() + _headline()
+    if engines:
+        points += _engines([16, 64, 256], [1001], [16, 64])
+    return points
+
+
+# --- sizes and predictions --------------------------------------------------------------------
+def paper_sizes() -> Any:
+    """Expected sizes of one proteins training part (for predictions without the graph)."""
+    from bench.memory_model import GraphSizes
+
+    nodes, edges = paper.proteins_batch()
+    return _sizes(nodes, edges, paper.PROTEINS_NODE_FEATURES, paper.PROTEINS_EDGE_DIM,
+                  paper.PROTEINS_TASKS, GraphSizes)  # fmt: skip
+
+
+def _sizes(nodes: int, edges: int, features: int, edge_dim: int, outputs: int, cls: Any) -> Any:
+    batch_bytes = 4 * nodes * features + 16 * edges + 4 * edges * edge_dim + 4 * nodes * outputs
+    return cls(nodes=nodes, edges=edges, features=features, edge_dim=edge_dim, outputs=outputs,
+               batch_nodes=nodes, batch_edges=edges, batch_train_nodes=nodes,
+               batch_bytes=batch_bytes)  # fmt: skip
+
+
+def graph_sizes(graph: Any) -> Any:
+    """Sizes of a :class:`bench.benchmark.Graph` (loss over every node, as the check's step)."""
+    from bench.memory_model import GraphSizes
+
+    edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else 0
+    return _sizes(graph.x.size(0), graph.edge_index.size(1), graph.x.size(1), edge_dim,
+                  graph.y.size(1), GraphSizes)  # fmt: skip
+
+
+def predict(point: Point, sizes: Any) -> Any:
+    """The memory model's CUDA prediction for ``point`` (None for the PyG peer)."""
+    from bench.config import TrialConfig
+    from bench.memory_model import predict as model_predict
+
+    if point.arch not in ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq"):
+        return None
+    config = TrialConfig.from_dict(
+        {"arch": point.arch, "layers": point.layers, "channels": point.channels,
+         "groups": point.groups if point.arch in ("rev", "wt-rev") else 2,
+         "dropout": point.dropout, "device": "cuda",
+         "dataset_options": {"num_tasks": sizes.outputs}},
+        check_device=False,
+    )  # fmt: skip
+    return model_predict(config, sizes)
+
+
+# --- the graphs -------------------------------------------------------------------------------
+def prepare_paper_batch(work: Path, log: Any) -> Path:
+    """Cut the first training part of ``synthetic-proteins-paper`` (as a trial's first epoch
+    draws it) and save it for the measuring processes; cached by the work directory."""
+    from bench.benchmark import Graph, save_graph
+
+    path = work / "paper-batch.pt"
+    if path.exists():
+        log(f"paper batch: cached {path}")
+        return path
+    from bench.data import load
+    from bench.data.partition import derived_seed, trial_batches
+
+    started = time.perf_counter()
+    dataset = load(DATASET)
+    data = dataset.data
+    log(f"{DATASET}: {data.num_nodes:,} nodes, {data.edge_index.size(1):,} edges "
+        f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    batch = trial_batches(data, paper.PROTEINS_TRAIN_PARTS, derived_seed(0, 1, 1), "mini")[0]
+    save_graph(Graph(batch.x, batch.edge_index, batch.edge_attr, batch.y.float()), path)
+    log(f"paper batch: {batch.num_nodes:,} nodes, {batch.edge_index.size(1):,} edges -> {path}")
+    return path
+
+
+# --- running ----------------------------------------------------------------------------------
+def _point_args(point: Point, base: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(
+        channels=point.channels, groups=point.groups, dropout=point.dropout, aggr="max",
+        deq_solver="anderson", seed=0, memory_cap=None, repeats=base.repeats,
+        deep_repeats=1, depths=[DEEP_FROM - 1],
+    )  # fmt: skip
+
+
+def _row(point: Point, measured: dict[str, Any], prediction: Any, sizes: Any) -> dict[str, Any]:
+    pp = point.paper_point
+    row: dict[str, Any] = {
+        "group": point.group, "label": point.label, "arch": point.arch, "layers": point.layers,
+        "channels": point.channels, "groups": point.groups, "dropout": point.dropout,
+        "graph": point.graph, "batch_nodes": sizes.batch_nodes, "batch_edges": sizes.batch_edges,
+        "paper_params": pp.params if pp else None,
+        "paper_peak_gb": pp.peak_memory_gb if pp else None,
+        "paper_oom": bool(pp and pp.oom),
+        "predicted_params": prediction.params if prediction else None,
+        "predicted_peak_bytes": prediction.total_bytes if prediction else None,
+        "predicted_fwd_bwd_bytes": prediction.fwd_bwd_bytes if prediction else None,
+    }  # fmt: skip
+    row.update({k: v for k, v in measured.items() if k not in ("arch", "depth")})
+    return row
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+
+    from bench.env_info import git_commit
+
+    info: dict[str, Any] = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "commit": git_commit(),
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(device=props.name, device_memory_bytes=int(props.total_memory))
+    return info
+
+
+def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any:
+    """Measure the plan within the budget; write the CSV and summary after each point.
+    (``device="cpu"`` runs the same plan under the CPU meter: the tests' way in.)"""
+    import pandas as pd
+    import torch
+
+    from bench.benchmark import GraphSource, measure_isolated
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    env = _environment()
+    log(f"gpu-check on {env.get('device')} ({format_bytes(env.get('device_memory_bytes'))}), "
+        f"torch {env['torch']}, CUDA {env['cuda']}; budget {args.budget_s:.0f} s")  # fmt: skip
+    points = [p for p in plan_points(engines=not args.skip_engines) if _selected(p, args)]
+    sources = {
+        "bench": GraphSource(10_000, 100_000, 8, 8, 112, 0),
+    }
+    if any(p.graph == "paper" for p in points):
+        sources["paper"] = GraphSource(path=str(prepare_paper_batch(work, log)))
+    sizes = {name: graph_sizes(src.load("cpu")) for name, src in sources.items()}
+    target = torch.device(device)
+    rows: list[dict[str, Any]] = []
+    stopped_series: set[tuple[str, str, int]] = set()
+    from tqdm import tqdm
+
+    bar = tqdm(points, desc="gpu-check", file=sys.stderr, disable=args.no_progress)
+    for point in bar:
+        left = args.budget_s - (time.perf_counter() - started)
+        series = (point.group, point.arch, point.channels)
+        prediction = predict(point, sizes[point.graph])
+        if series in stopped_series:
+            measured = {"status": "skipped", "error": "deeper than a point that ran out of memory"}
+        elif left < MIN_POINT_S:
+            measured = {"status": "skipped", "error": f"budget spent ({args.budget_s:.0f} s)"}
+        else:
+            bar.set_postfix_str(point.label)
+            measured = measure_isolated(point.arch, point.layers, sources[point.graph],
+                                        _point_args(point, args), target, timeout=left)  # fmt: skip
+            if measured.get("status") == "oom" and point.stop_series_on_oom:
+                stopped_series.add(series)
+        rows.append(_row(point, measured, prediction, sizes[point.graph]))
+        log(_point_line(rows[-1]))
+        frame = pd.DataFrame(rows)
+        for key in ("device", "device_memory_bytes", "torch", "cuda"):
+            frame[key] = env.get(key)
+        frame.to_csv(out / "gpu-check.csv", index=False)
+        (out / "SUMMARY.md").write_text(summary(frame, env, time.perf_counter() - started))
+    bar.close()
+    log(f"wrote {out / 'gpu-check.csv'} and {out / 'SUMMARY.md'} "
+        f"({len(rows)} points, {time.perf_counter() - started:.0f} s)")  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _selected(point: Point, args: argparse.Namespace) -> bool:
+    return not args.only or any(word.lower() in point.label.lower() for word in args.only)
+
+
+def _gb(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value / 1e9:.2f}"
+
+
+def _point_line(row: dict[str, Any]) -> str:
+    status = row.get("status")
+    text = f"{row['label']:<22} {status:<8}"
+    if status == "ok":
+        text += (f" peak {_gb(row.get('peak_bytes'))} GB (reserved "
+                 f"{_gb(row.get('reserved_peak_bytes'))}), step {row.get('step_time_s', 0):.3f} s")  # fmt: skip
+    elif row.get("error"):
+        text += f" {str(row['error']).splitlines()[0][:90]}"
+    if row.get("paper_peak_gb"):
+        text += f"; paper {row['paper_peak_gb']:.2f} GB"
+    if row.get("predicted_peak_bytes"):
+        text += f"; predicted {_gb(row['predicted_peak_bytes'])} GB"
+    return text
+
+
+def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
+    """The Markdown summary: environment, then one table per group, beside paper and model."""
+    lines = [
+        "# GPU check",
+        "",
+        f"Device: {env.get('device')} ({format_bytes(env.get('device_memory_bytes'))}); "
+        f"torch {env.get('torch')}, CUDA {env.get('cuda')}, Python {env.get('python')}; "
+        f"commit {env.get('commit')}. Meter: `torch.cuda.max_memory_allocated` (peak) and "
+        f"`max_memory_reserved`, one process per point, deterministic algorithms off. "
+        f"{len(frame)} points in {seconds:.0f} s (`python -m bench gpu-check`).",
+        "",
+        "Memory in GB (10^9 bytes, as the paper prints it). Paper graph: one training part of "
+        f"`{DATASET}` (ogbn-proteins' sizes, 10 parts); engines graph: 10,000 nodes, "
+        "100,000 edges. *setup*: allocated after the model and optimiser are built; *baseline*: "
+        "at the metered step's entry (weights, Adam moments, batch); *step adds*: forward + "
+        "backward peak minus baseline; *opt. step*: the optimiser step's peak.",
+        "",
+    ]
+    cols = ["label", "status", "params", "paper_params", "peak GB", "paper GB", "predicted GB",
+            "reserved GB", "setup GB", "baseline GB", "step adds GB", "opt. step GB", "step s"]  # fmt: skip
+    for group, part in frame.groupby("group", sort=False):
+        lines += [f"## {group}", "", "| " + " | ".join(cols) + " |",
+                  "| " + " | ".join("---" if c in ("label", "status") else "---:" for c in cols) + " |"]  # fmt: skip
+        for _, r in part.iterrows():
+            paper_gb = "OOM" if r.get("paper_oom") else _num(r.get("paper_peak_gb"), "{:.2f}")
+            cells = [
+                str(r["label"]), str(r.get("status")), _num(r.get("params"), "{:,.0f}"),
+                _num(r.get("paper_params"), "{:,.0f}"), _gb(r.get("peak_bytes")), paper_gb,
+                _gb(r.get("predicted_peak_bytes")), _gb(r.get("reserved_peak_bytes")),
+                _gb(r.get("setup_bytes")), _gb(r.get("baseline_bytes")),
+                _gb(r.get("step_added_bytes")), _gb(r.get("optimizer_peak_bytes")),
+                _num(r.get("step_time_s"), "{:.3f}"),
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _num(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return fmt.format(value)
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """The plan and each point's predicted CUDA memory, from the expected batch sizes."""
+    from bench.memory_model import GraphSizes
+
+    sizes = {"paper": paper_sizes(), "bench": _sizes(10_000, 100_000, 8, 8, 112, GraphSizes)}
+    points = [p for p in plan_points(engines=not args.skip_engines) if _selected(p, args)]
+    target = args.target_memory
+    print(f"gpu-check plan: {len(points)} points, budget {args.budget_s:.0f} s; predicted with "
+          f"the memory model for CUDA (paper batch: {sizes['paper'].batch_nodes:,} nodes, "
+          f"{sizes['paper'].batch_edges:,} edges expected)")  # fmt: skip
+    print(f"{'group':<9} {'point':<22} {'params':>12} {'predicted':>11} {'paper':>9}"
+          + ("  fits" if target else ""))  # fmt: skip
+    for p in points:
+        pred = predict(p, sizes[p.graph])
+        paper_gb = ("OOM" if p.paper_point.oom else _num(p.paper_point.peak_memory_gb, "{:.2f}")
+                    ) if p.paper_point else ""  # fmt: skip
+        fits = ""
+        if target and pred is not None:
+            fits = "  yes" if pred.total_bytes <= target else "  no"
+        print(f"{p.group:<9} {p.label:<22} {(f'{pred.params:,}' if pred else ''):>12} "
+              f"{(_gb(pred.total_bytes) + ' GB' if pred else ''):>11} {paper_gb:>9}{fits}")  # fmt: skip
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
+                        help=f"stop starting points after this many seconds (default {DEFAULT_BUDGET_S:.0f})")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the plan and each point's predicted memory; run nothing (any machine)")  # fmt: skip
+    parser.add_argument("--target-memory", type=lambda t: parse_bytes(t, "target_memory"),
+                        default=None, help="with --dry-run: a device size to check, e.g. 32GB")  # fmt: skip
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="run only points whose label contains one of these words")  # fmt: skip
+    parser.add_argument(
+        "--skip-engines", action="store_true", help="leave out the engines' benchmark"
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="timed steps per point")
+    parser.add_argument(
+        "--out", default=OUT, help=f"folder for the CSV and summary (default {OUT})"
+    )
+    parser.add_argument("--work-dir", default=None, help="where the paper batch is cached "
+                        "(default: the data work directory)")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.budget_s <= 0 or args.repeats < 1:
+        print("error: --budget-s and --repeats must be positive", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return dry_run(args)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("error: gpu-check measures CUDA memory, and no CUDA device is available here "
+              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
+              "`python -m bench gpu-check --dry-run` lists the plan and its predictions on any "
+              "machine.", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.work_dir is None:
+        from bench.data import paths
+
+        args.work_dir = str(paths.work_dir() / "gpu-check")
+    run(args)
+    return 0

@@ -1,0 +1,109 @@
+"""The paper's figure-1 points beside the memory model's CUDA prediction and, where
+``python -m bench gpu-check`` has run, the GPU's measurement (``results/gpu/gpu-check.csv``).
+
+The prediction needs no GPU and no dataset: the dry run's model on the expected size of one
+ogbn-proteins training part (:func:`bench.paper.proteins_batch`). The measurement is its own
+slice (device and meter named), never mixed with the CPU trials.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import pandas as pd
+
+from bench import paper
+from bench.report.fmt import markdown_table
+
+GPU_CSV = pathlib.Path("gpu") / "gpu-check.csv"
+
+WHY = (
+    "Why the prediction and the paper differ: the authors' GENConv used "
+    "`torch_scatter.scatter_max`, whose backward keeps an N x C argmax; PyG 2.8 without "
+    "`torch_scatter` uses `torch.scatter_reduce(..., 'amax')`, whose backward keeps its whole "
+    "E x C input and its output, about 0.2 GB per layer on a proteins part at 64 channels. The "
+    "memory model counts today's saved tensors, so it predicts ResGNN far above the paper's "
+    "27.1 GB; RevGNN keeps one group's block at a time, so its prediction is close to the paper's "
+    "(lower: the authors' number is read after a whole epoch, allocator blocks included, "
+    "never reset). The GPU column settles what today's PyTorch/PyG really allocate."
+)
+
+
+def read_gpu(results_dir: pathlib.Path) -> pd.DataFrame | None:
+    """The GPU check's rows, or None when it has not run."""
+    path = results_dir / GPU_CSV
+    return pd.read_csv(path) if path.exists() else None
+
+
+def paper_vs_predicted(gpu: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per paper point (figure 1 and the headline models), raw values."""
+    from bench.gpu_check import Point, paper_sizes, predict
+
+    sizes = paper_sizes()
+    measured = {}
+    if gpu is not None:
+        for _, row in gpu[gpu["group"].isin(["figure 1", "headline"])].iterrows():
+            measured[row["label"]] = row
+    rows = []
+    for p in (*paper.FIGURE1, *paper.HEADLINE):
+        point = Point("figure 1", p.label, p.arch, p.layers, p.channels, p.groups or 2)
+        pred = predict(point, sizes)
+        m = measured.get(p.label)
+        ok = m is not None and m.get("status") == "ok"
+        rows.append({
+            "model": p.label, "layers": p.layers, "channels": p.channels,
+            "paper params": p.params, "our params": pred.params,
+            "paper GB (V100)": "OOM" if p.oom else p.peak_memory_gb,
+            "predicted GB": pred.total_bytes / 1e9,
+            "measured GB": (m["peak_bytes"] / 1e9 if ok else m["status"]) if m is not None else None,
+            "measured reserved GB": m["reserved_peak_bytes"] / 1e9 if ok else None,
+            "measured on": m["device"] if m is not None else None,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    """Display strings (GB to two decimals, counts with separators)."""
+
+    def gb(v: object) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "—"
+        return f"{v:.2f}" if isinstance(v, (int, float)) else str(v)
+
+    def count(v: object) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "—"
+        return f"{int(v):,}"
+
+    out = table.copy()
+    for col in ("paper params", "our params"):
+        out[col] = out[col].map(count)
+    for col in ("paper GB (V100)", "predicted GB", "measured GB", "measured reserved GB"):
+        out[col] = out[col].map(gb)
+    out["measured on"] = out["measured on"].fillna("not run (`python -m bench gpu-check`)")
+    return out
+
+
+def section(table: pd.DataFrame, gpu: pd.DataFrame | None) -> str:
+    """REPORT.md's section: the table, where the numbers come from, and why they differ."""
+    nodes, edges = paper.proteins_batch()
+    where = (
+        f"Measured by `python -m bench gpu-check` on {gpu['device'].iloc[0]} "
+        f"(torch {gpu['torch'].iloc[0]}, CUDA {gpu['cuda'].iloc[0]}; meter `cuda-allocator`, "
+        "`max_memory_allocated` of one training step after a warm-up step) on one training part "
+        "of `synthetic-proteins-paper`; the whole run is in [results/gpu/SUMMARY.md]"
+        "(../results/gpu/SUMMARY.md)."
+        if gpu is not None
+        else "No GPU measurement yet: `python -m bench gpu-check` on a CUDA machine fills the "
+        "measured column."
+    )
+    return (
+        "## The paper's points: paper, prediction, GPU\n\n"
+        f"Predicted by the memory model for CUDA on the expected size of one ogbn-proteins "
+        f"training part ({nodes:,} nodes, {edges:,} edges, 10 parts). {where}\n\n"
+        + markdown_table(display(table))
+        + "\n"
+        + WHY
+        + "\n"
+    )

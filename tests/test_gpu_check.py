@@ -1,0 +1,108 @@
+"""``python -m bench gpu-check``: the plan, its predictions, the CPU refusal, and the whole
+measuring pipeline run under the CPU meter on a small batch (the CUDA run itself is tested
+where CUDA exists)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench import cli, gpu_check, paper
+from bench.benchmark import GraphSource, measure_isolated, save_graph, synthetic_graph
+
+
+def _args(tmp_path: Path, **over: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    gpu_check.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path / "gpu"), "--work-dir", str(tmp_path / "w")])
+    args.no_progress = True
+    for key, value in over.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_plan_covers_figure1_depth_and_headline() -> None:
+    points = gpu_check.plan_points()
+    labels = [p.label for p in points]
+    assert labels[: len(paper.FIGURE1)] == [p.label for p in paper.FIGURE1]  # the table first
+    assert "RevGNN-64 x 1001" in labels and "RevGNN-Deep" in labels and "RevGNN-Wide" in labels
+    assert any(p.group == "engines" and p.arch == "pyg-groupaddrev" for p in points)
+    assert all(p.stop_series_on_oom for p in points if p.group == "depth" and p.arch == "res")
+
+
+def test_dry_run_lists_predictions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["gpu-check", "--dry-run", "--target-memory", "32GB"]) == 0
+    out = capsys.readouterr().out
+    assert "RevGNN-64" in out and "27.10" in out and "OOM" in out  # paper beside prediction
+    rev = next(line for line in out.splitlines() if line.split()[2:3] == ["RevGNN-64"])
+    assert rev.rstrip().endswith("yes")
+
+
+def test_real_run_is_refused_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal only applies without it")
+    assert cli.main(["gpu-check"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_child_builds_its_own_graph_from_a_file(tmp_path: Path) -> None:
+    """The measured process loads the batch itself (no tensor crosses the process boundary)."""
+    graph = synthetic_graph(60, 240, 8, 8, 4, seed=1)
+    save_graph(graph, tmp_path / "g.pt")
+    loaded = GraphSource(path=str(tmp_path / "g.pt")).load("cpu")
+    assert torch.equal(loaded.edge_index, graph.edge_index) and torch.equal(loaded.y, graph.y)
+    assert not (tmp_path / "g.pt.tmp").exists()  # written atomically
+    args = argparse.Namespace(channels=8, groups=2, dropout=0.1, aggr="max", deq_solver="anderson",
+                              seed=0, memory_cap=None, repeats=1, deep_repeats=1, depths=[4])  # fmt: skip
+    row = measure_isolated("rev", 2, GraphSource(path=str(tmp_path / "g.pt")), args,
+                           torch.device("cpu"), timeout=120)  # fmt: skip
+    assert row["status"] == "ok", row
+    # the metered step: baseline holds the graph and the model state; the split adds up
+    graph_bytes = sum(t.numel() * t.element_size() for t in
+                      (graph.x, graph.edge_index, graph.edge_attr, graph.y))  # fmt: skip
+    assert row["baseline_bytes"] >= graph_bytes
+    assert row["peak_bytes"] == max(row["fwd_bwd_peak_bytes"], row["optimizer_peak_bytes"])
+    assert row["step_added_bytes"] == row["fwd_bwd_peak_bytes"] - row["baseline_bytes"]
+
+
+def test_run_writes_csv_and_summary_and_keeps_to_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = tmp_path / "batch.pt"
+    save_graph(synthetic_graph(80, 400, 8, 16, 112, seed=0), small)
+    monkeypatch.setattr(gpu_check, "prepare_paper_batch", lambda work, log: small)
+    args = _args(tmp_path, only=["RevGNN-64 x 3", "ResGNN-64 x 3", "RevGNN-64 x 28"],
+                 skip_engines=True, repeats=1)  # fmt: skip
+    lines: list[str] = []
+    frame = gpu_check.run(args, log=lines.append, device="cpu")
+    assert list(frame.label) == ["RevGNN-64 x 3", "RevGNN-64 x 28", "ResGNN-64 x 3"]
+    assert (frame.status == "ok").all(), frame[["label", "status", "error"]]
+    written = pd.read_csv(tmp_path / "gpu" / "gpu-check.csv")
+    for column in ("peak_bytes", "baseline_bytes", "fwd_bwd_peak_bytes", "optimizer_peak_bytes",
+                   "step_added_bytes", "predicted_peak_bytes", "step_time_s", "params"):  # fmt: skip
+        assert written[column].notna().all(), column
+    assert (written.params == written.predicted_params).all()  # the model counts exactly
+    summary = (tmp_path / "gpu" / "SUMMARY.md").read_text()
+    assert "## depth" in summary and "RevGNN-64 x 28" in summary
+    # a budget too small for any point: everything is recorded as skipped, nothing runs
+    args = _args(tmp_path, only=["RevGNN-64 x 3"], skip_engines=True, budget_s=1.0)
+    frame = gpu_check.run(args, log=lines.append, device="cpu")
+    assert list(frame.status) == ["skipped"] and "budget" in frame.error.iloc[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_point_measures_allocator_peaks(tmp_path: Path) -> None:
+    graph = synthetic_graph(2000, 20000, 8, 8, 112, seed=0)
+    save_graph(graph, tmp_path / "g.pt")
+    args = argparse.Namespace(channels=32, groups=2, dropout=0.1, aggr="max", deq_solver="anderson",
+                              seed=0, memory_cap=None, repeats=1, deep_repeats=1, depths=[8])  # fmt: skip
+    row = measure_isolated("rev", 8, GraphSource(path=str(tmp_path / "g.pt")), args,
+                           torch.device("cuda"), timeout=300)  # fmt: skip
+    assert row["status"] == "ok" and row["meter"] == "cuda-allocator"
+    assert row["reserved_peak_bytes"] >= row["peak_bytes"] > row["baseline_bytes"] > 0
+    assert row["setup_bytes"] > 0 and row["device_memory_bytes"] > row["peak_bytes"]
+    assert row["deterministic"] is False
