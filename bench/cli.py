@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "list datasets, where they come from, whether they are here",
     ),
     "bench": ("bench.benchmark", "the engines side by side: memory, time, params"),
+    "reproduce": (
+        "bench.reproduce",
+        "every ablation's cpu and real profiles it can run here, then the report",
+    ),
 }
 
 

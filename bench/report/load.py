@@ -73,12 +73,24 @@ def read_results(results_dir: str | pathlib.Path) -> pd.DataFrame:
 
 
 def finished(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows that stand for a finished trial: a status, and not superseded by a retry
+    """Rows that stand for a finished trial: a status, not an environment failure (data
+    missing, device gone: no result; the next sweep retries it) and not superseded by a retry
     (export's ``current`` column). ``attrs['dropped']`` counts what was left out and why."""
     no_status = df["status"].isna() | (df["status"].astype(str).str.strip() == "")
-    superseded = ~_truthy(df["current"]) & ~no_status if "current" in df else no_status & False
-    keep = df[~no_status & ~superseded].copy()
+    environment = (
+        (df["failure_kind"].astype(str) == "environment") & ~no_status
+        if "failure_kind" in df
+        else no_status & False
+    )
+    superseded = (
+        ~_truthy(df["current"]) & ~no_status & ~environment
+        if "current" in df
+        else no_status & False
+    )
+    keep = df[~no_status & ~environment & ~superseded].copy()
     keep.attrs["dropped"] = {"unfinished (no record)": int(no_status.sum()),
+                             "environment failures (not results; retried next run)":
+                                 int(environment.sum()),
                              "superseded by a retry": int(superseded.sum())}  # fmt: skip
     if keep.empty:
         raise DataError("no finished trials in the results tables (every row lacks a status)")
