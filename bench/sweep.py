@@ -57,6 +57,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from bench import preflight
 from bench.config import TrialConfig
@@ -690,6 +691,14 @@ def main(args: argparse.Namespace) -> int:
     except preflight.PreflightError as exc:
         preflight.report(exc.problems, "ablate")
         return 2
+    except SQLAlchemyError as exc:  # the storage went away mid-sweep: nothing finished is lost
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"ablate: the storage failed mid-sweep ({first}); finished trials are kept, the "
+            f"running one is retried: once it is reachable again, run {rerun_command(args)}",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print(
             "\nablate: interrupted; finished trials are kept, run the same command to resume",

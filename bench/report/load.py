@@ -41,6 +41,8 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
     "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max",
 )  # fmt: skip
+# what the report calls rows of trials that failed for a reason outside their configuration
+ENVIRONMENT_DROPPED = "environment failures (not results; retried next run)"
 # The columns that say where a number was measured; never averaged or drawn across.
 SLICE_COLUMNS: tuple[str, ...] = ("profile", "dataset", "device_name", "memory_meter")
 # What identifies one configuration: everything but the seed, per study and per device.
@@ -89,9 +91,9 @@ def finished(df: pd.DataFrame) -> pd.DataFrame:
     )
     keep = df[~no_status & ~environment & ~superseded].copy()
     keep.attrs["dropped"] = {"unfinished (no record)": int(no_status.sum()),
-                             "environment failures (not results; retried next run)":
-                                 int(environment.sum()),
                              "superseded by a retry": int(superseded.sum())}  # fmt: skip
+    if environment.any():
+        keep.attrs["dropped"][ENVIRONMENT_DROPPED] = int(environment.sum())
     if keep.empty:
         raise DataError("no finished trials in the results tables (every row lacks a status)")
     return keep
