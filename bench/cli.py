@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "bench.gpu_check",
         "the paper's memory numbers at its scale on one GPU, in minutes (results/gpu/)",
     ),
+    "reproduce": (
+        "bench.reproduce",
+        "every ablation's cpu and real profiles it can run here, then the report",
+    ),
 }
 
 

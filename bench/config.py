@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DeviceUnavailable
 
 ARCHS = ("res", "rev", "wt-res", "wt-rev", "deq", "ckpt")
 REVERSIBLE_ARCHS = ("rev", "wt-rev")
@@ -167,7 +167,7 @@ class TrialConfig:
             import torch
 
             if not torch.cuda.is_available():
-                raise ConfigError(
+                raise DeviceUnavailable(
                     "device", "cuda was asked for, but no CUDA device is available here"
                 )
         return self

@@ -21,3 +21,31 @@ class ConfigError(ValueError):
 
 class DataError(RuntimeError):
     """A dataset cannot be loaded (missing files, unknown name, ...)."""
+
+
+class DeviceUnavailable(ConfigError):
+    """A valid device setting this machine cannot honour now (no CUDA device): the machine's
+    fault, not the configuration's, so a trial that meets it is retried on the next run."""
+
+
+# Markers of a CUDA device that is gone or unusable mid-run (driver, ECC, busy devices): the
+# machine's fault. CUDA out-of-memory and device-side asserts are the configuration's.
+_DEVICE_LOST = (
+    "no cuda-capable device",
+    "busy or unavailable",
+    "devices unavailable",
+    "uncorrectable ecc",
+    "cuda driver version is insufficient",
+    "driver shutting down",
+)
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from outside the trial's configuration (data missing, device gone).
+
+    Why: such a trial is recorded as an ``environment`` failure, which the next run retries
+    without ``--retry-failed``; every other failure is final."""
+    if isinstance(exc, (DataError, DeviceUnavailable)):
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _DEVICE_LOST)

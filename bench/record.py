@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STATUSES = ("ok", "oom", "diverged", "timeout", "pruned", "error")
+# why a trial failed: its configuration (final) or the machine it ran on (retried next run)
+FAILURE_KINDS = ("config", "environment")
+# error prefixes of environment failures in records written before ``failure_kind`` existed
+_ENVIRONMENT_ERRORS = ("DataError:", "DeviceUnavailable:")
 
 
 @dataclass
@@ -58,6 +62,24 @@ class TrialRecord:
     versions: dict[str, str] = field(default_factory=dict)
     commit: str | None = None
     wall_time_s: float | None = None
+    # "config" (oom, diverged, timeout, invalid: final) or "environment" (data missing, device
+    # gone, killed from outside: the next run retries it); None when ok or pruned
+    failure_kind: str | None = None
+
+    def kind_of_failure(self) -> str | None:
+        """``failure_kind``, or for records stored before the field existed, what it would be."""
+        if self.status in ("ok", "pruned"):
+            return None
+        if self.failure_kind in FAILURE_KINDS:
+            return self.failure_kind
+        if (self.error or "").startswith(_ENVIRONMENT_ERRORS):
+            return "environment"
+        return "config"
+
+    @property
+    def is_environment_failure(self) -> bool:
+        """Not a result: the machine failed, not the configuration (see ``failure_kind``)."""
+        return self.kind_of_failure() == "environment"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -169,7 +169,9 @@ def trial_rows(
     """One flat dict per trial: lead columns, ``TrialRecord.flat()``, then sweep bookkeeping.
 
     ``current`` is True for the row that stands for its grid point: the latest attempt that
-    finished with a record (earlier attempts were superseded by ``--retry-failed``). Trials
+    finished with a record (earlier attempts were superseded by ``--retry-failed``). An
+    environment failure (``failure_kind`` = ``environment``: data missing, device gone) is never
+    current: it is not a result of its configuration, and the next sweep retries it. Trials
     without a record (lost, duplicate claims, waiting) get their configuration from the
     ``config`` user attribute written when the point was queued, and an empty ``status``."""
     extra = {
@@ -182,7 +184,7 @@ def trial_rows(
     latest: dict[str, int] = {}
     for trial, record in pairs:
         key = trial.user_attrs.get("point_key")
-        if record is not None and key is not None:
+        if record is not None and key is not None and not record.is_environment_failure:
             latest[key] = max(latest.get(key, -1), trial.number)
     rows = []
     for trial, record in pairs:
@@ -193,6 +195,7 @@ def trial_rows(
         row["optuna_state"] = trial.state.name
         if record is not None:
             row.update(record.flat())
+            row["failure_kind"] = record.kind_of_failure()  # also for records stored before it
         else:
             config = trial.user_attrs.get("config") or {}
             row.update(TrialRecord(status="", config=config).flat())
@@ -201,8 +204,10 @@ def trial_rows(
         for key in POINT_ATTRS:
             row[key] = trial.user_attrs.get(key)
         point_key = trial.user_attrs.get("point_key")
-        row["current"] = record is not None and (
-            point_key is None or latest.get(point_key) == trial.number
+        row["current"] = (
+            record is not None
+            and not record.is_environment_failure
+            and (point_key is None or latest.get(point_key) == trial.number)
         )
         rows.append(row)
 
@@ -270,6 +275,9 @@ def main(args: argparse.Namespace) -> int:
         counts: dict[str, int] = {}
         for trial in study.get_trials(deepcopy=False):
             status = trial.user_attrs.get("status") or trial.state.name.lower()
+            record = record_of(trial)
+            if record is not None and record.is_environment_failure:
+                status += " (environment: not a result)"
             counts[status] = counts.get(status, 0) + 1
         summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         print(f"wrote {path} ({len(study.trials)} trials: {summary})")

@@ -21,7 +21,14 @@ a stable key (a hash of its configuration). The study is a work queue:
    and finish the trial: COMPLETE (value = best validation score) for ``ok`` and scored
    ``timeout`` records, PRUNED for ``pruned``, FAIL for the rest. A FAIL trial *with* a record
    is a finished failure (oom, diverged, ...); one *without* a record was lost (dead worker,
-   Ctrl-C) and its point is enqueued again.
+   Ctrl-C) and its point is enqueued again. A record whose ``failure_kind`` is
+   ``environment`` (data missing, device gone, trial killed from outside) is not the
+   configuration's result: the next sweep's first reconcile enqueues its point again, without
+   ``--retry-failed`` (later reconciles of the same sweep do not, so a sweep always ends).
+
+Before any of this, :mod:`bench.preflight` checks once what the points need (datasets, device,
+storage, packages); if anything is missing the sweep stops with one line per problem and
+nothing stored (:class:`~bench.preflight.PreflightError`).
 
 Workers keep polling while other trials are RUNNING, so a point whose worker died elsewhere is
 picked up once its heartbeat goes stale: the command ends when every point has a record.
@@ -31,15 +38,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import multiprocessing
 import os
+import shlex
 import signal
 import socket
 import sys
 import threading
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +57,11 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
+from bench import preflight
 from bench.config import TrialConfig
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DeviceUnavailable
 from bench.record import TrialRecord
 from bench.spec import DEFAULT_PROFILE, Point, SpecError, load_spec
 from bench.store import (
@@ -111,11 +123,18 @@ def point_state(trials: list[FrozenTrial]) -> tuple[str, TrialRecord | None]:
     return "missing", None
 
 
-def reconcile(study: optuna.Study, points: list[Point], retry_failed: bool = False) -> int:
+def reconcile(
+    study: optuna.Study,
+    points: list[Point],
+    retry_failed: bool = False,
+    retry_environment: bool = False,
+) -> int:
     """Fail stale trials, then enqueue every point that is missing (or failed, if asked).
 
-    Returns how many trials were enqueued. Safe to run concurrently: a point enqueued twice is
-    resolved when claimed (see the module docstring)."""
+    ``retry_environment`` (a sweep's first reconcile) also enqueues points whose latest record
+    is an environment failure; ``retry_failed`` every failed point. Returns how many trials
+    were enqueued. Safe to run concurrently: a point enqueued twice is resolved when claimed
+    (see the module docstring)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         adopt_unbeaten(study._storage, study._study_id)
@@ -127,7 +146,7 @@ def reconcile(study: optuna.Study, points: list[Point], retry_failed: bool = Fal
         state, record = point_state(trials)
         if state == "live":
             continue
-        if state == "done" and not (retry_failed and record and record.status in FAILED_STATUSES):
+        if state == "done" and not _retry(record, retry_failed, retry_environment):
             continue
         attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in trials), default=0)
         study.enqueue_trial(
@@ -142,6 +161,14 @@ def reconcile(study: optuna.Study, points: list[Point], retry_failed: bool = Fal
         )
         added += 1
     return added
+
+
+def _retry(record: TrialRecord | None, retry_failed: bool, retry_environment: bool) -> bool:
+    if record is None:
+        return False
+    if retry_environment and record.is_environment_failure:
+        return True
+    return retry_failed and record.status in FAILED_STATUSES
 
 
 def claim(study: optuna.Study) -> FrozenTrial | None:
@@ -268,8 +295,13 @@ def worker_loop(options: WorkerOptions, run_fn: RunFn | None = None) -> int:
             config = _set_device(TrialConfig.from_dict(trial.user_attrs["config"]), options.device)
         except ConfigError as exc:  # e.g. a stored point this machine cannot run
             error = f"{exc.flag}: {exc.message}"
+            kind = "environment" if isinstance(exc, DeviceUnavailable) else "config"
             bad = TrialRecord(
-                "error", trial.user_attrs["config"], error=error, failed_phase="setup"
+                "error",
+                trial.user_attrs["config"],
+                error=error,
+                failed_phase="setup",
+                failure_kind=kind,
             )
             finish(study, trial, bad)
             ran += 1
@@ -306,16 +338,21 @@ def _worker_process(options: WorkerOptions, run_fn: RunFn | None, ran: Any) -> N
 
 # --- progress and summary ---------------------------------------------------------------------
 def progress_counts(study: optuna.Study, points: list[Point]) -> dict[str, int]:
+    """Points with a record (``done``), not ``ok`` (``failed``), failed by the environment
+    (``environment``: no result, retried next run) and running now."""
     groups = _by_key(study.get_trials(deepcopy=False))
-    counts = {"done": 0, "failed": 0, "running": 0}
+    counts = {"done": 0, "failed": 0, "environment": 0, "running": 0}
     for point in points:
         trials = groups.get(point.key, [])
         records = [(t.number, record_of(t)) for t in trials]
         records = [(n, r) for n, r in records if r is not None]
         if records:
             counts["done"] += 1
-            if max(records, key=lambda pair: pair[0])[1].status != "ok":
+            latest = max(records, key=lambda pair: pair[0])[1]
+            if latest.status != "ok":
                 counts["failed"] += 1
+            if latest.is_environment_failure:
+                counts["environment"] += 1
         if any(t.state == TrialState.RUNNING for t in trials):
             counts["running"] += 1
     return counts
@@ -347,6 +384,35 @@ def _monitor(study: optuna.Study, points: list[Point], stop: threading.Event, sh
                 return
     finally:
         bar.close()
+
+
+def failure_lines(study: optuna.Study, points: list[Point], command: str) -> list[str]:
+    """One line per kind of failure among the points' latest records, with the command that
+    runs them again (``command`` reruns this sweep)."""
+    groups = _by_key(study.get_trials(deepcopy=False))
+    statuses: dict[str, Counter[str]] = {"config": Counter(), "environment": Counter()}
+    example: dict[str, str] = {}
+    for point in points:
+        _, record = point_state(groups.get(point.key, []))
+        kind = record.kind_of_failure() if record is not None else None
+        if record is None or kind is None:
+            continue
+        statuses[kind][record.status] += 1
+        example.setdefault(kind, (record.error or record.status).strip().splitlines()[0])
+    lines = []
+    for kind, counts in statuses.items():
+        if not counts:
+            continue
+        total = sum(counts.values())
+        shown = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+        points_ = f"{total} point{'s' if total != 1 else ''}"
+        if kind == "config":
+            lines.append(f"configuration failures: {points_} ({shown}) are final results; "
+                         f"to run them again: {command} --retry-failed")  # fmt: skip
+        else:
+            lines.append(f"environment failures: {points_} ({shown}; e.g. {example[kind]}) are "
+                         f"not results; once that is fixed, a plain rerun retries them: {command}")  # fmt: skip
+    return lines
 
 
 def summary_table(study: optuna.Study, points: list[Point]) -> str:
@@ -392,10 +458,12 @@ class SweepResult:
     failed: int
     ran_here: int
     seconds: float
+    environment: int = 0  # points whose latest record is an environment failure (no result)
 
     @property
     def complete(self) -> bool:
-        return self.done == self.total
+        """Every point has a result (an environment failure is none)."""
+        return self.done == self.total and self.environment == 0
 
 
 def _resolve_device(device: str) -> str:
@@ -429,11 +497,14 @@ def run_sweep(
     run_fn: RunFn | None = None,
     progress: bool = True,
     poll_s: float = POLL_S,
+    check: bool = True,
 ) -> SweepResult:
     """Run (or resume) the study of ``spec``/``profile``; see the module docstring.
 
     ``run_fn`` replaces :func:`bench.trial.run_trial_isolated` (it must be a module-level
-    function when ``workers > 1``: worker processes are spawned)."""
+    function when ``workers > 1``: worker processes are spawned). With ``check`` (the
+    default) the points' requirements are checked first and a
+    :class:`~bench.preflight.PreflightError` raised, with nothing stored, if any is unmet."""
     clock = time.perf_counter()
     parsed = load_spec(spec)
     points = parsed.points(profile, range(seeds) if seeds else None)
@@ -445,6 +516,13 @@ def run_sweep(
         raise ValueError("--workers must be at least 1")
     name = study_name(parsed.name, profile)
     url = storage_url(storage, parsed.name, results_dir)
+    if check:
+        # the configs as the workers will run them (device set), unvalidated: a missing
+        # device is a preflight problem here, not a ConfigError
+        configs = [dataclasses.replace(p.config, device=device) for p in points]
+        problems = preflight.check(configs, url, labels=[point_label(p) for p in points])
+        if problems:
+            raise preflight.PreflightError(problems)
     attrs = {
         "spec": parsed.name,
         "profile": profile,
@@ -453,7 +531,7 @@ def run_sweep(
         "reproduces": parsed.reproduces,
     }
     study = open_study(url, name, attrs, heartbeat)
-    reconcile(study, points, retry_failed=retry_failed)
+    reconcile(study, points, retry_failed=retry_failed, retry_environment=True)
 
     def options(i: int) -> WorkerOptions:
         gpu = gpus[i % len(gpus)] if gpus else None
@@ -488,8 +566,35 @@ def run_sweep(
         monitor.join()
     counts = progress_counts(study, points)
     return SweepResult(
-        name, url, len(points), counts["done"], counts["failed"], ran, time.perf_counter() - clock
+        name,
+        url,
+        len(points),
+        counts["done"],
+        counts["failed"],
+        ran,
+        time.perf_counter() - clock,
+        counts["environment"],
     )
+
+
+def point_label(point: Point) -> str:
+    """How a point is named in messages: its label and the values that vary across the grid."""
+    shown = " ".join(f"{k}={v}" for k, v in point.varying.items())
+    return f"{point.label} {shown}" if point.label else shown
+
+
+def rerun_command(args: argparse.Namespace) -> str:
+    """The ``ablate`` command that resumes this sweep (same study, storage and seeds)."""
+    words = ["python", "-m", "bench", "ablate", str(args.spec), "--profile", args.profile]
+    if args.storage:
+        words += ["--storage", args.storage]
+    if Path(args.results_dir) != Path("results"):
+        words += ["--results-dir", str(args.results_dir)]
+    if args.seeds:
+        words += ["--seeds", str(args.seeds)]
+    if args.device != "auto":
+        words += ["--device", args.device]
+    return shlex.join(words)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -583,6 +688,17 @@ def main(args: argparse.Namespace) -> int:
             args.trial_timeout,
             progress=not args.no_progress,
         )
+    except preflight.PreflightError as exc:
+        preflight.report(exc.problems, "ablate")
+        return 2
+    except SQLAlchemyError as exc:  # the storage went away mid-sweep: nothing finished is lost
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"ablate: the storage failed mid-sweep ({first}); finished trials are kept, the "
+            f"running one is retried: once it is reachable again, run {rerun_command(args)}",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print(
             "\nablate: interrupted; finished trials are kept, run the same command to resume",
@@ -597,6 +713,8 @@ def main(args: argparse.Namespace) -> int:
         f"({result.failed} not ok), {result.ran_here} run now, {result.seconds:.0f} s; "
         f"storage {result.url}"
     )
+    for line in failure_lines(study, points, rerun_command(args)):
+        print(line)
     if result.complete:
         export_study(study, args.results_dir / f"{result.study_name}.csv")
     return 0 if result.complete else 1
@@ -607,6 +725,7 @@ __all__ = [
     "WorkerOptions",
     "claim",
     "duplicate_of",
+    "failure_lines",
     "finish",
     "point_state",
     "reconcile",

@@ -69,7 +69,7 @@ from typing import Any
 
 from bench import units
 from bench.config import TrialConfig
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, is_environment_error
 from bench.record import TrialRecord
 
 EVENT_PREFIX = "@epoch "
@@ -467,12 +467,15 @@ def run_trial(
         else:
             record.status = "error"
             record.error = _error_message(exc)
+            if is_environment_error(exc):  # data missing, device gone: retried next run
+                record.failure_kind = "environment"
     finally:
         _finish(record, state, clock)
         # the caller's process-wide setting is theirs: restore it (in-process callers, tests)
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
     if record.status != "ok":
         record.failed_phase = state.phase
+        record.failure_kind = record.kind_of_failure()
     return record
 
 
@@ -970,7 +973,14 @@ def _record_without_child_record(
         record.error = f"the trial process exited with code {returncode} without a record" + (
             f"\nstderr tail:\n{stderr_tail}" if stderr_tail else ""
         )
+        if returncode is not None and -returncode in _OUTSIDE_SIGNALS:
+            record.failure_kind = "environment"  # killed from outside: retried next run
+    record.failure_kind = record.kind_of_failure()
     return record
+
+
+# signals that end a trial from outside (a user, a scheduler, a shutdown), not by its own doing
+_OUTSIDE_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class _Child:

@@ -15,6 +15,13 @@ in the trial's ``prune_reason`` user attribute.
 ``--multi-objective`` trades score against peak memory (and optionally step time) with
 NSGA-II and prints the Pareto front. Both kinds export ``results/tune-SPEC.csv``: the store's
 tidy columns plus ``objectives``, ``values_i`` and ``is_pareto``.
+
+Before the study is opened, :mod:`bench.preflight` checks what the space's configurations need
+(datasets, device, storage, packages): if anything is missing the command prints one line per
+problem and exits 2 with nothing stored. A trial that fails for a reason outside its
+configuration (``failure_kind`` = ``environment``: data gone, device gone) does not count
+towards ``--n-trials``; the worker stops at the first one (the next would fail alike), and the
+next run re-queues its parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,9 +43,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench import store
+from bench import preflight, store
 from bench.config import TrialConfig
-from bench.errors import ConfigError
+from bench.errors import ConfigError, is_environment_error
 from bench.record import TrialRecord
 from bench.search_space import (
     OBJECTIVES,
@@ -195,11 +203,36 @@ def _existing_trials(storage: optuna.storages.BaseStorage, name: str) -> list[Fr
 
 
 def finished(trial: FrozenTrial) -> bool:
-    """A trial that counts towards ``--n-trials``: complete, pruned, or failed with a record.
-    A FAIL without a record is a lost trial (its worker died); its point is queued again."""
+    """A trial that counts towards ``--n-trials``: complete, pruned, or failed with a record
+    of its configuration's failure. A FAIL without a record is a lost trial (its worker died;
+    its point is queued again); one failed by the environment is not a result either."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and store.RECORD_ATTR in trial.user_attrs
+    if trial.state != TrialState.FAIL or store.RECORD_ATTR not in trial.user_attrs:
+        return False
+    record = store.record_of(trial)
+    return record is not None and not record.is_environment_failure
+
+
+def environment_failure(trial: FrozenTrial) -> bool:
+    """A FAIL trial whose record blames the machine (data missing, device gone)."""
+    record = store.record_of(trial) if trial.state == TrialState.FAIL else None
+    return record is not None and record.is_environment_failure
+
+
+def requeue_environment_failures(study: optuna.Study) -> int:
+    """Queue the parameters of every environment failure not queued again yet (how many).
+
+    Why: the tuner's sampler would not propose them again by itself, and their configuration
+    never got its result."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    added = 0
+    for trial in trials:
+        if environment_failure(trial) and trial.number not in retried:
+            study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            added += 1
+    return added
 
 
 def _counts(study: optuna.Study) -> tuple[int, int]:
@@ -238,6 +271,7 @@ class _Objective:
                     config=config,
                     error=f"{type(err).__name__}: {err}",
                     failed_phase="setup",
+                    failure_kind="environment" if is_environment_error(err) else "config",
                 )
                 store.save_record(trial.study, trial, record)
             raise
@@ -366,6 +400,12 @@ def run_worker(
     objective = _Objective(run, run_fn, predict, log)
     deadline = time.monotonic() + run.settings.timeout if run.settings.timeout else math.inf
     target = run.settings.n_trials
+    ended: list[FrozenTrial] = []
+
+    def note(_study: optuna.Study, trial: FrozenTrial) -> None:
+        ended.append(trial)
+        log(_describe(trial))
+
     while time.monotonic() < deadline:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -376,13 +416,18 @@ def run_worker(
         if done + running >= target:
             time.sleep(POLL_S)  # the last trials are running elsewhere: wait, don't overshoot
             continue
+        before = len(ended)
         study.optimize(
             objective,
             n_trials=1,
             catch=(Exception,),
-            callbacks=[lambda _s, t: log(_describe(t))],
+            callbacks=[note],
             gc_after_trial=True,
         )
+        if len(ended) > before and environment_failure(ended[-1]):
+            log(f"stopping: trial {ended[-1].number} failed for a reason outside its "
+                "configuration; fix that and run the same command again")  # fmt: skip
+            break
     return study
 
 
@@ -401,9 +446,11 @@ def run_study(
             else "tune.memory_budget"
         )
         run.space.check_budget(run.settings.memory_budget, predict, key)
+    requeued = requeue_environment_failures(open_study(run))
+    if requeued:
+        log(f"re-queued {requeued} trial(s) that failed for a reason outside their configuration")
     if run.workers <= 1:
         return run_worker(run, run_fn, predict, log)
-    open_study(run)  # create it once, before the workers race to
     argv = [
         sys.executable, "-m", "bench", "tune", str(run.space.path),
         "--storage", run.url, "--n-trials", str(run.settings.n_trials),
@@ -689,6 +736,9 @@ def main(args: argparse.Namespace) -> int:
         run = run_from_args(args)
         if args.best:
             return _show_best(run, args.write_spec)
+        if not (args.worker_index or args.workers_total > 1):  # the parent checks, once
+            configs = list(run.space.corner_configs())
+            preflight.report_and_exit(preflight.check(configs, run.url), prog="tune")
         predict = memory_predictor() if run.settings.memory_budget is not None else None
         if args.worker_index or args.workers_total > 1:
             run_worker(run, predict=predict)
@@ -709,9 +759,48 @@ def main(args: argparse.Namespace) -> int:
     print(f"\n{done} finished trials ({running} still running elsewhere)")
     print("Pareto front:" if run.multi else "best trial:")
     print(front_table(study))
+    for line in failure_lines(study, rerun_command(args)):
+        print(line)
     if not args.no_export:
         print(f"wrote {export(run)}")
     return 0
+
+
+def failure_lines(study: optuna.Study, command: str) -> list[str]:
+    """One line per kind of failed trial (configuration, environment) and what reruns them."""
+    counts: dict[str, Counter[str]] = {"config": Counter(), "environment": Counter()}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        record = store.record_of(trial)
+        kind = record.kind_of_failure() if record is not None else None
+        if record is not None and kind is not None:
+            counts[kind][record.status] += 1
+    lines = []
+    for kind, statuses in counts.items():
+        if not statuses:
+            continue
+        total = sum(statuses.values())
+        shown = ", ".join(f"{n} {status}" for status, n in statuses.most_common())
+        if kind == "config":
+            lines.append(f"configuration failures: {total} trial(s) ({shown}) are final and count "
+                         f"towards --n-trials; to sample more, raise it: {command}")  # fmt: skip
+        else:
+            lines.append(f"environment failures: {total} trial(s) ({shown}) are not results and "
+                         f"do not count; once fixed, a plain rerun retries them: {command}")  # fmt: skip
+    return lines
+
+
+def rerun_command(args: argparse.Namespace) -> str:
+    """The ``tune`` command that resumes this study (same storage, budget and objectives)."""
+    words = ["python", "-m", "bench", "tune", str(args.spec)]
+    for flag in ("storage", "n_trials", "memory_budget", "device", "seed"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += ["--" + flag.replace("_", "-"), str(value)]
+    if Path(args.results_dir) != Path("results"):
+        words += ["--results-dir", str(args.results_dir)]
+    if args.multi_objective:
+        words.append("--multi-objective")
+    return shlex.join(words)
 
 
 def _show_best(run: TuneRun, spec_path: Path | None) -> int:

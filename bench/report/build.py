@@ -162,11 +162,12 @@ def _report_md(df: pd.DataFrame, summary: pd.DataFrame, claims: list[Claim],
         f"{df['source_file'].nunique()} result table(s) under `{results_dir.name}/` "
         f"({len(summary)} configurations). Regenerate, never edit by hand.\n",
         _environment_md(df),
+        _skipped_md(results_dir),
         _claims_md(claims),
         _figures_md(figure_notes, out_dir),
         _tables_md(out_dir / "tables"),
     ]
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)
 
 
 def _environment_md(df: pd.DataFrame) -> str:
@@ -191,6 +192,20 @@ def _environment_md(df: pd.DataFrame) -> str:
                 + ".\n") if dropped else ""  # fmt: skip
     return ("## Where and on what these were measured\n\n" + markdown_table(pd.DataFrame(rows))
             + mixed + left_out + "\n" + CAVEAT + "\n")  # fmt: skip
+
+
+def _skipped_md(results_dir: pathlib.Path) -> str:
+    """The studies the last ``reproduce`` could not run here, and why (nothing if none)."""
+    from bench.reproduce import read_skipped
+
+    skips = read_skipped(results_dir)
+    if not skips:
+        return ""
+    rows = pd.DataFrame([{"study": s.study, "why it was skipped (and the fix)": reason}
+                         for s in skips for reason in s.reasons])  # fmt: skip
+    return ("## Skipped\n\nThe last `python -m bench reproduce` (`nox -s reproduce`) could not "
+            "run these studies on its machine, so it stored nothing for them; earlier exports of "
+            "them, if any, are what the report shows.\n\n" + markdown_table(rows))  # fmt: skip
 
 
 def _claims_md(claims: list[Claim]) -> str:

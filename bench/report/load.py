@@ -41,6 +41,8 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
     "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max",
 )  # fmt: skip
+# what the report calls rows of trials that failed for a reason outside their configuration
+ENVIRONMENT_DROPPED = "environment failures (not results; retried next run)"
 # The columns that say where a number was measured; never averaged or drawn across.
 SLICE_COLUMNS: tuple[str, ...] = ("profile", "dataset", "device_name", "memory_meter")
 # What identifies one configuration: everything but the seed, per study and per device.
@@ -73,13 +75,25 @@ def read_results(results_dir: str | pathlib.Path) -> pd.DataFrame:
 
 
 def finished(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows that stand for a finished trial: a status, and not superseded by a retry
+    """Rows that stand for a finished trial: a status, not an environment failure (data
+    missing, device gone: no result; the next sweep retries it) and not superseded by a retry
     (export's ``current`` column). ``attrs['dropped']`` counts what was left out and why."""
     no_status = df["status"].isna() | (df["status"].astype(str).str.strip() == "")
-    superseded = ~_truthy(df["current"]) & ~no_status if "current" in df else no_status & False
-    keep = df[~no_status & ~superseded].copy()
+    environment = (
+        (df["failure_kind"].astype(str) == "environment") & ~no_status
+        if "failure_kind" in df
+        else no_status & False
+    )
+    superseded = (
+        ~_truthy(df["current"]) & ~no_status & ~environment
+        if "current" in df
+        else no_status & False
+    )
+    keep = df[~no_status & ~environment & ~superseded].copy()
     keep.attrs["dropped"] = {"unfinished (no record)": int(no_status.sum()),
                              "superseded by a retry": int(superseded.sum())}  # fmt: skip
+    if environment.any():
+        keep.attrs["dropped"][ENVIRONMENT_DROPPED] = int(environment.sum())
     if keep.empty:
         raise DataError("no finished trials in the results tables (every row lacks a status)")
     return keep

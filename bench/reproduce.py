@@ -1,0 +1,201 @@
+"""``python -m bench reproduce``: every ablation's cpu and real profiles (resuming), then the report.
+
+What ``nox -s reproduce`` runs. Each (spec, profile) study is a sweep (:func:`bench.sweep.run_sweep`)
+whose preflight checks what its points need; a study this machine cannot run (a real dataset
+that is not here, no GPU) is *skipped*, with the preflight's lines as the reason, and the rest go
+on. Nothing is stored for a skipped study, so the report has no error slices for it; instead the
+skips are written to ``results/skipped.json``, which the report lists in REPORT.md. A later run
+that can run a skipped study removes its entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.preflight import PreflightError
+from bench.spec import SpecError, load_spec, spec_dirs
+
+SKIPPED_FILE = "skipped.json"
+DEFAULT_PROFILES = ("cpu", "real")
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A study not run here, and why (one preflight line per unmet requirement)."""
+
+    spec: str
+    profile: str
+    reasons: tuple[str, ...]
+
+    @property
+    def study(self) -> str:
+        return f"{self.spec}-{self.profile}"
+
+
+@dataclass
+class ReproduceResult:
+    ran: list[str] = field(default_factory=list)  # studies run (or resumed) to the end
+    incomplete: list[str] = field(default_factory=list)  # run, but some points have no result
+    skipped: list[Skip] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.incomplete
+
+
+def default_specs() -> list[Path]:
+    """Every ablation spec (``ablations/*.toml``; search spaces under ``tune/`` are not)."""
+    for folder in spec_dirs():
+        found = sorted(folder.glob("*.toml"))
+        if found:
+            return found
+    return []
+
+
+def reproduce(
+    specs: Sequence[str | Path] | None = None,
+    profiles: Sequence[str] = DEFAULT_PROFILES,
+    results_dir: Path = Path("results"),
+    report_dir: Path | None = Path("report"),
+    figures: bool = True,
+    progress: bool = True,
+    run_fn: Callable[..., Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> ReproduceResult:
+    """Run every (spec, profile) study it can, export each spec, record the skips, then build
+    the report (unless ``report_dir`` is None). ``run_fn`` as in :func:`bench.sweep.run_sweep`."""
+    import optuna
+
+    from bench.store import export_study, open_storage, storage_url, study_names
+    from bench.sweep import failure_lines, run_sweep
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results_dir = Path(results_dir)
+    result = ReproduceResult()
+    attempted: set[tuple[str, str]] = set()
+    for path in specs if specs is not None else default_specs():
+        spec = load_spec(path)
+        for profile in profiles:
+            if profile not in spec.profiles:
+                continue
+            attempted.add((spec.name, profile))
+            name = f"{spec.name}-{profile}"
+            try:
+                done = run_sweep(
+                    spec.path, profile, results_dir=results_dir, progress=progress, run_fn=run_fn
+                )
+            except PreflightError as exc:
+                skip = Skip(spec.name, profile, tuple(p.line() for p in exc.problems))
+                result.skipped.append(skip)
+                for reason in skip.reasons:
+                    log(f"reproduce: skipped {name}: {reason}")
+                continue
+            (result.ran if done.complete else result.incomplete).append(name)
+            log(f"{name}: {done.done}/{done.total} points have a record ({done.failed} not ok), "
+                f"{done.ran_here} run now, {done.seconds:.0f} s")  # fmt: skip
+            storage = open_storage(done.url, heartbeat_interval=None)
+            study = optuna.load_study(study_name=done.study_name, storage=storage)
+            points = spec.points(profile)
+            command = f"python -m bench ablate {spec.name} --profile {profile}"
+            for line in failure_lines(study, points, command):
+                log(f"{name}: {line}")
+        if (results_dir / f"{spec.name}.db").exists():  # export every study of the spec
+            url = storage_url(None, spec.name, results_dir)
+            storage = open_storage(url, heartbeat_interval=None)
+            for study_name in study_names(url, spec.name):
+                study = optuna.load_study(study_name=study_name, storage=storage)
+                export_study(study, results_dir / f"{study_name}.csv")
+    write_skipped(results_dir, result.skipped, attempted)
+    log(summary(result))
+    if report_dir is not None:
+        from bench.errors import DataError
+        from bench.report.build import build_report
+
+        try:
+            build_report(results_dir, Path(report_dir), draw_figures=figures)
+            log(f"wrote {Path(report_dir) / 'REPORT.md'}")
+        except DataError as exc:
+            log(f"reproduce: no report: {exc}")
+    return result
+
+
+def summary(result: ReproduceResult) -> str:
+    lines = [f"reproduce: {len(result.ran)} studies complete, {len(result.incomplete)} "
+             f"incomplete, {len(result.skipped)} skipped"]  # fmt: skip
+    lines += [f"  incomplete: {name} (run the same command again)" for name in result.incomplete]
+    for skip in result.skipped:
+        lines += [f"  skipped {skip.study}: {reason}" for reason in skip.reasons]
+    return "\n".join(lines)
+
+
+def read_skipped(results_dir: Path) -> list[Skip]:
+    """The skips recorded under ``results_dir`` (none when the file is absent)."""
+    path = Path(results_dir) / SKIPPED_FILE
+    if not path.exists():
+        return []
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    return [Skip(e["spec"], e["profile"], tuple(e["reasons"])) for e in entries]
+
+
+def write_skipped(
+    results_dir: Path, skipped: Sequence[Skip], attempted: set[tuple[str, str]]
+) -> Path | None:
+    """Replace the entries of the studies tried now (kept: those not tried); no file if none."""
+    kept = [s for s in read_skipped(results_dir) if (s.spec, s.profile) not in attempted]
+    entries = sorted([*kept, *skipped], key=lambda s: (s.spec, s.profile))
+    path = Path(results_dir) / SKIPPED_FILE
+    if not entries:
+        path.unlink(missing_ok=True)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = [{**asdict(s), "reasons": list(s.reasons)} for s in entries]
+    path.write_text(json.dumps(blob, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+# --- the command ----------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "specs", nargs="*", help="spec names or paths (default: every ablations/*.toml)"
+    )
+    parser.add_argument(
+        "--profiles",
+        default=",".join(DEFAULT_PROFILES),
+        help=f"comma-separated (default: {','.join(DEFAULT_PROFILES)})",
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=Path("results"), help="default: results"
+    )
+    parser.add_argument("--report-dir", type=Path, default=Path("report"), help="default: report")
+    parser.add_argument("--no-report", action="store_true", help="run and export only")
+    parser.add_argument("--no-figures", action="store_true", help="report tables and text only")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    """0 when every study it could run is complete (skips included), 1 otherwise, 2 for bad
+    input (an invalid spec, no profile named)."""
+    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    if not profiles:
+        print("reproduce: --profiles: name at least one profile", file=sys.stderr)
+        return 2
+    try:
+        specs = [load_spec(s).path for s in args.specs] if args.specs else None
+    except SpecError as exc:
+        print(f"reproduce: {exc}", file=sys.stderr)
+        return 2
+    result = reproduce(
+        specs,
+        profiles,
+        args.results_dir,
+        None if args.no_report else args.report_dir,
+        figures=not args.no_figures,
+        progress=not args.no_progress,
+    )
+    return 0 if result.ok else 1
