@@ -15,7 +15,7 @@ split. Generation, all from one seed:
    by the species size: a node has at most ``size - 1`` ring neighbours).
 2. Each node has a hidden latent ``z`` (Gaussian); the model never sees it. Edge features are
    a noisy nonlinear, symmetric function of both endpoints' latents plus a species offset
-   (``sigmoid(za_u + za_v + zb_u * zb_v + noise)``), so a node's latent is only observable
+   (``sigmoid((z_u + z_v) A + (z_u * z_v) B + noise)``), so a node's latent is only observable
    through the edge features around it.
 3. Hidden multi-hop signals: ``h_0 = z``, ``h_k = tanh(A_w h_{k-1} M_k)`` for k <= ``hops``,
    where ``A_w`` averages neighbours with weights that depend on the edge features.
@@ -197,7 +197,6 @@ def generate(
     a = torch.randn(d, EDGE_DIM, generator=gen) / d**0.5
     b = torch.randn(d, EDGE_DIM, generator=gen) / d**0.5
     za = z @ a + 0.5 * species_offset[species]
-    zb = z @ b
     direction = 2.0 * torch.randn(EDGE_DIM, generator=gen)  # how edge features weight A_w
     offset = 0.5 * float(direction.sum())  # weight = exp((attr - 0.5) @ direction)
     h = u.numel()
@@ -205,12 +204,12 @@ def generate(
     half_w = torch.empty(h)
     for s in range(0, h, CHUNK):
         uu, vv = u[s : s + CHUNK], v[s : s + CHUNK]
-        za_u, za_v = za.index_select(0, uu), za.index_select(0, vv)
-        logit = za_u.add_(za_v).addcmul_(zb.index_select(0, uu), zb.index_select(0, vv))
+        z_u, z_v = z.index_select(0, uu), z.index_select(0, vv)
+        logit = za.index_select(0, uu).add_(za.index_select(0, vv)).addmm_(z_u.mul_(z_v), b)
         logit.add_(torch.randn(uu.numel(), EDGE_DIM, generator=gen), alpha=0.5)
         attr = torch.sigmoid(logit, out=half_attr[s : s + CHUNK])
         torch.exp(torch.mv(attr, direction).sub_(offset), out=half_w[s : s + CHUNK])
-    del za, zb
+    del za
     lap("edge_features")
 
     # Shuffle node ids so they carry no trace of species or ring position.
