@@ -10,10 +10,13 @@ of 13,254 nodes and about 0.79M edges each.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch_geometric.utils import coalesce, is_undirected
 
 from bench.data import cache, dataset_names, load
@@ -92,6 +95,29 @@ def test_scaled_down_preset_degree_and_split_statistics() -> None:
     assert d.y.shape == (n, 112) and (rates > 0.05).all() and (rates < 0.6).all()
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    species=st.integers(1, 9),
+    per_species=st.integers(3, 40),
+    avg_degree=st.integers(2, 50),
+    shortcut_prob=st.sampled_from([0.0, 0.05, 0.45]),
+    seed=st.integers(0, 1000),
+)
+def test_generated_edges_are_a_simple_undirected_graph(
+    species: int, per_species: int, avg_degree: int, shortcut_prob: float, seed: int
+) -> None:
+    """Whatever the sizes: both directions, no self loops, no repeats, sorted by source."""
+    n = species * per_species
+    edge_index, edge_attr, sp, _ = synthetic_module.generate(
+        n, avg_degree, 3, species, 2, 0.0, shortcut_prob, seed
+    )
+    assert is_undirected(edge_index, edge_attr, num_nodes=n)
+    assert not (edge_index[0] == edge_index[1]).any()
+    assert coalesce(edge_index, num_nodes=n).shape[1] == edge_index.shape[1]
+    assert (edge_index[0].diff() >= 0).all()
+    assert torch.equal(torch.bincount(sp, minlength=species), torch.full((species,), per_species))
+
+
 def test_degree_saturates_in_small_species() -> None:
     """A species of s nodes cannot give a node more than s - 1 ring neighbours (no error)."""
     ds = load("synthetic-proteins", num_nodes=200, avg_degree=30, shortcut_prob=0.0)
@@ -149,7 +175,8 @@ def test_interrupted_write_is_never_trusted(
     monkeypatch.setattr(cache.torch, "save", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
         load("synthetic-proteins-paper", **SMALL)
-    assert cached_files(work_dir) == [] and list((work_dir / cache.FOLDER).iterdir()) == []
+    left = [f.name for f in (work_dir / cache.FOLDER).iterdir()]
+    assert cached_files(work_dir) == [] and not [f for f in left if f.endswith(".tmp")], left
     # a stale temporary file from another process that died mid-write is never read either
     monkeypatch.setattr(cache.torch, "save", real_save)
     identity = {
@@ -197,6 +224,23 @@ def test_small_graphs_are_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("BENCH_WORK_DIR", str(tmp_path))
     ds = load("synthetic-proteins")
     assert ds.info["cache"].startswith("off") and not (tmp_path / cache.FOLDER).exists()
+
+
+def test_processes_missing_the_same_file_take_turns(tmp_path: Path) -> None:
+    """While one holder generates, another waits on the lock (then finds the file)."""
+    path = tmp_path / "generated" / "g.pt"
+    entered = threading.Event()
+
+    def second() -> None:
+        with cache.locked(path):
+            entered.set()
+
+    with cache.locked(path):
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(0.3)
+    thread.join(5)
+    assert entered.is_set()
 
 
 # --- the paper-synthetic profiles -------------------------------------------------------------

@@ -267,24 +267,29 @@ def generate_cached(
     start = time.perf_counter()
     use_cache = options["num_nodes"] * options["avg_degree"] >= CACHE_MIN_EDGES
     identity = {**options, "generator_version": GENERATOR_VERSION}
-    path = cache.path_for("synthetic-proteins", identity) if use_cache else None
-    payload = cache.read(path, identity) if path is not None else None
-    if payload is not None:
-        info["cache"] = f"read {path}"
+    if not use_cache:
+        info["cache"] = f"off (below {CACHE_MIN_EDGES:,} expected edges)"
+        stages: dict[str, float] = {}
+        arrays = generate(**options, stages=stages)
+        info["generate_s"] = stages
         info["load_s"] = round(time.perf_counter() - start, 3)
-        return payload["edge_index"], payload["edge_attr"], payload["species"], payload["y"]
-    stages: dict[str, float] = {}
-    edge_index, edge_attr, species, y = generate(**options, stages=stages)
-    info["generate_s"] = stages
-    if path is not None:
+        return arrays
+    path = cache.path_for("synthetic-proteins", identity)
+    with cache.locked(path):  # another process making the same graph: wait, then read it
+        payload = cache.read(path, identity)
+        if payload is not None:
+            info["cache"] = f"read {path}"
+            info["load_s"] = round(time.perf_counter() - start, 3)
+            return payload["edge_index"], payload["edge_attr"], payload["species"], payload["y"]
+        stages = {}
+        edge_index, edge_attr, species, y = generate(**options, stages=stages)
+        info["generate_s"] = stages
         names = ("edge_index", "edge_attr", "species", "y")
-        arrays = dict(zip(names, (edge_index, edge_attr, species, y), strict=True))
+        arrays_by_name = dict(zip(names, (edge_index, edge_attr, species, y), strict=True))
         saved = time.perf_counter()
-        written = cache.write(path, {**arrays, "options": identity})
+        written = cache.write(path, {**arrays_by_name, "options": identity})
         info["cache"] = f"wrote {path}" if written else "not written"
         stages["cache_write"] = round(time.perf_counter() - saved, 3)
-    else:
-        info["cache"] = f"off (below {CACHE_MIN_EDGES:,} expected edges)"
     info["load_s"] = round(time.perf_counter() - start, 3)
     return edge_index, edge_attr, species, y
 
