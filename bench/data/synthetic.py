@@ -69,7 +69,7 @@ EDGE_DIM = 8
 LATENT_DIM = 8
 SPECIES_SHIFT = 0.5  # species-specific offset of edge-feature logits (shift across the split)
 DEPTH_TILT = 4.0  # tasks lean towards deeper hops by this much (softmax logits over hop index)
-GENERATOR_VERSION = 2  # in the cache key: bump whenever generate() changes its output
+GENERATOR_VERSION = 3  # in the cache key: bump whenever generate() changes its output
 CHUNK = 1 << 22  # edges per vectorised step; fixed, because the random stream depends on it
 
 
