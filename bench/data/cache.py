@@ -14,6 +14,9 @@ Trust rules (a cache must never hand out a wrong graph):
   is never read. A final file that cannot be read (truncated, corrupt) is reported, regenerated
   and replaced.
 * Failing to write (read-only or full disk) is reported and the graph is used from memory.
+* ``locked(path)`` serialises processes that miss the same file (sweep workers starting
+  together): the first generates and writes, the others wait and then read it, instead of each
+  building the same multi-GB graph at once. The lock is released when its holder exits, however.
 
 Example::
 
@@ -27,11 +30,14 @@ Example::
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +94,21 @@ def write(path: Path, payload: dict[str, Any]) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)  # only ever our own temporary name
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock tied to ``path`` (a ``.lock`` file beside it) while inside.
+
+    Without a writable folder this is a no-op: the cache is an optimisation, never a must.
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")  # noqa: SIM115 (held open for the lock's lifetime)
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

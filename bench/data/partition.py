@@ -45,10 +45,46 @@ def induced_batch(data: Data, nodes: Tensor) -> Data:
 
     Every node-level attribute of ``data`` (``x``, ``y``, masks...) is sliced to the batch.
     """
-    n = data.num_nodes
-    edge_index, edge_attr = subgraph(
-        nodes, data.edge_index, data.edge_attr, relabel_nodes=True, num_nodes=n
+    edge_index, _, edge_mask = subgraph(
+        nodes, data.edge_index, relabel_nodes=True, num_nodes=data.num_nodes, return_edge_mask=True
     )
+    return _batch(data, nodes, edge_index, edge_mask.nonzero().view(-1))
+
+
+def partition_batches(data: Data, k: int, seed: int, field: str = "train_parts") -> list[Data]:
+    """One random partition of ``data`` into ``k`` induced subgraphs (the paper's batches).
+
+    Equal to ``[induced_batch(data, part) for part in random_partition(...)]`` (same edges,
+    same order), but one pass over the edges serves every part: an edge belongs to the part
+    of its source if its target is in the same part. At ogbn-proteins' size (79M edges, 10
+    parts) that is a few seconds instead of ``k`` passes of PyG's ``subgraph``.
+    """
+    n = data.num_nodes
+    parts = random_partition(n, k, seed, field)
+    if k == 1:
+        return [induced_batch(data, parts[0])]
+    part_of = torch.empty(n, dtype=torch.int16 if k <= 2**15 else torch.int32)
+    local = torch.empty(n, dtype=torch.long)  # a node's id within its part (parts are sorted)
+    for i, nodes in enumerate(parts):
+        part_of[nodes] = i
+        local[nodes] = torch.arange(nodes.numel())
+    src_part = part_of[data.edge_index[0]]
+    inside = (src_part == part_of[data.edge_index[1]]).nonzero().view(-1)
+    edge_part = src_part[inside]
+    del src_part
+    # group the kept edges by part, keeping their order (a stable sort of small integers)
+    inside = inside[torch.sort(edge_part, stable=True).indices]
+    counts = torch.bincount(edge_part.long(), minlength=k).tolist()
+    batches = []
+    for nodes, edges in zip(parts, inside.split(counts), strict=True):
+        batches.append(_batch(data, nodes, local[data.edge_index[:, edges]], edges))
+    return batches
+
+
+def _batch(data: Data, nodes: Tensor, edge_index: Tensor, edges: Tensor) -> Data:
+    """A batch of ``nodes`` with its (already relabelled) ``edge_index``; slices the rest."""
+    n = data.num_nodes
+    edge_attr = None if data.edge_attr is None else data.edge_attr[edges]
     batch = Data(edge_index=edge_index, edge_attr=edge_attr, n_id=nodes, num_nodes=nodes.numel())
     for key, value in data.items():
         if key in ("edge_index", "edge_attr", "num_nodes") or not isinstance(value, Tensor):
@@ -56,11 +92,6 @@ def induced_batch(data: Data, nodes: Tensor) -> Data:
         if value.dim() > 0 and value.shape[0] == n and data.is_node_attr(key):
             batch[key] = value[nodes]
     return batch
-
-
-def partition_batches(data: Data, k: int, seed: int, field: str = "train_parts") -> list[Data]:
-    """One random partition of ``data`` into ``k`` induced subgraphs (the paper's batches)."""
-    return [induced_batch(data, part) for part in random_partition(data.num_nodes, k, seed, field)]
 
 
 @torch.no_grad()
