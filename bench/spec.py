@@ -76,6 +76,9 @@ RESERVED_FIELDS = {
 }
 # fields that do not change what a trial measures, so not part of a point's identity
 KEY_EXCLUDED_FIELDS = ("device", "data_root")
+# fields added after results were stored: left out of the key while None, so adding them kept
+# the keys of existing points (``tie`` is None exactly for the archs it does not apply to)
+KEY_OMITTED_WHEN_NONE = ("tie",)
 DEFAULT_PROFILE = "cpu"
 _FIELDS = tuple(TrialConfig.__dataclass_fields__)
 
@@ -139,8 +142,15 @@ class Spec:
 
 
 def point_key(config: TrialConfig) -> str:
-    """A stable identity for a configuration (a hash of its settings, device excluded)."""
-    values = {k: v for k, v in config.to_dict().items() if k not in KEY_EXCLUDED_FIELDS}
+    """A stable identity for a configuration (a hash of its settings, device excluded).
+
+    Weight-tied archs hash their resolved ``tie`` (``to_dict``), so their points' keys changed
+    when the default tying became "after-first": the stored "all" trials are not reused."""
+    values = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in KEY_EXCLUDED_FIELDS and not (k in KEY_OMITTED_WHEN_NONE and v is None)
+    }
     blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
