@@ -58,6 +58,17 @@ def test_after_first_reproduces_the_papers_weight_tied_counts(label: str) -> Non
         assert all_tied == TODAY[label] and all_tied < 0.65 * pt.params
 
 
+def test_report_compares_every_papers_count_with_ours() -> None:
+    from bench.report.tables import parameter_count_rows
+
+    rows = parameter_count_rows().set_index("quantity")
+    assert rows.loc["WT-RevGNN-64 (L112) parameters", "ours"] == "34,928 (-0.21%)"
+    assert "tie after-first" in rows.loc["WT-ResGNN-64 (L112) parameters", "our setting"]
+    assert len(rows) == sum(p.params is not None for p in paper.ALL_POINTS)
+    for quantity, text in rows["ours"].items():  # every count within 0.25% of the paper's
+        assert abs(float(text.split("(")[1].rstrip("%)"))) <= 0.25, quantity
+
+
 def test_dry_run_prints_the_papers_wt_revgnn_64_count() -> None:
     """The issue's acceptance command, as a user runs it (synthetic proteins: 16 features)."""
     argv = ["--arch", "wt-rev", "--layers", "112", "--channels", "64", "--tie", "after-first",
