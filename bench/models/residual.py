@@ -1,8 +1,9 @@
 """Residual baselines: ResGNN (the paper's res+), its weight-tied and checkpointed variants.
 
 All three compute ``h_{l+1} = h_l + f_l(h_l)`` with ``f`` = :class:`ResPlusBlock`; they differ
-in which parameters ``f_l`` uses (own per layer / shared, see :func:`tied_blocks`) and in what
-autograd keeps (everything / only each layer's input, recomputing the block in backward).
+in which parameters ``f_l`` uses (own per layer / shared, see
+:func:`~bench.models.blocks.distinct_blocks`) and in what autograd keeps (everything / only each
+layer's input, recomputing the block in backward).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ class ResGNN(DeepGNN):
 
     ``tie`` shares blocks (WT-ResGNN: parameters independent of depth): ``"after-first"`` keeps
     the first layer untied and shares one block among the rest, ``"all"`` shares one block among
-    every layer; None (the default) gives every layer its own. ``checkpointed=True`` wraps each layer in ``torch.utils.checkpoint`` (non-reentrant,
-    RNG restored), the standard memory/compute trade-off users compare reversible models with;
-    its recomputation runs under :func:`frozen_running_stats` so BatchNorm statistics are
-    updated once per layer call, not twice.
+    every layer; None (the default) gives every layer its own. ``checkpointed=True`` wraps each
+    layer in ``torch.utils.checkpoint`` (non-reentrant, RNG restored), the standard
+    memory/compute trade-off users compare reversible models with; its recomputation runs under
+    :func:`frozen_running_stats` so BatchNorm statistics are updated once per layer call, not
+    twice.
     """
 
     def __init__(
