@@ -91,7 +91,8 @@ class Series:
 
     @property
     def label(self) -> str:
-        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.values.items()))
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.values.items())
+                          if not (k in ARCH_OPTIONAL and v is None))  # fmt: skip
         return f"{self.arch} ({extra})" if extra else self.arch
 
     def matches(self, other: Series, ignore: tuple[str, ...] = ARCH_SPECIFIC) -> bool:
