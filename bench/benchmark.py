@@ -281,11 +281,12 @@ def _child(conn: Any, arch: str, depth: int, source: GraphSource, args: argparse
 
 
 @functools.cache
-def _context() -> Any:
-    """A fork server with torch, PyG and this module imported once: each point forks a fresh
-    process from it in milliseconds instead of re-importing for seconds, and CUDA, never
-    initialised in the server, starts clean in every point. Spawn where there is no fork."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+def _context(device_type: str) -> Any:
+    """CPU: a fork server with torch, PyG and this module imported once, so each point forks a
+    fresh process in milliseconds instead of re-importing for seconds. CUDA: spawn, a fresh
+    interpreter per point (a process forked from one whose imports touched the CUDA driver
+    fails with "CUDA error: initialization error", as PyG's import does on an H200)."""
+    if device_type == "cuda" or "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "torch_geometric", "bench.benchmark", "bench.models"])
@@ -304,7 +305,7 @@ def measure_isolated(
     out-of-memory killer ends (the meter's cap counts live tensors, not the allocator's
     retained pages) becomes an ``oom`` row instead of ending the benchmark. A point still
     running after ``timeout`` seconds is killed and recorded as ``timeout``."""
-    ctx = _context()
+    ctx = _context(device.type)
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(send, arch, depth, source, args, device))
     child.start()

@@ -15,6 +15,11 @@ from bench.errors import ConfigError, DeviceUnavailable
 
 ARCHS = ("res", "rev", "wt-res", "wt-rev", "deq", "ckpt")
 REVERSIBLE_ARCHS = ("rev", "wt-rev")
+TIED_ARCHS = ("wt-res", "wt-rev")
+# weight tying: "after-first" = an untied first layer, then one block shared by the rest (the
+# paper's parameter counts); "all" = one block for every layer
+TIES = ("after-first", "all")
+DEFAULT_TIE = "after-first"
 DEQ_SOLVERS = ("fixed_point", "anderson", "broyden")
 DEQ_GRADS = ("implicit", "phantom")
 BATCHINGS = ("mini", "full")
@@ -32,6 +37,8 @@ class TrialConfig:
     layers: int = 64
     channels: int = 64
     groups: int = 2
+    # weight-tied archs only (None = the arch's default, "after-first"; an error for other archs)
+    tie: str | None = None
     dropout: float = 0.1
     aggr: str = "max"
     norm: str = "layer"
@@ -72,7 +79,11 @@ class TrialConfig:
         return cls(**values).validated(check_device=check_device)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as plain data, with ``tie`` resolved for weight-tied archs (so a record
+        says which tying it ran even if the default changes)."""
+        values = dataclasses.asdict(self)
+        values["tie"] = self.tie_mode
+        return values
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes).validated()
@@ -85,6 +96,15 @@ class TrialConfig:
     @property
     def is_deq(self) -> bool:
         return self.arch == "deq"
+
+    @property
+    def is_tied(self) -> bool:
+        return self.arch in TIED_ARCHS
+
+    @property
+    def tie_mode(self) -> str | None:
+        """The weight tying in effect: ``tie`` or the default for tied archs, None otherwise."""
+        return (self.tie or DEFAULT_TIE) if self.is_tied else None
 
     def deq_settings(self) -> dict[str, Any]:
         """DEQ solver settings with defaults filled in (meaningful for arch 'deq' only).
@@ -155,6 +175,14 @@ class TrialConfig:
                 _positive_float("deq_tol", self.deq_tol)
             if self.deq_max_iter is not None:
                 _positive_int("deq_max_iter", self.deq_max_iter)
+        if self.tie is not None:
+            if not self.is_tied:
+                raise ConfigError(
+                    "tie",
+                    f"is a weight-tying setting, but arch is {self.arch!r} "
+                    f"(use --arch {' or '.join(TIED_ARCHS)})",
+                )
+            _choice("tie", self.tie, TIES)
         if self.timeout is not None:
             _positive_float("timeout", self.timeout)
         if self.memory_cap_bytes is not None:

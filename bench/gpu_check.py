@@ -45,6 +45,8 @@ OUT = "results/gpu"
 DEFAULT_BUDGET_S = 450.0
 #: a point is not started with less than this left of the budget (start-up, load, 3 steps)
 MIN_POINT_S = 20.0
+#: the machine, not the models, is at fault after this many errors in a row: stop measuring
+MAX_ERRORS_IN_A_ROW = 3
 #: points this deep are timed over one step (after warm-up and the metered step), not --repeats
 DEEP_FROM = 257
 
@@ -245,6 +247,7 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
     target = torch.device(device)
     rows: list[dict[str, Any]] = []
     stopped_series: set[tuple[str, str, int]] = set()
+    failures = 0
     from tqdm import tqdm
 
     bar = tqdm(points, desc="gpu-check", file=sys.stderr, disable=args.no_progress)
@@ -252,7 +255,9 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
         left = args.budget_s - (time.perf_counter() - started)
         series = (point.group, point.arch, point.channels)
         prediction = predict(point, sizes[point.graph])
-        if series in stopped_series:
+        if failures >= MAX_ERRORS_IN_A_ROW:
+            measured = {"status": "skipped", "error": f"{failures} points in a row failed"}
+        elif series in stopped_series:
             measured = {"status": "skipped", "error": "deeper than a point that ran out of memory"}
         elif left < MIN_POINT_S:
             measured = {"status": "skipped", "error": f"budget spent ({args.budget_s:.0f} s)"}
@@ -262,6 +267,7 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
                                         _point_args(point, args), target, timeout=left)  # fmt: skip
             if measured.get("status") == "oom" and point.stop_series_on_oom:
                 stopped_series.add(series)
+            failures = failures + 1 if measured.get("status") == "error" else 0
         rows.append(_row(point, measured, prediction, sizes[point.graph]))
         log(_point_line(rows[-1]))
         frame = pd.DataFrame(rows)

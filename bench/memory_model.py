@@ -6,7 +6,9 @@ fits before trying; every record carries it beside the measurement.
 **Parameters** are counted, not derived: the model is built on the ``meta`` device (shapes,
 no storage). Deep non-tied stacks are ``encoders + head + L identical layers``, so their count
 is exactly linear in L: for L > 3 we build at 2 and 3 layers and extrapolate, which keeps a
-1001-layer dry run instant (a test checks the extrapolation against a direct build).
+1001-layer dry run instant (a test checks the extrapolation against a direct build). Weight-tied
+stacks are constant from L = 2 on (``tie="after-first"``: the first layer's block plus one
+shared block; ``"all"``: one block), so the same extrapolation (slope 0) is exact for them too.
 
 **Peak memory** = host data the process holds (CPU meter only) + the batch on the device +
 model state (16 B/param: weights, gradients, two Adam moments) + the larger of (activations

@@ -19,7 +19,8 @@ studies open unchanged in optuna-dashboard.
 Constraints the space must respect, handled here rather than left to crash a trial:
 - ``groups`` only matters for reversible archs and is only sampled for them; channels that
   ``groups`` does not divide are moved to the nearest feasible value (recorded per trial);
-- ``deq_*`` settings are only sampled when the arch is ``deq``.
+- ``deq_*`` settings are only sampled when the arch is ``deq``;
+- ``tie`` (weight tying) is only sampled for the weight-tied archs ``wt-res`` / ``wt-rev``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from typing import Any
 
 import optuna
 
-from bench.config import ARCHS, DEQ_GRADS, DEQ_SOLVERS, REVERSIBLE_ARCHS, TrialConfig
+from bench.config import (
+    ARCHS,
+    DEQ_GRADS,
+    DEQ_SOLVERS,
+    REVERSIBLE_ARCHS,
+    TIED_ARCHS,
+    TIES,
+    TrialConfig,
+)
 from bench.errors import ConfigError
 from bench.units import format_bytes, parse_bytes
 
@@ -65,6 +74,7 @@ _KNOWN_CHOICES: dict[str, tuple[str, ...]] = {
     "arch": ARCHS,
     "deq_solver": DEQ_SOLVERS,
     "deq_grad": DEQ_GRADS,
+    "tie": TIES,
 }
 
 
@@ -344,6 +354,8 @@ class SearchSpace:
             return arch == "deq"
         if name == "groups":
             return arch in REVERSIBLE_ARCHS
+        if name == "tie":
+            return arch in TIED_ARCHS
         return True
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Suggestion:
@@ -366,6 +378,8 @@ class SearchSpace:
         for name in DEQ_FIELDS:
             if arch != "deq":
                 values.pop(name, None)
+        if arch not in TIED_ARCHS:
+            values.pop("tie", None)
         adjusted: dict[str, tuple[Any, Any]] = {}
         if arch in REVERSIBLE_ARCHS:
             groups = values.get("groups", TrialConfig.groups)
@@ -522,7 +536,7 @@ def parse_search_space(raw: dict[str, Any], path: Path | str = "<memory>") -> Se
 def _check_consistency(space: SearchSpace) -> None:
     """Reject spaces that would produce invalid configurations, naming the key at fault."""
     path, params, base = space.path, space.params, space.base
-    for name in ("arch", "deq_solver", "deq_grad"):
+    for name in _KNOWN_CHOICES:
         if name in params and params[name].kind == "categorical":
             bad = [c for c in params[name].choices if c not in _KNOWN_CHOICES[name]]
             if bad:
@@ -537,6 +551,12 @@ def _check_consistency(space: SearchSpace) -> None:
     if deq_tuned and "deq" not in archs:
         raise SearchSpaceError(
             path, f"space.{deq_tuned[0]}", "is a DEQ setting, but the arch is never 'deq'"
+        )
+    if "tie" in params and not any(a in TIED_ARCHS for a in archs):
+        raise SearchSpaceError(
+            path,
+            "space.tie",
+            f"is a weight-tying setting, but the arch is never {' or '.join(TIED_ARCHS)}",
         )
     if any(a in REVERSIBLE_ARCHS for a in archs):
         _check_groups(space)

@@ -76,6 +76,8 @@ RESERVED_FIELDS = {
 }
 # fields that do not change what a trial measures, so not part of a point's identity
 KEY_EXCLUDED_FIELDS = ("device", "data_root")
+# fields added after results were stored: left out of the key while None, so adding them kept
+# the keys of existing points (``tie`` is None exactly for the archs it does not apply to)
 DEFAULT_PROFILE = "cpu"
 _FIELDS = tuple(TrialConfig.__dataclass_fields__)
 
@@ -142,7 +144,9 @@ def point_key(config: TrialConfig) -> str:
     """A stable identity for a configuration (a hash of its settings, device excluded).
 
     Unset settings (``None``) are left out, so a new optional field leaves every existing
-    point's key, and so its stored trial, as it was."""
+    point's key, and so its stored trial, as it was. Weight-tied archs hash their resolved
+    ``tie`` (``to_dict``), so their keys changed when the default tying became "after-first":
+    the stored "all" trials are not reused."""
     values = {
         k: v for k, v in config.to_dict().items() if k not in KEY_EXCLUDED_FIELDS and v is not None
     }

@@ -166,7 +166,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         kind = parse_bytes if f.name == "memory_cap_bytes" else _bool if base is bool else base
         metavar = "BYTES" if f.name == "memory_cap_bytes" else f.name.upper()
-        shown = "the arch's default" if optional and f.name.startswith("deq_") else default
+        arch_default = f.name.startswith("deq_") or f.name == "tie"
+        shown = "the arch's default" if optional and arch_default else default
         settings.add_argument(
             *flags,
             dest=f.name,

@@ -235,6 +235,8 @@ def test_rev_activation_memory_is_flat_in_depth_while_res_grows() -> None:
 
 
 def test_res_plus_block_is_the_shared_function() -> None:
-    model = build_model("wt-res", 5, 8, 3, 6, 8)
+    model = build_model("wt-res", 5, 8, 3, 6, 8, tie="all")
     assert len(model.blocks) == 1 and isinstance(model.blocks[0], ResPlusBlock)
+    model = build_model("wt-res", 5, 8, 3, 6, 8)  # after-first: the first layer's own, one shared
+    assert len(model.blocks) == 2 and all(isinstance(b, ResPlusBlock) for b in model.blocks)
     assert copy.deepcopy(model).layers == 6

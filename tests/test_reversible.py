@@ -45,9 +45,9 @@ def _record_masks(stack: ReversibleStack) -> list[tuple[nn.Module, Tensor | None
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         calls.append((module, kwargs.get("dropout_mask")))
 
-    for block in stack.blocks:
-        for f in block:
-            f.register_forward_pre_hook(hook, with_kwargs=True)
+    # each module once: a weight-tied stack lists its shared block at several layers
+    for f in {id(f): f for block in stack.blocks for f in block}.values():
+        f.register_forward_pre_hook(hook, with_kwargs=True)
     return calls
 
 

@@ -10,7 +10,18 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench.config import AGGRS, ARCHS, DEQ_GRADS, DEQ_SOLVERS, NORMS, REVERSIBLE_ARCHS, TrialConfig
+from bench.config import (
+    AGGRS,
+    ARCHS,
+    DEFAULT_TIE,
+    DEQ_GRADS,
+    DEQ_SOLVERS,
+    NORMS,
+    REVERSIBLE_ARCHS,
+    TIED_ARCHS,
+    TIES,
+    TrialConfig,
+)
 from bench.errors import ConfigError
 from bench.models.blocks import DeepGNN, ResPlusBlock
 from bench.models.residual import CheckpointedResGNN, ResGNN, WTResGNN
@@ -51,7 +62,7 @@ def _residual(cls: type[ResGNN]) -> Callable[..., DeepGNN]:
     def build(**kw: Any) -> DeepGNN:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
-            dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"],
+            dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"], tie=kw["tie"],
         )  # fmt: skip
 
     return build
@@ -62,6 +73,7 @@ def _reversible(cls: type[RevGNN]) -> Callable[..., DeepGNN]:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             groups=kw["groups"], dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"],
+            tie=kw["tie"],
         )  # fmt: skip
 
     return build
@@ -90,6 +102,7 @@ def build_model(
     dropout: float = 0.0,
     aggr: str = "max",
     norm: str = "layer",
+    tie: str | None = None,
     deq_solver: str = "anderson",
     deq_tol: float = 1e-4,
     deq_max_iter: int | None = None,
@@ -97,8 +110,10 @@ def build_model(
 ) -> DeepGNN:
     """Build ``arch``; ``model(x, edge_index, edge_attr) -> logits [N, out_channels]``.
 
-    ``edge_dim`` None or 0 means the graph has no edge features. For ``deq`` the iteration cap
-    defaults to ``layers`` (the depth axis doubles as DEQ's iteration budget)."""
+    ``edge_dim`` None or 0 means the graph has no edge features. ``tie`` is for ``wt-res`` /
+    ``wt-rev`` only (None: ``"after-first"``, an untied first layer then one shared block;
+    ``"all"``: one block for every layer). For ``deq`` the iteration cap defaults to ``layers``
+    (the depth axis doubles as DEQ's iteration budget)."""
     if arch not in ARCH:
         raise ConfigError("arch", f"unknown architecture {arch!r}; choose one of {', '.join(ARCH)}")
     if aggr not in AGGRS:
@@ -126,6 +141,12 @@ def build_model(
             raise ConfigError(
                 "groups", f"channels ({channels}) must be divisible by groups ({groups})"
             )
+    if arch in TIED_ARCHS:
+        tie = DEFAULT_TIE if tie is None else tie
+        if tie not in TIES:
+            raise ConfigError("tie", f"unknown value {tie!r}; choose one of {', '.join(TIES)}")
+    elif tie is not None:
+        raise ConfigError("tie", f"is a weight-tying setting, but arch is {arch!r}")
     if arch == "deq":
         if deq_solver not in DEQ_SOLVERS:
             raise ConfigError(
@@ -155,6 +176,7 @@ def build_model(
         dropout=float(dropout),
         aggr=aggr,
         norm=norm,
+        tie=tie,
         deq_solver=deq_solver,
         deq_tol=deq_tol,
         deq_max_iter=deq_max_iter,
@@ -182,6 +204,7 @@ def build_from_config(
         dropout=config.dropout,
         aggr=config.aggr,
         norm=config.norm,
+        tie=config.tie_mode,
         **{f"deq_{key}": value for key, value in deq.items()},
     )
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GENConv, Linear
 
-from bench.config import AGGRS, NORMS
+from bench.config import AGGRS, NORMS, TIES
 from bench.errors import ConfigError
 
 
@@ -59,6 +59,23 @@ def make_conv(
     if edge_dim and not hasattr(conv, "lin_edge"):  # PyG skips it when edge_dim == out_channels
         conv.lin_edge = Linear(edge_dim, out_channels, bias=bias)
     return conv
+
+
+def distinct_blocks(layers: int, tie: str | None) -> int:
+    """How many distinct blocks a stack of ``layers`` holds: L untied (``tie`` None), 1 for
+    ``"all"``, and for ``"after-first"`` an untied first layer plus one block shared by every
+    later layer (2 from L = 2 on: the paper's weight-tied parameter counts)."""
+    if tie is None:
+        return layers
+    if tie not in TIES:
+        raise ConfigError("tie", f"unknown value {tie!r}; choose one of {', '.join(TIES)}")
+    return 1 if tie == "all" else min(layers, 2)
+
+
+def block_of_layer(layer: int, n_blocks: int) -> int:
+    """The block layer ``layer`` uses, for any tying: its own, the shared one after the first
+    (or the only one). Layers beyond the last distinct block reuse it."""
+    return min(layer, n_blocks - 1)
 
 
 class ResPlusBlock(nn.Module):

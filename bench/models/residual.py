@@ -1,8 +1,9 @@
 """Residual baselines: ResGNN (the paper's res+), its weight-tied and checkpointed variants.
 
 All three compute ``h_{l+1} = h_l + f_l(h_l)`` with ``f`` = :class:`ResPlusBlock`; they differ
-in which parameters ``f_l`` uses (own per layer / one shared block) and in what autograd keeps
-(everything / only each layer's input, recomputing the block in backward).
+in which parameters ``f_l`` uses (own per layer / shared, see
+:func:`~bench.models.blocks.distinct_blocks`) and in what autograd keeps (everything / only each
+layer's input, recomputing the block in backward).
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ import contextlib
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from bench.models.blocks import DeepGNN, ResPlusBlock
+from bench.config import DEFAULT_TIE
+from bench.models.blocks import DeepGNN, ResPlusBlock, block_of_layer, distinct_blocks
 from bench.nn.reversible import frozen_running_stats
 
 
 class ResGNN(DeepGNN):
     """Pre-activation residual GNN: activation memory grows linearly with depth.
 
-    ``tied=True`` shares one block across all layers (WT-ResGNN: parameters independent of
-    depth). ``checkpointed=True`` wraps each layer in ``torch.utils.checkpoint`` (non-reentrant,
-    RNG restored), the standard memory/compute trade-off users compare reversible models with;
-    its recomputation runs under :func:`frozen_running_stats` so BatchNorm statistics are
-    updated once per layer call, not twice.
+    ``tie`` shares blocks (WT-ResGNN: parameters independent of depth): ``"after-first"`` keeps
+    the first layer untied and shares one block among the rest, ``"all"`` shares one block among
+    every layer; None (the default) gives every layer its own. ``checkpointed=True`` wraps each
+    layer in ``torch.utils.checkpoint`` (non-reentrant, RNG restored), the standard
+    memory/compute trade-off users compare reversible models with; its recomputation runs under
+    :func:`frozen_running_stats` so BatchNorm statistics are updated once per layer call, not
+    twice.
     """
 
     def __init__(
@@ -36,23 +40,23 @@ class ResGNN(DeepGNN):
         dropout: float = 0.0,
         aggr: str = "max",
         norm: str = "layer",
-        tied: bool = False,
+        tie: str | None = None,
         checkpointed: bool = False,
     ) -> None:
+        n_blocks = distinct_blocks(layers, tie)
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
-        n_blocks = 1 if tied else layers
         # the edge embedding is already ``channels`` wide: GENConv uses it without re-encoding
         block_edge_dim = channels if edge_dim else None
         self.blocks = nn.ModuleList(
             ResPlusBlock(channels, block_edge_dim, aggr, norm, dropout) for _ in range(n_blocks)
         )
         self.layers = layers
-        self.tied = tied
+        self.tie = tie
         self.checkpointed = checkpointed
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
         for layer in range(self.layers):
-            block = self.blocks[layer % len(self.blocks)]
+            block = self.blocks[block_of_layer(layer, len(self.blocks))]
             if self.checkpointed:
                 out = checkpoint(
                     block,
@@ -69,10 +73,11 @@ class ResGNN(DeepGNN):
 
 
 class WTResGNN(ResGNN):
-    """Weight-tied ResGNN: one res+ block applied ``layers`` times."""
+    """Weight-tied ResGNN: an untied first res+ block, then one block for every later layer
+    (``tie="after-first"``, the default), or one block for all layers (``tie="all"``)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs, tied=True)  # type: ignore[arg-type]
+    def __init__(self, *args: object, tie: str = DEFAULT_TIE, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs, tie=tie)  # type: ignore[arg-type]
 
 
 class CheckpointedResGNN(ResGNN):

@@ -57,6 +57,7 @@ STATEMENTS: dict[str, str] = {
     "backward dominates; `nox -s benchmark` measures the ratio on a 10,000-node graph.",
 }
 ARCH_SPECIFIC = ("groups", "deq_solver", "deq_tol", "deq_grad")
+ARCH_OPTIONAL = ("tie",)  # None for the archs it does not apply to: compared where both have one
 DEPTH_AXIS = ("arch", "layers", "deq_max_iter")
 
 
@@ -90,12 +91,17 @@ class Series:
 
     @property
     def label(self) -> str:
-        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.values.items()))
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.values.items())
+                          if not (k in ARCH_OPTIONAL and v is None))  # fmt: skip
         return f"{self.arch} ({extra})" if extra else self.arch
 
     def matches(self, other: Series, ignore: tuple[str, ...] = ARCH_SPECIFIC) -> bool:
         keys = (set(self.values) | set(other.values)) - set(ignore)
-        return all(self.values.get(k) == other.values.get(k) for k in keys)
+        return all(
+            self.values.get(k) == other.values.get(k)
+            for k in keys
+            if not (k in ARCH_OPTIONAL and None in (self.values.get(k), other.values.get(k)))
+        )
 
 
 def split_series(rows: pd.DataFrame, axis: tuple[str, ...] = DEPTH_AXIS) -> list[Series]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.config import TrialConfig
+from bench.config import TIED_ARCHS, TrialConfig
 from bench.errors import DataError
 from bench.record import STATUSES
 
@@ -21,8 +21,12 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "status", "metric", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
     "model_state_bytes", "memory_meter", "step_time_s", "device_name",
 )  # fmt: skip
-REQUIRED_COLUMNS: tuple[str, ...] = ("study", "profile", "trial_number", *CONFIG_COLUMNS,
-                                     *RECORD_COLUMNS)  # fmt: skip
+# Config fields newer than some exports: filled in by ``derive`` where a table lacks them.
+LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie",)
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "study", "profile", "trial_number",
+    *(c for c in CONFIG_COLUMNS if c not in LATER_CONFIG_COLUMNS), *RECORD_COLUMNS,
+)  # fmt: skip
 # Optional columns and the value a table without them gets (older exports lack them).
 OPTIONAL_DEFAULTS: dict[str, Any] = {
     "spec": None,  # None -> the study name
@@ -125,6 +129,8 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     for column, default in OPTIONAL_DEFAULTS.items():
         if column not in df.columns:
             df[column] = default
+    if "tie" not in df.columns:  # exported before the field: weight tying shared one block
+        df["tie"] = df["arch"].map(lambda arch: "all" if arch in TIED_ARCHS else None)
     df["kind"] = df["kind"].fillna("ablation")
     df["spec"] = df["spec"].where(df["spec"].notna(), df["study"])
     df["profile"] = df["profile"].where(df["profile"].notna(), df["kind"])  # tuning: no profile
