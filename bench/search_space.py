@@ -35,7 +35,7 @@ from typing import Any
 
 import optuna
 
-from bench.config import ARCHS, DEQ_GRADS, DEQ_SOLVERS, REVERSIBLE_ARCHS, TrialConfig
+from bench.config import ARCHS, DEQ_GRADS, DEQ_SOLVERS, PRECISIONS, REVERSIBLE_ARCHS, TrialConfig
 from bench.errors import ConfigError
 from bench.units import format_bytes, parse_bytes
 
@@ -65,6 +65,7 @@ _KNOWN_CHOICES: dict[str, tuple[str, ...]] = {
     "arch": ARCHS,
     "deq_solver": DEQ_SOLVERS,
     "deq_grad": DEQ_GRADS,
+    "precision": PRECISIONS,
 }
 
 

@@ -76,6 +76,9 @@ RESERVED_FIELDS = {
 }
 # fields that do not change what a trial measures, so not part of a point's identity
 KEY_EXCLUDED_FIELDS = ("device", "data_root")
+# fields added after results were stored: left out of the key at these values (their defaults),
+# so the points stored before the field existed keep their keys
+KEY_OMITTED_AT_VALUE = {"precision": "fp32"}
 DEFAULT_PROFILE = "cpu"
 _FIELDS = tuple(TrialConfig.__dataclass_fields__)
 
@@ -141,6 +144,9 @@ class Spec:
 def point_key(config: TrialConfig) -> str:
     """A stable identity for a configuration (a hash of its settings, device excluded)."""
     values = {k: v for k, v in config.to_dict().items() if k not in KEY_EXCLUDED_FIELDS}
+    for name, value in KEY_OMITTED_AT_VALUE.items():
+        if values.get(name) == value:
+            del values[name]
     blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

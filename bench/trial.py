@@ -495,6 +495,7 @@ def _train(
     from bench.data import load
     from bench.measure import PeakMemory, count_parameters, meter_name, model_state_bytes
     from bench.models import build_from_config
+    from bench.precision import MixedPrecision
 
     _seed_everything(config.seed, config.device)
     device = torch.device(config.device)
@@ -518,6 +519,7 @@ def _train(
     ).to(device)
     record.params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    amp = MixedPrecision.for_config(config.precision, device)  # autocast, fp16 scaler
     loss_fn = _loss_fn(dataset.task)
     train_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
     train_mask[dataset.split["train"]] = True
@@ -566,18 +568,20 @@ def _train(
                     y = batch.y.to(device)
                     mask_d = mask.to(device)
                     optimizer.zero_grad(set_to_none=True)
-                    out = model(x, edge_index, edge_attr)
-                    _collect_solver(model, state, "fwd")
-                    loss = loss_fn(out[mask_d], y[mask_d])
+                    with amp.autocast():
+                        out = model(x, edge_index, edge_attr)
+                        _collect_solver(model, state, "fwd")
+                        loss = loss_fn(out[mask_d], y[mask_d])
                     loss_value = float(loss.detach())
                     if not math.isfinite(loss_value):
                         raise _Stop(
                             "diverged", f"non-finite training loss ({loss_value}) in epoch {epoch}"
                         )
-                    loss.backward()
+                    amp.backward(loss)
                     _collect_solver(model, state, "bwd")
+                    amp.unscale(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                    optimizer.step()
+                    amp.step(optimizer)
                     del out, loss, x, edge_index, edge_attr, y, mask_d
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)

@@ -21,12 +21,17 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "status", "metric", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
     "model_state_bytes", "memory_meter", "step_time_s", "device_name",
 )  # fmt: skip
-REQUIRED_COLUMNS: tuple[str, ...] = ("study", "profile", "trial_number", *CONFIG_COLUMNS,
-                                     *RECORD_COLUMNS)  # fmt: skip
+# Config fields newer than some exports: a table without them gets OPTIONAL_DEFAULTS' value.
+LATER_CONFIG_COLUMNS: tuple[str, ...] = ("precision",)
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "study", "profile", "trial_number",
+    *(c for c in CONFIG_COLUMNS if c not in LATER_CONFIG_COLUMNS), *RECORD_COLUMNS,
+)  # fmt: skip
 # Optional columns and the value a table without them gets (older exports lack them).
 OPTIONAL_DEFAULTS: dict[str, Any] = {
     "spec": None,  # None -> the study name
     "kind": "ablation",
+    "precision": "fp32",  # exported before mixed precision: every trial ran in float32
     "epoch_time_s": np.nan,
     "commit": None,
     "solver_fwd_iters_mean": np.nan,
