@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "list datasets, where they come from, whether they are here",
     ),
     "bench": ("bench.benchmark", "the engines side by side: memory, time, params"),
+    "drift": ("bench.drift", "reversible reconstruction error vs depth, fp32 and bf16"),
 }
 
 

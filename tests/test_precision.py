@@ -4,6 +4,7 @@ a bf16 trial that trains on CPU, fp16 refused on CPU before any data is loaded."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -152,3 +153,39 @@ def test_fp16_trial_on_cuda_uses_a_gradient_scaler() -> None:
     record = run_trial(config)
     assert record.status == "ok", record.error
     assert record.curve[-1]["loss"] < record.curve[0]["loss"]
+
+
+def test_drift_command_writes_a_table_the_figure_reads(tmp_path: Path) -> None:
+    from bench.drift import COLUMNS
+    from bench.report.drift import drift_figure, read_drift
+
+    out = tmp_path / "drift" / "drift.csv"
+    argv = ["drift", "--layers", "12", "--channels", "8", "--nodes", "30", "--edges", "90",
+            "--seeds", "0,1", "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    table = read_drift(out)
+    assert tuple(table.columns) == COLUMNS
+    assert len(table) == 2 * 2 * 2 * 12  # archs x precisions x seeds x layers
+    assert set(table["precision"]) == {"fp32", "bf16"} and set(table["inverted"]) == set(
+        range(1, 13)
+    )
+    assert (table["rel_error"] < 1e-3).all()  # 12 layers: rounding-level drift in both
+    files = drift_figure(table, tmp_path / "fig")
+    assert all(f.stat().st_size > 0 for f in files)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--archs", "res"], "--archs"),
+        (["--precisions", "fp16"], "--precisions"),
+        (["--precisions", "fp8"], "--precisions"),
+        (["--groups", "3"], "--groups"),
+        (["--seeds", "a"], "--seeds"),
+    ],
+)
+def test_drift_bad_flags_exit_2(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["drift", *argv]) == 2
+    assert flag in capsys.readouterr().err
