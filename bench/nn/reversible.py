@@ -418,13 +418,15 @@ def _plan(
     through a closure or an unregistered attribute) would silently get no gradient, because
     only the autograd Function's inputs receive one: that is an error naming the leaf."""
     found: list[int] = []
-    seen: set[int] = set()
+    # id -> node: holding the node keeps its Python wrapper alive, so its id is not reused by
+    # another node's wrapper (wrappers of C++ nodes are made on access and may be freed)
+    seen: dict[int, Any] = {}
     todo = [out.grad_fn]
     while todo:
         node = todo.pop()
         if node is None or id(node) in seen:
             continue
-        seen.add(id(node))
+        seen[id(node)] = node
         leaf = getattr(node, "variable", None)  # AccumulateGrad: a leaf that needs a gradient
         if isinstance(leaf, Tensor):
             if id(leaf) in index:
