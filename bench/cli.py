@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "bench.reproduce",
         "every ablation's cpu and real profiles it can run here, then the report",
     ),
+    "drift": ("bench.drift", "reversible reconstruction error vs depth, fp32 and bf16"),
 }
 
 

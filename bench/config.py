@@ -24,6 +24,8 @@ DEQ_SOLVERS = ("fixed_point", "anderson", "broyden")
 DEQ_GRADS = ("implicit", "phantom")
 BATCHINGS = ("mini", "full")
 DEVICES = ("cpu", "cuda")
+# autocast of forward and loss: fp32 = none; bf16 on CPU and CUDA; fp16 with a gradient scaler
+PRECISIONS = ("fp32", "bf16", "fp16")
 AGGRS = ("max", "softmax", "power", "mean", "add")
 NORMS = ("layer", "batch", "none")
 
@@ -46,6 +48,7 @@ class TrialConfig:
     epochs: int = 5
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only): mixed precision, bench.precision
     batching: str = "mini"  # "mini": random node partitions (the paper's way); "full": whole graph
     train_parts: int = 10
     eval_parts: int = 5
@@ -135,6 +138,12 @@ class TrialConfig:
         _choice("norm", self.norm, NORMS)
         _choice("batching", self.batching, BATCHINGS)
         _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        if self.precision == "fp16" and self.device != "cuda":
+            raise ConfigError(
+                "precision",
+                "fp16 needs --device cuda (its gradient scaler is CUDA's); on CPU use bf16",
+            )
         for name in ("layers", "channels", "epochs", "train_parts", "eval_parts", "eval_every"):
             _positive_int(name, getattr(self, name))
         _positive_int("groups", self.groups)

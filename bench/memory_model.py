@@ -46,6 +46,16 @@ largest op (about 3 E*C: gather, add, ReLU of the last message before its inputs
 3 E*w for reversible stacks, whose messages are one group wide).
 The optimiser step needs 4 B/param of temporaries on CUDA (``foreach`` Adam) and one
 parameter's worth on CPU (per-tensor Adam).
+
+**Mixed precision** (``precision`` bf16/fp16): autocast saves the low-precision copies it
+computes with, so every activation float above is 2 B where the computation is fed from
+low-precision tensors: everything in ``res``/``wt-res``/``ckpt`` (their residual stream is the
+encoder's bf16 output), and the encoders' outputs (node and edge embeddings, and the edge
+embedding's gradient sums) in every arch. The reversible stream, DEQ's iterates and solver
+history stay float32 by design (``bench.nn``), and so, approximately, do the blocks and head fed
+from them (a GENConv fed float32 keeps float32 messages; only its linear layers' outputs are
+2 B): those are counted at 4 B. On CPU this matched the meter within 10% (res, rev, ckpt, deq;
+16 layers, 32 channels); the autocast cache of cast weights (2 B/param) is not counted.
 """
 
 from __future__ import annotations
@@ -58,6 +68,9 @@ from bench.config import TrialConfig
 from bench.units import format_bytes
 
 FLOAT = 4  # bytes per float32
+# bytes per activation float autograd saves, by TrialConfig.precision (autocast saves the
+# bf16/fp16 copies it computes with; which tensors stay float32 is listed in the module doc)
+ACT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 INDEX = 8  # bytes per int64
 STATE_BYTES_PER_PARAM = 16  # weights + gradients + Adam's exp_avg and exp_avg_sq
 DEQ_HISTORY = 6  # bench.nn.deq's default solver history (Anderson m / Broyden rank)
@@ -208,11 +221,12 @@ def predict_params(config: TrialConfig, sizes: GraphSizes) -> int:
 
 
 # --- activations ------------------------------------------------------------------------------
-def _block_saved(n: int, e: int, width: int, dropout: float, cuda: bool) -> int:
-    """Bytes autograd keeps for one ResPlusBlock of ``width`` channels (module doc)."""
-    node = FLOAT * (9 * width + 4) * n
-    mask = (1 if cuda else FLOAT) * n * width if dropout > 0 else 0
-    edge = 2 * FLOAT * e * width
+def _block_saved(n: int, e: int, width: int, dropout: float, cuda: bool, act: int = FLOAT) -> int:
+    """Bytes autograd keeps for one ResPlusBlock of ``width`` channels (module doc), with
+    ``act`` bytes per saved float (2 under bf16/fp16 autocast)."""
+    node = act * (9 * width + 4) * n
+    mask = (1 if cuda else act) * n * width if dropout > 0 else 0
+    edge = 2 * act * e * width
     return node + mask + edge
 
 
@@ -221,26 +235,32 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
     n, e, c, L = sizes.batch_nodes, sizes.batch_edges, config.channels, config.layers
     cuda = config.device == "cuda"
     p = config.dropout
+    arch = config.arch
+    # bytes per saved float: ``act`` for what the encoders produce under autocast (2 B for
+    # bf16/fp16); ``body_act`` for what the body and the head compute from their state: the same,
+    # except that reversible and DEQ engines keep their state in float32 at any precision
+    act = ACT_BYTES[config.precision]
+    body_act = FLOAT if arch in ("rev", "wt-rev", "deq") else act
     has_edges = bool(sizes.edge_dim)
     e_eff = e  # messages exist per edge with or without edge features
-    edge_emb = FLOAT * e * c if has_edges else 0
-    mask = (1 if cuda else FLOAT) * n * c if p > 0 else 0
+    edge_emb = act * e * c if has_edges else 0
+    mask = (1 if cuda else body_act) * n * c if p > 0 else 0
     # head: norm input, ReLU output, dropout mask + output (p > 0), logits, masked logits/targets
     head = (
-        FLOAT * n * c * (2 + (1 if p > 0 else 0))
+        body_act * n * c * (2 + (1 if p > 0 else 0))
         + mask
-        + FLOAT * sizes.outputs * (n + 2 * sizes.batch_train_nodes)
+        + body_act * sizes.outputs * (n + 2 * sizes.batch_train_nodes)
     )
-    encoders = FLOAT * n * c + edge_emb
-    transient = 3 * FLOAT * e_eff * c
-    block = _block_saved(n, e_eff, c, p, cuda)
-    arch = config.arch
+    encoders = act * n * c + edge_emb
+    transient = 3 * body_act * e_eff * c
+    block = _block_saved(n, e_eff, c, p, cuda, body_act)
     if arch in ("res", "wt-res"):
         body = L * block
     elif arch == "ckpt":
-        body = L * FLOAT * n * c + block
+        body = L * act * n * c + block
     elif arch in ("rev", "wt-rev"):
         w = c // config.groups
+        # the edge embedding's gradient sums are in its (the encoder's) dtype
         grads = FLOAT * n * c * (config.groups + 2) + (3 * edge_emb if has_edges else 0)
         body = FLOAT * n * c + _block_saved(n, e_eff, w, p, cuda) + grads
         transient = 3 * FLOAT * e_eff * w  # the largest ops run one group (width w) at a time

@@ -134,6 +134,7 @@ def rev_to_res_memory_ratio(channels: int = 64) -> float:
     assert rev.peak_memory_gb is not None and res.peak_memory_gb is not None
     return rev.peak_memory_gb / res.peak_memory_gb
 
+
 # ogbn-proteins' sizes (OGB's statistics): what the paper's batches were cut from.
 PROTEINS_NODES = 132_534
 PROTEINS_EDGES = 79_122_504  # directed (39,561,252 undirected edges, stored both ways)

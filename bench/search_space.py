@@ -40,6 +40,7 @@ from bench.config import (
     ARCHS,
     DEQ_GRADS,
     DEQ_SOLVERS,
+    PRECISIONS,
     REVERSIBLE_ARCHS,
     TIED_ARCHS,
     TIES,
@@ -75,6 +76,7 @@ _KNOWN_CHOICES: dict[str, tuple[str, ...]] = {
     "deq_solver": DEQ_SOLVERS,
     "deq_grad": DEQ_GRADS,
     "tie": TIES,
+    "precision": PRECISIONS,
 }
 
 

@@ -76,8 +76,9 @@ RESERVED_FIELDS = {
 }
 # fields that do not change what a trial measures, so not part of a point's identity
 KEY_EXCLUDED_FIELDS = ("device", "data_root")
-# fields added after results were stored: left out of the key while None, so adding them kept
-# the keys of existing points (``tie`` is None exactly for the archs it does not apply to)
+# fields added after results were stored: left out of the key at these values (their defaults),
+# so the points stored before the field existed keep their keys
+KEY_OMITTED_AT_VALUE = {"precision": "fp32"}
 DEFAULT_PROFILE = "cpu"
 _FIELDS = tuple(TrialConfig.__dataclass_fields__)
 
@@ -143,13 +144,16 @@ class Spec:
 def point_key(config: TrialConfig) -> str:
     """A stable identity for a configuration (a hash of its settings, device excluded).
 
-    Unset settings (``None``) are left out, so a new optional field leaves every existing
-    point's key, and so its stored trial, as it was. Weight-tied archs hash their resolved
-    ``tie`` (``to_dict``), so their keys changed when the default tying became "after-first":
-    the stored "all" trials are not reused."""
+    Unset settings (``None``) and the fields of ``KEY_OMITTED_AT_VALUE`` at their defaults are
+    left out, so a new field leaves every existing point's key, and so its stored trial, as it
+    was. Weight-tied archs hash their resolved ``tie`` (``to_dict``), so their keys changed when
+    the default tying became "after-first": the stored "all" trials are not reused."""
     values = {
         k: v for k, v in config.to_dict().items() if k not in KEY_EXCLUDED_FIELDS and v is not None
     }
+    for name, value in KEY_OMITTED_AT_VALUE.items():
+        if values.get(name) == value:
+            del values[name]
     blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

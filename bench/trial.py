@@ -527,6 +527,7 @@ def _train(
         optimizer_implementation,
     )
     from bench.models import build_from_config
+    from bench.precision import MixedPrecision
 
     _seed_everything(config.seed, config.device, config.deterministic_algorithms)
     device = torch.device(config.device)
@@ -553,6 +554,7 @@ def _train(
     record.params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     record.optimizer_impl = optimizer_implementation(optimizer)
+    amp = MixedPrecision.for_config(config.precision, device)  # autocast, fp16 scaler
     loss_fn = _loss_fn(dataset.task)
     train_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
     train_mask[dataset.split["train"]] = True
@@ -602,9 +604,9 @@ def _train(
                 inputs = _on_device(batch, mask, device)
                 optimizer.zero_grad(set_to_none=True)  # before the meter: not in the baseline
                 forward_backward = functools.partial(
-                    _forward_backward, model, loss_fn, state, epoch, *inputs
+                    _forward_backward, model, loss_fn, amp, state, epoch, *inputs
                 )
-                update = functools.partial(_update, model, optimizer, config.grad_clip)
+                update = functools.partial(_update, model, optimizer, amp, config.grad_clip)
                 if metered:
                     loss_value, memory = metered_step(
                         device, forward_backward, update, config.memory_cap_bytes
@@ -671,6 +673,7 @@ def _on_device(batch: Any, mask: Any, device: Any) -> tuple[Any, ...]:
 def _forward_backward(
     model: Any,
     loss_fn: Callable[[Any, Any], Any],
+    amp: Any,
     state: _Progress,
     epoch: int,
     x: Any,
@@ -679,24 +682,28 @@ def _forward_backward(
     y: Any,
     mask: Any,
 ) -> float:
-    """Forward, loss on the batch's training nodes, backward; the loss value."""
-    out = model(x, edge_index, edge_attr)
-    _collect_solver(model, state, "fwd")
-    loss = loss_fn(out[mask], y[mask])
+    """Forward and loss (under ``amp``'s autocast) on the batch's training nodes, backward
+    (scaled for fp16); the loss value."""
+    with amp.autocast():
+        out = model(x, edge_index, edge_attr)
+        _collect_solver(model, state, "fwd")
+        loss = loss_fn(out[mask], y[mask])
     value = float(loss.detach())
     if not math.isfinite(value):
         raise _Stop("diverged", f"non-finite training loss ({value}) in epoch {epoch}")
-    loss.backward()
+    amp.backward(loss)
     _collect_solver(model, state, "bwd")
     return value
 
 
-def _update(model: Any, optimizer: Any, grad_clip: float) -> None:
-    """Gradient-norm clipping, then the optimiser step (metered as their own phase)."""
+def _update(model: Any, optimizer: Any, amp: Any, grad_clip: float) -> None:
+    """Gradient-norm clipping (of unscaled gradients), then the optimiser step (metered as
+    their own phase)."""
     import torch
 
+    amp.unscale(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    amp.step(optimizer)
 
 
 def _progress_bar(total: int) -> Any:

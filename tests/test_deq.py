@@ -187,3 +187,86 @@ def test_bad_settings_name_the_parameter(kwargs: dict[str, object], field: str) 
     with pytest.raises(ConfigError) as info:
         DEQFixedPoint(**{k: v for k, v in kwargs.items()})  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+# --- defects found by review (issue 13): each test failed before its fix ---------------------
+
+
+def _small_deq_graph() -> tuple[Tensor, Tensor, Tensor]:
+    n, e = 60, 300
+    return torch.randn(n, 5), torch.randint(0, n, (2, e)), torch.randn(e, 3)
+
+
+def test_solver_runs_in_float32_under_bf16_autocast() -> None:
+    """The function runs under autocast; the solver's arithmetic, iterates and convergence test
+    stay float32. Before the fix the iterates became bf16 (stalling at a residual of 5e-3, the
+    bf16 resolution) and the backward solve crashed (``lu_cpu`` has no bf16 kernel)."""
+    torch.manual_seed(0)
+    x, edge_index, edge_attr = _small_deq_graph()
+    # f itself is only bf16-accurate (its output is rounded to bf16), so no iterate gets
+    # closer than about one bf16 step (2**-8 = 3.9e-3) to a fixed point: tolerance 1e-2
+    model = DEQGNN(5, 3, 4, 32, solver="anderson", tol=1e-2, max_iter=50)
+    seen: list[torch.dtype] = []
+    model.block.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = model.node_encoder(x)
+        assert h.dtype == torch.bfloat16  # what the engine is handed under autocast
+        z = model.deq(lambda z: model.block(z, h, edge_index, model.edge_encoder(edge_attr)),
+                      torch.zeros(h.shape))  # fmt: skip
+    assert z.dtype == torch.float32 and set(seen) == {torch.float32}
+    assert model.deq.stats["fwd_converged"] == 1.0, model.deq.stats
+    z.square().sum().backward()
+    assert model.deq.stats["bwd_converged"] == 1.0, model.deq.stats
+    grads = [p.grad for p in model.block.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_adjoint_solve_ignores_the_autocast_state_at_backward() -> None:
+    """The adjoint solve (vjps and solver arithmetic) of a float32 forward runs in float32 even
+    when backward() is called inside a bf16 autocast block. Before the fix it ran in bf16:
+    the adjoint stalled at a residual of 3e-3 and the gradient was off.
+
+    Checked on the gradient of an input that reaches f through elementwise ops only: autograd's
+    own kernels after the adjoint (a matmul's backward, say) follow the ambient autocast state
+    like in any PyTorch backward, which is why backward under autocast is not recommended."""
+    torch.manual_seed(0)
+    d = 16
+    w = torch.randn(d, d) * 0.6 / d**0.5
+    x = torch.randn(40, d, requires_grad=True)
+    engine = DEQFixedPoint(solver="anderson", tol=1e-6, max_iter=60)
+    z = engine(lambda z: torch.tanh(z @ w + x), torch.zeros(40, d))
+    loss = (z * torch.randn(40, d)).sum()
+    (plain,) = torch.autograd.grad(loss, x, retain_graph=True)
+    plain_stats = dict(engine.stats)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (inside,) = torch.autograd.grad(loss, x)
+    assert plain_stats["bwd_converged"] == 1.0
+    assert engine.stats == plain_stats
+    assert torch.equal(plain, inside)
+
+
+@pytest.mark.parametrize("grad", ["implicit", "phantom"])
+def test_batchnorm_running_stats_updated_once_per_step(grad: str) -> None:
+    """Solver iterations leave running statistics alone; the one recorded evaluation at the
+    fixed point updates them (before the fix: 21 updates for 20 iterations)."""
+    torch.manual_seed(0)
+    x, edge_index, edge_attr = _small_deq_graph()
+    model = DEQGNN(5, 3, 4, 16, norm="batch", solver="fixed_point", tol=1e-30, max_iter=20,
+                   grad=grad)  # fmt: skip
+    model.deq.phantom_steps = 3
+    bns = [m for m in model.block.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert bns
+    updating: dict[nn.Module, list[Tensor]] = {bn: [] for bn in bns}
+
+    def record(m: nn.Module, args: tuple) -> None:
+        if m.momentum:  # an evaluation that updates the running statistics
+            updating[m].append(args[0].detach())
+
+    for bn in bns:
+        bn.register_forward_pre_hook(record)
+    model(x, edge_index, edge_attr).sum().backward()
+    assert model.solver_stats["fwd_iters"] == 20
+    for bn in bns:
+        assert int(bn.num_batches_tracked) == 1 and len(updating[bn]) == 1
+        # one update from zero: running_mean = momentum * (mean of the batch it was made on)
+        torch.testing.assert_close(bn.running_mean, 0.1 * updating[bn][0].mean(0))

@@ -82,6 +82,7 @@ class DEQGNN(DeepGNN):
         def f(z: Tensor) -> Tensor:
             return self.block(z, h, edge_index, edge_attr, mask)
 
-        z = self.deq(f, torch.zeros_like(h))
+        # the block's norm layers update their running statistics once, at the fixed point
+        z = self.deq(f, torch.zeros_like(h), stats_module=self.block)
         self.solver_stats = self.deq.stats  # the same dict: the backward hook adds bwd_* to it
         return z

@@ -26,6 +26,20 @@ How torchdeq is used, and why so:
 
 Every solve records its iterations (evaluations of ``f`` or of the vjp) and final relative
 residual; non-convergence shows as a residual above ``tol`` and ``*_converged = 0``.
+
+Mixed precision (``torch.autocast``): ``f`` runs under the caller's autocast state; the
+solver's iterates stay float32 (a low-precision ``z0`` is upcast, every output of ``f`` cast
+back) and its own arithmetic -- Anderson's least squares, Broyden's updates, the stopping test --
+runs with autocast off, so convergence is measured in float32 (a bf16 ``f`` is itself only
+accurate to about one bf16 step, 2**-8, which bounds the residual it can reach). The adjoint
+solve runs its vjps and arithmetic with autocast off whatever state is active at
+``backward()``; the vjps go through the recorded evaluation, whose ops keep the dtypes autocast
+chose in the forward.
+
+Normalisation: the solver's iterations run inside
+:func:`bench.nn.state.frozen_running_stats`; only the recorded evaluation at z* (the first
+phantom step) updates running statistics: once per training forward, as in the reversible
+engine, from the fixed point's statistics.
 """
 
 from __future__ import annotations
@@ -39,6 +53,12 @@ from torch import Tensor, nn
 from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
 
 from bench.errors import ConfigError
+from bench.nn.state import (
+    AutocastState,
+    autocast_off,
+    frozen_running_stats,
+    upcast_under_autocast,
+)
 
 SOLVERS: dict[str, Callable[..., Any]] = {
     "fixed_point": fixed_point_iter,
@@ -80,19 +100,28 @@ def solve_fixed_point(
     """Solve z = f(z) from ``z0`` as ONE system (whole tensor), without recording autograd.
 
     Returns the lowest-residual iterate and ``{"iters", "rel_residual", "fallback"}``; ``iters``
-    counts evaluations of ``f``."""
-    shape = z0.shape
+    counts evaluations of ``f``.
+
+    Precision: ``f`` runs under the autocast state of the caller; the solver's own arithmetic
+    (mixing, least squares, the stopping test) runs with autocast off, on iterates kept in
+    ``z0``'s dtype, or float32 if autocast is on and ``z0`` is lower precision (each output of
+    ``f`` is cast to it)."""
+    z0 = upcast_under_autocast(z0.detach())
+    shape, dtype = z0.shape, z0.dtype
+    caller = AutocastState.capture(z0.device)
     calls = 0
 
     def flat_f(z: Tensor) -> Tensor:
         nonlocal calls
         calls += 1
-        return f(z.reshape(shape)).reshape(1, -1)
+        with caller.restored():
+            out = f(z.reshape(shape))
+        return out.to(dtype).reshape(1, -1)
 
-    z0_flat = z0.detach().reshape(1, -1)
+    z0_flat = z0.reshape(1, -1)
     fallback = 0.0
     options: dict[str, Any] = {"max_iter": max_iter, "tol": tol, "stop_mode": "rel"}
-    with torch.no_grad():
+    with torch.no_grad(), autocast_off(z0.device):
         try:
             if solver == "anderson":
                 # Anderson needs two evaluations before its first mixing step
@@ -153,8 +182,23 @@ class DEQFixedPoint(nn.Module):
     ) -> tuple[Tensor, dict[str, float]]:
         return solve_fixed_point(f, z0, self.solver, tol, max_iter, self.history)
 
-    def forward(self, f: Callable[[Tensor], Tensor], z0: Tensor) -> Tensor:
-        z_star, info = self._solve(f, z0, self.tol, self.max_iter)
+    def forward(
+        self,
+        f: Callable[[Tensor], Tensor],
+        z0: Tensor,
+        stats_module: nn.Module | None = None,
+    ) -> Tensor:
+        """Solve z* = f(z*) from ``z0``; in training mode with grad, differentiable.
+
+        ``stats_module``: the module whose norm layers ``f`` uses (defaults to ``f`` itself if
+        it is a module). Its running statistics are not updated by the solver's iterations, only
+        by the one recorded evaluation at z* (the first phantom step): once per forward, as in
+        the reversible engine, and from the statistics of the fixed point, not of the iterates.
+        """
+        if stats_module is None and isinstance(f, nn.Module):
+            stats_module = f
+        with frozen_running_stats(stats_module):
+            z_star, info = self._solve(f, z0, self.tol, self.max_iter)
         stats = self.stats = {
             "fwd_iters": info["iters"],
             "fwd_rel_residual": info["rel_residual"],
@@ -165,13 +209,16 @@ class DEQFixedPoint(nn.Module):
             return z_star
         if self.grad == "phantom":
             z = z_star.detach()
-            for _ in range(self.phantom_steps):
-                z = f(z)
+            for step in range(self.phantom_steps):
+                with frozen_running_stats(stats_module if step else None):
+                    z = f(z).to(z_star.dtype)
             stats["bwd_iters"] = float(self.phantom_steps)  # unrolled steps; no adjoint solve
             stats["bwd_rel_residual"] = float("nan")
             return z
         z_in = z_star.detach().requires_grad_()
-        z_out = f(z_in)  # the one recorded evaluation: its graph is the backward's memory
+        # the one recorded evaluation (its graph is the backward's memory), under the caller's
+        # autocast state; its output in the iterates' dtype like every solver evaluation
+        z_out = f(z_in).to(z_in.dtype)
         return _ImplicitAdjoint.apply(z_out, z_in, self)
 
 
@@ -200,7 +247,12 @@ class _ImplicitAdjoint(torch.autograd.Function):
                 (jtg,) = torch.autograd.grad(z_out, z_in, g, retain_graph=True)
             return jtg + grad
 
-        g, info = owner._solve(vjp_step, torch.zeros_like(grad), owner.bwd_tol, owner.bwd_max_iter)
+        # vjps through the recorded graph, and the solver's arithmetic in the iterates' dtype,
+        # whatever autocast state is active when backward() runs
+        with autocast_off(grad.device):
+            g, info = owner._solve(
+                vjp_step, torch.zeros_like(grad), owner.bwd_tol, owner.bwd_max_iter
+            )
         ctx.stats.update(
             bwd_iters=info["iters"],
             bwd_rel_residual=info["rel_residual"],

@@ -28,9 +28,31 @@ replayed exactly, with no mask stored. ``share_mask=True`` instead uses one mask
 layer and group (the paper authors' choice). Masks are already scaled by ``1/(1 - p)`` and are
 handed to the functions as the keyword ``dropout_mask`` (only in training mode with p > 0).
 
+Dropout masks are drawn into fresh contiguous tensors (``bernoulli_`` fills in memory order),
+so a mask does not depend on the strides of the tensor it is drawn for: a column-major input
+gets the masks of its contiguous copy, in the forward and in the backward alike.
+
 Normalisation: the backward recomputation runs inside :func:`frozen_running_stats`, so
 BatchNorm-like layers use the batch statistics of the same input as in the forward (train mode)
 but do not update their running statistics a second time.
+
+Mixed precision (``torch.autocast``): the residual stream -- the group tensors ``x_i``, ``y_i``
+that the inverse rebuilds -- stays float32 (a bf16/fp16 input is upcast on entry, and
+``x_i + f_i(.)`` promotes a low-precision ``f_i`` output to float32); only the group functions
+run under autocast. Why: the inverse ``x_i = y_i - f_i(y_{i-1})`` is exact only up to the
+rounding of the addition it undoes, and that rounding must be float32's (6e-8), not bf16's
+(4e-3), or the rebuilt inputs drift away within a few layers. The recomputation in backward runs
+under exactly the autocast state captured at the forward (device, dtype, enabled, cache flag;
+:class:`bench.nn.state.AutocastState`, as ``torch.utils.checkpoint`` does), not under whatever
+state is active at ``backward()``: so ``f_i(y_{i-1})`` is the forward's function and cancels.
+What remains is float32 rounding of the rebuilt inputs, which a bf16 function turns into a
+one-bf16-step error where a value sits on a rounding boundary (measured drift: README).
+
+Parameters: gradients reach exactly the stack's parameters (and the input and context tensors).
+Which parameters a function uses is read from the autograd graph of its evaluation, so a
+function may use a layer owned by another function of the stack; a leaf that needs a gradient
+but is not the stack's (a module reached through a closure or unregistered attribute) would get
+none, and is an error naming it on the first backward.
 
 Example, with your own layer (any module ``f(x, *context, dropout_mask=None) -> tensor`` whose
 output has the shape of its input)::
@@ -59,8 +81,7 @@ output has the shape of its input)::
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -68,6 +89,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from bench.errors import ConfigError
+from bench.nn.state import AutocastState, frozen_running_stats, upcast_under_autocast
 
 __all__ = ["ReversibleStack", "frozen_running_stats"]
 
@@ -83,34 +105,6 @@ def _mix(seed: int, key: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return (z ^ (z >> 31)) & ((1 << 63) - 1)
-
-
-@contextlib.contextmanager
-def frozen_running_stats(module: nn.Module) -> Iterator[None]:
-    """Within the block, norm layers in train mode do not change their running statistics.
-
-    They still normalise with the batch statistics (so a recomputation matches the forward
-    exactly) and run the very same ops (so ``torch.utils.checkpoint``'s check of saved tensors
-    passes): the update is made a no-op by setting ``momentum`` to 0 (``new = 1 * old + 0 *
-    batch``, exact for finite batch statistics), and ``num_batches_tracked`` is put back on
-    exit. In eval mode nothing changes (running statistics are only read)."""
-    switched = [
-        (m, m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
-        for m in module.modules()
-        if m.training
-        and getattr(m, "track_running_stats", False)
-        and getattr(m, "running_mean", None) is not None
-    ]
-    for m, _, _ in switched:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum, tracked in switched:
-            m.momentum = momentum
-            if tracked is not None:
-                with torch.no_grad():
-                    m.num_batches_tracked.copy_(tracked)
 
 
 class _Masks:
@@ -134,7 +128,10 @@ class _Masks:
         key = 0 if self.shared else layer * self.groups + group
         self._generator.manual_seed(_mix(self.seed, key))
         keep = 1.0 - self.p
-        mask = torch.empty_like(like).bernoulli_(keep, generator=self._generator).div_(keep)
+        # a fresh contiguous tensor, not empty_like: bernoulli_ fills in memory order, so a
+        # mask must not follow the strides of whatever tensor it is drawn for
+        mask = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+        mask.bernoulli_(keep, generator=self._generator).div_(keep)
         if self.shared:
             self._shared_mask = mask
         return {"dropout_mask": mask}
@@ -217,7 +214,7 @@ class ReversibleStack(nn.Module):
             raise ValueError(
                 f"input width {x.shape[-1]} is not divisible by the {self.groups} groups"
             )
-        return list(x.chunk(self.groups, dim=-1))
+        return list(upcast_under_autocast(x).chunk(self.groups, dim=-1))
 
     def _run(
         self,
@@ -243,6 +240,7 @@ class ReversibleStack(nn.Module):
         """Run the stack; context entries (tensors or not) are passed whole to every function."""
         seed = self._draw_seed()
         self.last_seed = seed
+        x = upcast_under_autocast(x)  # the residual stream stays float32 under autocast
         params = [p for p in self.parameters() if p.requires_grad]
         ctx_tensors = [c for c in context if isinstance(c, Tensor)]
         needs_grad = torch.is_grad_enabled() and (
@@ -339,6 +337,7 @@ class _ReversibleFunction(torch.autograd.Function):
         y = stack._run(x, context, seed)
         ctx.stack, ctx.seed, ctx.template, ctx.n_ctx = stack, seed, template, n_ctx
         ctx.params = params
+        ctx.autocast = AutocastState.capture(x.device)  # the recomputation runs under it
         ctx.save_for_backward(y, *ctx_tensors)
         return y
 
@@ -358,6 +357,7 @@ class _ReversibleFunction(torch.autograd.Function):
         context = _fill(ctx.template, ctx_leaves)
         ctx_targets = [k for k, w in enumerate(ctx_wants) if w]
         index = {id(p): k for k, p in enumerate(params)}
+        ctx_ids = {id(t) for t in ctx_leaves}
         plans: dict[int, list[int]] = {}  # id(function) -> indices into params
         ctx_grads, param_grads = _GradSum(n_ctx), _GradSum(len(params))
         masks = stack._masks(ctx.seed)
@@ -366,22 +366,22 @@ class _ReversibleFunction(torch.autograd.Function):
         gys: list[Tensor] = list(grad_y.chunk(G, dim=-1))
         hook = stack.reconstruction_hook
 
-        with torch.enable_grad(), frozen_running_stats(stack):
+        with torch.enable_grad(), ctx.autocast.restored(), frozen_running_stats(stack):
             for layer in reversed(range(stack.num_layers)):
                 fs = stack.functions(layer)
                 xs: list[Tensor] = list(ys)
                 gy0: Tensor | None = None
                 for i in reversed(range(G)):
                     f = fs[i]
-                    plan = plans.get(id(f))
-                    if plan is None:
-                        plan = [index[id(p)] for p in f.parameters() if id(p) in index]
-                        plans[id(f)] = plan
                     inp = (ys[i - 1] if i > 0 else _sum(xs[1:])).detach().requires_grad_()
                     out = f(inp, *context, **masks.kwargs(layer, i, inp))
                     xs[i] = ys[i] - out.detach()
                     if not out.requires_grad:
                         continue
+                    plan = plans.get(id(f))
+                    if plan is None:  # once per function and backward: which leaves it reaches
+                        plan = _plan(out, index, ctx_ids | {id(inp)}, f, layer, i)
+                        plans[id(f)] = plan
                     inputs = [
                         inp,
                         *(ctx_leaves[k] for k in ctx_targets),
@@ -406,6 +406,58 @@ class _ReversibleFunction(torch.autograd.Function):
 
         grad_x = torch.cat(gys, dim=-1) if ctx.needs_input_grad[4] else None
         return (None, None, None, None, grad_x, *ctx_grads.values, *param_grads.values)
+
+
+def _plan(
+    out: Tensor, index: dict[int, int], inputs: set[int], f: nn.Module, layer: int, group: int
+) -> list[int]:
+    """Indices (into the stack's parameters) of the leaves ``out``'s graph reaches.
+
+    Walks the autograd graph of one evaluation. A leaf that needs a gradient but is neither a
+    stack parameter nor an input of the evaluation (a module or tensor the function reaches
+    through a closure or an unregistered attribute) would silently get no gradient, because
+    only the autograd Function's inputs receive one: that is an error naming the leaf."""
+    found: list[int] = []
+    # id -> node: holding the node keeps its Python wrapper alive, so its id is not reused by
+    # another node's wrapper (wrappers of C++ nodes are made on access and may be freed)
+    seen: dict[int, Any] = {}
+    todo = [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen[id(node)] = node
+        leaf = getattr(node, "variable", None)  # AccumulateGrad: a leaf that needs a gradient
+        if isinstance(leaf, Tensor):
+            if id(leaf) in index:
+                found.append(index[id(leaf)])
+            elif id(leaf) not in inputs:
+                raise RuntimeError(
+                    f"{_leaf_name(leaf, f)} is used by group function {group} of layer {layer} "
+                    f"({type(f).__name__}) but is not owned by the ReversibleStack, so it would "
+                    "get no gradient. Register it as a submodule or parameter of the function, "
+                    "or pass the tensor as a context argument of the stack."
+                )
+            continue
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return sorted(set(found))
+
+
+def _leaf_name(leaf: Tensor, f: nn.Module) -> str:
+    """The leaf's name as reachable from ``f`` (attribute or closure), else its shape."""
+    forward = getattr(type(f).forward, "__code__", None)
+    cells = getattr(type(f).forward, "__closure__", None) or ()
+    places: list[tuple[str, Any]] = list(vars(f).items())
+    if forward is not None:
+        places += [(n, c.cell_contents) for n, c in zip(forward.co_freevars, cells, strict=False)]
+    for name, value in places:
+        if value is leaf:
+            return f"tensor {name!r}"
+        if isinstance(value, nn.Module):
+            for pname, p in value.named_parameters():
+                if p is leaf:
+                    return f"parameter {name}.{pname}"
+    return f"a tensor of shape {tuple(leaf.shape)} ({leaf.dtype}) that requires grad"
 
 
 def _fill(template: tuple, tensors: Sequence[Tensor]) -> tuple:

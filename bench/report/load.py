@@ -21,8 +21,9 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "status", "metric", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
     "model_state_bytes", "memory_meter", "step_time_s", "device_name",
 )  # fmt: skip
-# Config fields newer than some exports: filled in by ``derive`` where a table lacks them.
-LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie",)
+# Config fields newer than some exports: filled in by ``derive`` (``tie``) or given
+# OPTIONAL_DEFAULTS' value (``precision``) where a table lacks them.
+LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie", "precision")
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
     *(c for c in CONFIG_COLUMNS if c not in LATER_CONFIG_COLUMNS), *RECORD_COLUMNS,
@@ -31,6 +32,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 OPTIONAL_DEFAULTS: dict[str, Any] = {
     "spec": None,  # None -> the study name
     "kind": "ablation",
+    "precision": "fp32",  # exported before mixed precision: every trial ran in float32
     "epoch_time_s": np.nan,
     "commit": None,
     "solver_fwd_iters_mean": np.nan,

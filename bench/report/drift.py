@@ -1,0 +1,76 @@
+"""The reconstruction-drift figure: how far a reversible stack's rebuilt layer inputs are from
+the true ones, against the number of layers inverted, per precision (``python -m bench drift``
+writes the table, ``results/drift/drift.csv``).
+
+One panel per (arch, device); a line per precision: the median over seeds of the relative error
+(max |rebuilt - true| / max |true|), with the band from the best to the worst seed, because
+the bf16 error is heavy-tailed (most seeds stay at float32 rounding, a few jump by one bf16
+step and grow): a mean would describe no run."""
+
+from __future__ import annotations
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.errors import DataError  # noqa: E402
+from bench.report.figures import MODEL_NAMES, save  # noqa: E402
+
+PRECISION_NAMES = {"fp32": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}
+PRECISION_COLORS = dict(
+    zip(PRECISION_NAMES.values(), sns.color_palette("colorblind"), strict=False)
+)
+REQUIRED = ("arch", "precision", "seed", "layers", "device_name", "inverted", "rel_error")
+
+
+def read_drift(path: str | pathlib.Path) -> pd.DataFrame:
+    """The drift table, checked (DataError naming the file and what is missing)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no drift table; run 'python -m bench drift' first")
+    df = pd.read_csv(path)
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing or df.empty:
+        what = f"missing column(s) {', '.join(missing)}" if missing else "no rows"
+        raise DataError(f"{path}: {what}; is it a 'python -m bench drift' table?")
+    return df
+
+
+def drift_figure(
+    df: pd.DataFrame, out_dir: pathlib.Path, stem: str = "drift"
+) -> list[pathlib.Path]:
+    """Relative reconstruction error vs layers inverted, per precision; PNG and SVG."""
+    df = df.copy()
+    df = df[df["rel_error"] > 0]  # exact reconstructions have no place on a log axis
+    df["model"] = df["arch"].map(MODEL_NAMES).fillna(df["arch"])
+    df["precision_name"] = df["precision"].map(PRECISION_NAMES).fillna(df["precision"])
+    panels = list(df.groupby(["model", "device_name"], sort=True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False,
+                             sharey=True)  # fmt: skip
+    for ax, ((model, device), rows) in zip(axes[0], panels, strict=True):
+        for name, runs in rows.groupby("precision_name", sort=False):
+            stats = runs.groupby("inverted")["rel_error"].agg(["median", "min", "max"])
+            seeds = runs["seed"].nunique()
+            color = PRECISION_COLORS.get(name)
+            ax.plot(stats.index, stats["median"], color=color,
+                    label=f"{name} (median of {seeds} seed{'s' if seeds != 1 else ''})")  # fmt: skip
+            if seeds > 1:
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2,
+                                linewidth=0)  # fmt: skip
+        layers = int(rows["layers"].max())
+        ax.set(xscale="log", yscale="log", xlabel="layers inverted (rebuilt from the output)",
+               title=f"{model}, {layers} layers\n{device}")  # fmt: skip
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0, 0].set_ylabel("max |rebuilt - true| / max |true input|")
+    fig.suptitle("Reconstruction drift of reversible stacks by precision", fontsize=12)
+    fig.text(0.01, -0.02, "Lines: median over seeds; bands: best to worst seed. float32 residual "
+             "stream in every precision; bf16 runs only the group functions under autocast.",
+             fontsize=8, ha="left")  # fmt: skip
+    fig.tight_layout()
+    return save(fig, out_dir, stem)
