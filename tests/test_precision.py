@@ -30,8 +30,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("training/data loading started for bad input")
 
-    monkeypatch.setattr("bench.trial._train", forbidden)
-    monkeypatch.setattr("bench.trial.run_trial_isolated", forbidden)
+    monkeypatch.setattr("bench.trial.training._train", forbidden)
+    monkeypatch.setattr("bench.trial.flags.run_trial_isolated", forbidden)
     monkeypatch.setattr("bench.data.load", forbidden)
 
 

@@ -264,14 +264,14 @@ def test_configuration_failure_stays_final() -> None:
 
 
 def test_killed_from_outside_is_an_environment_failure() -> None:
-    from bench.trial import _record_without_child_record
+    from bench.trial.isolation import record_without_child_record
 
     config = TrialConfig(timeout=5.0)
-    term = _record_without_child_record(config, -signal.SIGTERM, None, "", [], {}, "train")
+    term = record_without_child_record(config, -signal.SIGTERM, None, "", [], {}, "train")
     assert term.status == "error" and term.failure_kind == "environment"
-    killed = _record_without_child_record(config, -signal.SIGKILL, None, "", [], {}, "train")
+    killed = record_without_child_record(config, -signal.SIGKILL, None, "", [], {}, "train")
     assert killed.status == "oom" and killed.failure_kind == "config"  # the kernel's OOM killer
-    timeout = _record_without_child_record(config, -signal.SIGKILL, "timeout", "", [], {}, "train")
+    timeout = record_without_child_record(config, -signal.SIGKILL, "timeout", "", [], {}, "train")
     assert timeout.status == "timeout" and timeout.failure_kind == "config"
 
 

@@ -190,8 +190,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("training/data loading started for bad input")
 
-    monkeypatch.setattr("bench.trial._train", forbidden)
-    monkeypatch.setattr("bench.trial.run_trial_isolated", forbidden)
+    monkeypatch.setattr("bench.trial.training._train", forbidden)
+    monkeypatch.setattr("bench.trial.flags.run_trial_isolated", forbidden)
     monkeypatch.setattr("bench.data.load", forbidden)
 
 
@@ -247,7 +247,7 @@ def test_dry_run_predicts_a_1001_layer_revgnn_without_training(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # the data is loaded (sizes come from it); training must not start
-    monkeypatch.setattr("bench.trial._train", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr("bench.trial.training._train", lambda *a, **k: pytest.fail("trained"))
     start = time.perf_counter()
     code = cli.main(["trial", "--arch", "rev", "--layers", "1001", "--channels", "80", "--dry-run"])
     assert code == 0

@@ -204,7 +204,7 @@ def linear_claim(fig: str, slice_: str, series: Series) -> Claim:
     )
 
 
-def _pairs(series: list[Series], lo: str, hi: str) -> list[tuple[Series, Series]]:
+def series_pairs(series: list[Series], lo: str, hi: str) -> list[tuple[Series, Series]]:
     his = [s for s in series if s.arch == hi]
     return [(a, b) for a in series if a.arch == lo for b in his if a.matches(b)]
 
@@ -219,7 +219,7 @@ def depth_claims(df: pd.DataFrame) -> list[Claim]:
         rows, _ = ablation_rows(df, FIGURE_BY_KEY[fig])
         for slice_, panel in _per_slice(rows):
             series = split_series(panel)
-            out += [flat_claim(key, fig, slice_, a, b) for a, b in _pairs(series, lo, hi)]
+            out += [flat_claim(key, fig, slice_, a, b) for a, b in series_pairs(series, lo, hi)]
             if fig == "fig2":
                 out += [linear_claim(fig, slice_, s) for s in series if s.arch == "res"]
     return out + batching_claims(df)
@@ -232,7 +232,7 @@ def batching_claims(df: pd.DataFrame) -> list[Claim]:
     for slice_, panel in _per_slice(rows):
         series = split_series(panel)
         flats = [
-            flat_claim("batching", "fig5", slice_, a, b) for a, b in _pairs(series, "rev", "res")
+            flat_claim("batching", "fig5", slice_, a, b) for a, b in series_pairs(series, "rev", "res")
         ]
         evidence, ok = _mini_vs_full(series)
         if not flats:
@@ -373,10 +373,10 @@ def overview_claims(df: pd.DataFrame) -> list[Claim]:
     out: list[Claim] = []
     for slice_, panel in _per_slice(rows):
         series = split_series(panel, axis=("arch",))
-        for rev, res in _pairs(series, "rev", "res"):
+        for rev, res in series_pairs(series, "rev", "res"):
             out.append(_rev_vs_res(slice_, rev, res))
         for arch in ("wt-rev", "wt-res", "deq"):
-            for tied, rev in _pairs(series, arch, "rev"):
+            for tied, rev in series_pairs(series, arch, "rev"):
                 out.append(_tradeoff(slice_, tied, rev))
     return out
 
@@ -423,7 +423,7 @@ def time_claims(df: pd.DataFrame) -> list[Claim]:
     rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig7"])
     out = []
     for slice_, panel in _per_slice(rows):
-        for rev, res in _pairs(split_series(panel), "rev", "res"):
+        for rev, res in series_pairs(split_series(panel), "rev", "res"):
             a, b = depth_means(rev.rows, "step_time_s"), depth_means(res.rows, "step_time_s")
             common = sorted(set(a.index) & set(b.index))
             if not common:

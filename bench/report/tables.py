@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench import paper
 from bench.report.aggregate import depth_means
-from bench.report.claims import Claim, _pairs, split_series
+from bench.report.claims import Claim, series_pairs, split_series
 from bench.report.fmt import byte_unit, fmt_bytes, fmt_mean_std, fmt_num, fmt_ratio, is_missing
 from bench.report.load import CONFIG_COLUMNS, as_key, canonical
 from bench.report.select import FIGURE_BY_KEY, ablation_rows
@@ -157,7 +157,7 @@ def _measured_ratios(df: pd.DataFrame, fig: str, lo: str, hi: str, column: str) 
     rows, _ = ablation_rows(df, FIGURE_BY_KEY[fig])
     out = []
     for slice_, panel in rows.groupby("slice", sort=True):
-        for a, b in _pairs(split_series(panel), lo, hi):
+        for a, b in series_pairs(split_series(panel), lo, hi):
             ma, mb = depth_means(a.rows, column), depth_means(b.rows, column)
             common = sorted(set(ma.index) & set(mb.index))
             if common:

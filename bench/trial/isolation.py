@@ -1,0 +1,255 @@
+"""Running a trial in a fresh child process (the parent's side of :mod:`bench.trial.protocol`):
+stream its events, enforce its time budget, and turn every way it can end -- a record, a
+crash, the kernel's OOM killer, a kill from outside -- into a record. Never raises for a trial
+failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from bench.config import TrialConfig
+from bench.record import TrialRecord
+from bench.trial.protocol import (
+    EVENT_PREFIX,
+    PHASE_PREFIX,
+    START_PREFIX,
+    STOP_COMMAND,
+    parse_record,
+)
+from bench.trial.training import OnEpoch, best_of_curve, error_message
+
+#: seconds a child may overrun its time budget (interpreter start-up and imports included)
+#: before the parent kills it, and may take to stop after a ``stop`` command
+DEFAULT_GRACE_S = 60.0
+STOP_GRACE_S = 30.0
+
+
+def _effective_timeout(config: TrialConfig, timeout: float | None) -> float | None:
+    budgets = [t for t in (timeout, config.timeout) if t is not None]
+    return min(budgets) if budgets else None
+
+
+def run_trial_isolated(
+    config: TrialConfig,
+    timeout: float | None = None,
+    on_epoch: OnEpoch | None = None,
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+) -> TrialRecord:
+    """Run ``config`` in a fresh Python process and return its record; never raises for a
+    trial failure (a crash, OOM, SIGKILL, hang or time-out all become a record).
+
+    ``timeout`` (seconds, the smaller of it and ``config.timeout`` applies) is enforced by the
+    child between steps (status ``timeout``, partial curve kept); a child still running
+    ``grace_s`` after it is killed. ``on_epoch(event)`` runs in this process after every
+    epoch; a truthy return stops the child (status ``pruned``, partial curve kept).
+    """
+    clock = time.perf_counter()
+    budget = _effective_timeout(config, timeout)
+    if budget != config.timeout:
+        config = dataclasses.replace(config, timeout=budget)
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "trial",
+        "--config-json",
+        json.dumps(config.to_dict(), sort_keys=True),
+        "--json",
+        "--events",
+    ]
+    child = _Child(command)
+    deadlines = [math.inf if budget is None else clock + budget + grace_s]  # [run, stop?]
+    curve: list[dict[str, Any]] = []
+    start: dict[str, Any] = {}
+    phase = "setup"
+    last_line: str | None = None
+    stop_requested = False
+    killed_for: str | None = None
+    callback_error: str | None = None
+    try:
+        for line in child.lines(lambda: min(deadlines)):
+            if line is None:  # a deadline passed
+                killed_for = "pruned" if stop_requested else "timeout"
+                child.kill()
+                break
+            if line.startswith(EVENT_PREFIX):
+                event = json.loads(line[len(EVENT_PREFIX) :])
+                curve.append(event)
+                if on_epoch is not None and not stop_requested:
+                    try:
+                        wants_stop = bool(on_epoch(dict(event)))
+                    except Exception as exc:  # noqa: BLE001 - the caller's bug ends the trial
+                        wants_stop = True
+                        callback_error = f"on_epoch raised {error_message(exc)}"
+                    if wants_stop:
+                        stop_requested = True
+                        deadlines.append(time.perf_counter() + STOP_GRACE_S)
+                        child.send(STOP_COMMAND)
+            elif line.startswith(START_PREFIX):
+                start = json.loads(line[len(START_PREFIX) :])
+            elif line.startswith(PHASE_PREFIX):
+                phase = line[len(PHASE_PREFIX) :].strip()
+            elif line.strip():
+                last_line = line
+    finally:
+        child.kill()  # no-op when it already exited; always reaps it
+    record = parse_record(last_line)
+    if record is None:
+        record = record_without_child_record(
+            config, child.returncode, killed_for, child.stderr_tail(), curve, start, phase
+        )
+    if stop_requested and record.status == "ok":
+        record.status = "pruned"
+        record.failed_phase = record.failed_phase or phase
+    if callback_error is not None:
+        record.status = "error"
+        record.error = callback_error
+    if record.wall_time_s is None:
+        record.wall_time_s = time.perf_counter() - clock
+    return record
+
+
+def record_without_child_record(
+    config: TrialConfig,
+    returncode: int | None,
+    killed_for: str | None,
+    stderr_tail: str,
+    curve: list[dict[str, Any]],
+    start: dict[str, Any],
+    phase: str,
+) -> TrialRecord:
+    """The record of a child that printed none: killed by us, by the kernel, or crashed."""
+    from bench.env_info import git_commit, library_versions
+
+    record = TrialRecord(
+        status="error",
+        config=config.to_dict(),
+        curve=curve,
+        params=start.get("params"),
+        predicted_params=start.get("predicted_params"),
+        predicted_peak_bytes=start.get("predicted_peak_bytes"),
+        device_name=start.get("device_name"),
+        memory_meter=start.get("memory_meter"),
+        metric=start.get("metric"),
+        versions=library_versions(),
+        commit=git_commit(),
+        failed_phase=phase,
+    )
+    best_of_curve(record)
+    if killed_for == "timeout":
+        record.status = "timeout"
+        record.error = f"killed: still running past its time budget of {config.timeout:g} s"
+    elif killed_for == "pruned":
+        record.status = "pruned"
+        record.error = f"killed: did not stop within {STOP_GRACE_S:g} s of being asked to"
+    elif returncode == -signal.SIGKILL:
+        record.status = "oom"
+        record.error = (
+            f"out of memory at {config.layers} layers: the trial process was killed by SIGKILL "
+            "(most likely the kernel's out-of-memory killer)"
+            + (f"\nstderr tail:\n{stderr_tail}" if stderr_tail else "")
+        )
+    else:
+        record.error = f"the trial process exited with code {returncode} without a record" + (
+            f"\nstderr tail:\n{stderr_tail}" if stderr_tail else ""
+        )
+        if returncode is not None and -returncode in _OUTSIDE_SIGNALS:
+            record.failure_kind = "environment"  # killed from outside: retried next run
+    record.failure_kind = record.kind_of_failure()
+    return record
+
+
+# signals that end a trial from outside (a user, a scheduler, a shutdown), not by its own doing
+_OUTSIDE_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class _Child:
+    """A child process whose stdout lines arrive through a queue (so the parent can keep its
+    own deadlines) and whose stderr is drained into a bounded tail (so it never blocks)."""
+
+    def __init__(self, command: list[str]) -> None:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=env,
+            start_new_session=True,  # a Ctrl-C aimed at the parent must not hit the child
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: deque[str] = deque(maxlen=40)
+        self._threads = [
+            threading.Thread(target=self._pump_stdout, daemon=True),
+            threading.Thread(target=self._pump_stderr, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _pump_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def _pump_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr.append(line.rstrip("\n"))
+
+    def lines(self, deadline: Callable[[], float]) -> Iterator[str | None]:
+        """Stdout lines until EOF; yields None when ``deadline()`` passes first."""
+        while True:
+            wait = deadline() - time.perf_counter()
+            if wait <= 0:
+                yield None
+                return
+            try:
+                line = self._lines.get(timeout=min(wait, 3600.0))
+            except queue.Empty:
+                continue
+            if line is None:
+                return
+            yield line
+
+    def send(self, text: str) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.write(text + "\n")
+            self.process.stdin.flush()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        with contextlib.suppress(OSError, ValueError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        return "\n".join(list(self._stderr)[-lines:])
