@@ -42,6 +42,10 @@ class TrialConfig:
     # weight-tied archs only (None = the arch's default, "after-first"; an error for other archs)
     tie: str | None = None
     dropout: float = 0.1
+    # reversible archs only: one dropout mask for every layer and group (the paper's way) instead
+    # of an independent one per layer and group (None = False: independent masks regularise
+    # like ordinary dropout, and replaying them costs nothing extra; the paper profiles set it)
+    share_mask: bool | None = None
     aggr: str = "max"
     norm: str = "layer"
     lr: float = 1e-3
@@ -184,6 +188,15 @@ class TrialConfig:
                 _positive_float("deq_tol", self.deq_tol)
             if self.deq_max_iter is not None:
                 _positive_int("deq_max_iter", self.deq_max_iter)
+        if self.share_mask is not None:
+            if not isinstance(self.share_mask, bool):
+                raise ConfigError("share_mask", f"must be true or false, got {self.share_mask!r}")
+            if self.arch not in REVERSIBLE_ARCHS:
+                raise ConfigError(
+                    "share_mask",
+                    f"is a reversible-stack setting, but arch is {self.arch!r} "
+                    f"(use --arch {' or '.join(REVERSIBLE_ARCHS)})",
+                )
         if self.tie is not None:
             if not self.is_tied:
                 raise ConfigError(

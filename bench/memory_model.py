@@ -220,6 +220,17 @@ def predict_params(config: TrialConfig, sizes: GraphSizes) -> int:
     return three + (layers - 3) * (three - two)
 
 
+def per_layer_params(channels: int, groups: int, has_edges: bool) -> int:
+    """Parameters one untied layer adds, from the architecture (not a build): a layer is G
+    groups of width w = C/G, each a pre-activation LayerNorm(w) (2w), GENConv's edge re-encoder
+    C -> w (Cw + w, only with edge features), and its MLP w -> 2w -> w with a LayerNorm(2w)
+    (4w² + 7w): G(4w² + Cw + 10w) = 4C²/G + C² + 10C with edges, 4C²/G + 9C without. Grouping
+    divides the MLPs by G; the edge re-encoders keep C² per layer whatever G. Groups = 1 is a
+    residual layer. (Max/mean/add aggregation: softmax/power add one learnable scalar each.)"""
+    w = channels // groups
+    return groups * (4 * w * w + (channels * w + 10 * w if has_edges else 9 * w))
+
+
 # --- activations ------------------------------------------------------------------------------
 def _block_saved(n: int, e: int, width: int, dropout: float, cuda: bool, act: int = FLOAT) -> int:
     """Bytes autograd keeps for one ResPlusBlock of ``width`` channels (module doc), with

@@ -15,6 +15,7 @@ import pytest
 
 from bench.config import TrialConfig
 from bench.errors import DataError
+from bench.memory_model import per_layer_params
 from bench.report import build_report
 from bench.report.aggregate import linear_fit, oom_depths, summarise
 from bench.report.claims import NO_DATA, NOT_SUPPORTED, STATEMENTS, SUPPORTED, all_claims
@@ -32,7 +33,8 @@ def row(spec: str, arch: str, layers: int, seed: int = 0, status: str = "ok", **
     channels, groups = cfg["channels"], cfg["groups"]
     tied = arch in ("wt-res", "wt-rev", "deq")
     grouped = arch in ("rev", "wt-rev")
-    per_layer = 4 * channels**2 // (groups if grouped else 1) + 8 * channels
+    # the architecture's count (synthetic-proteins has edge features: per-group re-encoders)
+    per_layer = per_layer_params(channels, groups if grouped else 1, has_edges=True)
     params = 20_000 + per_layer * (1 if tied else layers)
     state = 16 * params
     full = cfg["batching"] == "full"

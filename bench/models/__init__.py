@@ -73,7 +73,7 @@ def _reversible(cls: type[RevGNN]) -> Callable[..., DeepGNN]:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             groups=kw["groups"], dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"],
-            tie=kw["tie"],
+            tie=kw["tie"], share_mask=bool(kw["share_mask"]),
         )  # fmt: skip
 
     return build
@@ -103,6 +103,7 @@ def build_model(
     aggr: str = "max",
     norm: str = "layer",
     tie: str | None = None,
+    share_mask: bool = False,
     deq_solver: str = "anderson",
     deq_tol: float = 1e-4,
     deq_max_iter: int | None = None,
@@ -113,7 +114,8 @@ def build_model(
     ``edge_dim`` None or 0 means the graph has no edge features. ``tie`` is for ``wt-res`` /
     ``wt-rev`` only (None: ``"after-first"``, an untied first layer then one shared block;
     ``"all"``: one block for every layer). For ``deq`` the iteration cap defaults to ``layers``
-    (the depth axis doubles as DEQ's iteration budget)."""
+    (the depth axis doubles as DEQ's iteration budget). ``share_mask`` (``rev`` / ``wt-rev``
+    only): one dropout mask for every layer and group, the paper's way."""
     if arch not in ARCH:
         raise ConfigError("arch", f"unknown architecture {arch!r}; choose one of {', '.join(ARCH)}")
     if aggr not in AGGRS:
@@ -147,6 +149,8 @@ def build_model(
             raise ConfigError("tie", f"unknown value {tie!r}; choose one of {', '.join(TIES)}")
     elif tie is not None:
         raise ConfigError("tie", f"is a weight-tying setting, but arch is {arch!r}")
+    if share_mask and arch not in REVERSIBLE_ARCHS:
+        raise ConfigError("share_mask", f"is a reversible-stack setting, but arch is {arch!r}")
     if arch == "deq":
         if deq_solver not in DEQ_SOLVERS:
             raise ConfigError(
@@ -177,6 +181,7 @@ def build_model(
         aggr=aggr,
         norm=norm,
         tie=tie,
+        share_mask=bool(share_mask),
         deq_solver=deq_solver,
         deq_tol=deq_tol,
         deq_max_iter=deq_max_iter,
@@ -205,6 +210,7 @@ def build_from_config(
         aggr=config.aggr,
         norm=config.norm,
         tie=config.tie_mode,
+        share_mask=bool(config.share_mask),
         **{f"deq_{key}": value for key, value in deq.items()},
     )
 

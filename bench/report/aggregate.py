@@ -13,7 +13,25 @@ from bench.report.load import GROUP_COLUMNS, as_key
 METRICS: tuple[str, ...] = (
     "score", "best_valid", "peak_memory_bytes", "activation_bytes", "model_state_bytes",
     "params", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
+    "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max", "step_added_bytes",
 )  # fmt: skip
+
+
+def deq_tolerance(rows: pd.DataFrame) -> pd.Series:
+    """Each trial's solver tolerance (its ``deq_tol``, else the DEQ default)."""
+    from bench.config import TrialConfig
+
+    default = TrialConfig(arch="deq").deq_settings()["tol"]
+    return rows["deq_tol"].fillna(default)
+
+
+def unconverged(rows: pd.DataFrame) -> pd.Series:
+    """True for a DEQ trial whose forward or backward solve ended above its tolerance."""
+    tol = deq_tolerance(rows)
+    worst = rows[["solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max"]].max(axis=1)
+    return (rows["arch"] == "deq") & (worst > tol)
+
+
 SORT_COLUMNS: tuple[str, ...] = ("study", "profile", "dataset", "device_name", "arch", "layers",
                                  "channels", "groups", "config_id")  # fmt: skip
 DEPTH_COLUMNS: tuple[str, ...] = ("layers", "deq_max_iter")
@@ -38,7 +56,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     stats = ok.groupby("config_id")[list(METRICS)].agg(["mean", "std"])
     stats.columns = [f"{m}_{stat}" for m, stat in stats.columns]
     n_ok = ok.groupby("config_id").size().rename("n_ok")
-    out = keys.join(counts).join(n_ok).join(stats)
+    n_unconverged = unconverged(ok).groupby(ok["config_id"]).sum().rename("n_unconverged")
+    out = keys.join(counts).join(n_ok).join(stats).join(n_unconverged)
+    out["n_unconverged"] = out["n_unconverged"].fillna(0).astype(int)
     out["n_ok"] = out["n_ok"].fillna(0).astype(int)
     out = out.reset_index()
     return out.sort_values(list(SORT_COLUMNS), kind="mergesort", na_position="first").reset_index(

@@ -23,7 +23,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 # Config fields newer than some exports: filled in by ``derive`` (``tie``) or given
 # OPTIONAL_DEFAULTS' value (``precision``) where a table lacks them.
-LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie", "precision")
+LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie", "precision", "deterministic", "share_mask")
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
     *(c for c in CONFIG_COLUMNS if c not in LATER_CONFIG_COLUMNS), *RECORD_COLUMNS,
@@ -33,6 +33,14 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "spec": None,  # None -> the study name
     "kind": "ablation",
     "precision": "fp32",  # exported before mixed precision: every trial ran in float32
+    "deterministic": None,  # exported before the field: the device's default (on for CPU)
+    "share_mask": None,  # exported before the field: independent masks per layer and group
+    # exported before the metered step was split (only the whole-step peak was recorded)
+    "baseline_bytes": np.nan,
+    "fwd_bwd_peak_bytes": np.nan,
+    "optimizer_peak_bytes": np.nan,
+    "step_added_bytes": np.nan,
+    "metered_steps": np.nan,
     "epoch_time_s": np.nan,
     "commit": None,
     "solver_fwd_iters_mean": np.nan,
@@ -45,8 +53,10 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "train_parts", "eval_parts", "eval_every", "grad_clip", "deq_tol", "deq_max_iter", "timeout",
     "memory_cap_bytes", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
     "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
-    "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max",
+    "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max", "baseline_bytes",
+    "fwd_bwd_peak_bytes", "optimizer_peak_bytes", "step_added_bytes", "metered_steps",
 )  # fmt: skip
+GRAD_BYTES_PER_PARAM = 4  # float32 gradients: what a step adds besides activations
 # what the report calls rows of trials that failed for a reason outside their configuration
 ENVIRONMENT_DROPPED = "environment failures (not results; retried next run)"
 # The columns that say where a number was measured; never averaged or drawn across.
@@ -147,7 +157,14 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     )
     df["memory_meter"] = _fill_meter(df)
     df["score"] = df["test_at_best_valid"]
-    df["activation_bytes"] = df["peak_memory_bytes"] - df["model_state_bytes"]
+    # activations: what forward+backward add to the step's baseline, less the gradients they
+    # allocate (exact when every gradient exists at the peak: a reversible backward peaks at its
+    # end; a residual one is under-counted by at most its gradients, < 1% of its activations
+    # here). Older exports: peak minus model state (diluted by the host data of the CPU meter).
+    step_acts = df["step_added_bytes"] - GRAD_BYTES_PER_PARAM * df["params"]
+    df["activation_bytes"] = step_acts.where(
+        df["step_added_bytes"].notna(), df["peak_memory_bytes"] - df["model_state_bytes"]
+    )
     is_deq = df["arch"] == "deq"
     df["depth"] = df["layers"].where(~is_deq | df["deq_max_iter"].isna(), df["deq_max_iter"])
     df["slice"] = df.apply(slice_label, axis=1)

@@ -44,7 +44,21 @@ def display_summary(block: pd.DataFrame) -> pd.DataFrame:
     table[f"model state ({unit})"] = _ms(block, "model_state_bytes", scale)
     table["params"] = [fmt_num(v) for v in block["params_mean"]]
     table["step (s)"] = _ms(block, "step_time_s")
+    if (block["arch"] == "deq").any():
+        table["DEQ residual fwd / bwd"] = [
+            _residuals(r) if r["arch"] == "deq" else "" for _, r in block.iterrows()
+        ]
     return table.reset_index(drop=True)
+
+
+def _residuals(row: pd.Series) -> str:
+    """Mean over seeds of each trial's largest final relative residual, forward / backward,
+    and how many trials ended above the solver's tolerance (their scores are unconverged)."""
+    fwd, bwd = row["solver_fwd_rel_residual_max_mean"], row["solver_bwd_rel_residual_max_mean"]
+    text = f"{fwd:.2g} / {bwd:.2g}" if pd.notna(fwd) and pd.notna(bwd) else "—"
+    if row.get("n_unconverged", 0):
+        text += f" ⚠ {int(row['n_unconverged'])}/{int(row['n_ok'])} above tolerance"
+    return text
 
 
 def _ms(block: pd.DataFrame, metric: str, scale: float = 1.0) -> list[str]:
@@ -85,7 +99,10 @@ def groups_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims_table(claims: list[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([{"claim": c.key, "figure": c.figure, "slice": c.slice, "case": c.case,
+    from bench.report.claims import KIND
+
+    return pd.DataFrame([{"claim": c.key, "kind": KIND.get(c.key, "paper's claim"),
+                          "figure": c.figure, "slice": c.slice, "case": c.case,
                           "evidence": c.evidence, "threshold": c.threshold, "verdict": c.verdict}
                          for c in claims])  # fmt: skip
 
