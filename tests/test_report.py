@@ -399,3 +399,17 @@ def test_real_trial_records_feed_the_report_columns(tmp_path: pathlib.Path) -> N
     deq = df[df.arch == "deq"].sort_values("layers")
     assert deq["solver_fwd_iters_mean"].tolist() == [2.0, 6.0]  # the solves ran to their caps
     assert deq["solver_bwd_iters_mean"].notna().all()
+
+
+def test_groups_claim_fails_when_params_do_not_match_the_architecture() -> None:
+    """The ideal count (every layer's parameters divided by G) is not what this architecture
+    holds: a measurement showing it must be judged 'not supported', not waved through."""
+    rows = []
+    for g in (2, 4):
+        for layers in (8, 16):
+            rec = row("groups", "rev", layers, 0, groups=g, channels=64)
+            rec["params"] = 20_000 + layers * (5 * 64**2 + 10 * 64) // g  # ideal 1/G scaling
+            rows.append(rec)
+    claims = [c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == "groups-params"]
+    assert [c.verdict for c in claims] == [NOT_SUPPORTED]
+    assert "architecture predicts" in claims[0].evidence

@@ -14,7 +14,7 @@ from bench import paper
 from bench.memory_model import per_layer_params
 from bench.report.aggregate import Fit, depth_means, deq_tolerance, linear_fit, unconverged
 from bench.report.fmt import fmt_bytes, fmt_num
-from bench.report.load import as_key, canonical, varying_columns
+from bench.report.load import as_key, canonical, readable, varying_columns
 from bench.report.select import FIGURE_BY_KEY, ablation_rows
 
 SUPPORTED, NOT_SUPPORTED, NO_DATA = "supported", "not supported", "not enough data"
@@ -123,8 +123,8 @@ class Series:
 
     @property
     def label(self) -> str:
-        extra = ", ".join(f"{k}={v}" for k, v in sorted(self.values.items())
-                          if not (k in ARCH_OPTIONAL and v is None))  # fmt: skip
+        extra = ", ".join(part for k, v in sorted(self.values.items())
+                          if (part := readable(k, v)) is not None)  # fmt: skip
         return f"{self.arch} ({extra})" if extra else self.arch
 
     def matches(self, other: Series, ignore: tuple[str, ...] = ARCH_SPECIFIC) -> bool:

@@ -235,8 +235,44 @@ def variant_labels(df: pd.DataFrame, exclude: tuple[str, ...]) -> pd.Series:
     if not columns:
         return pd.Series("", index=df.index, dtype=object)
     return df.apply(
-        lambda r: ", ".join(f"{c}={_short(canonical(r[c]))}" for c in columns), axis=1
+        lambda r: ", ".join(
+            part for c in columns if (part := readable(c, canonical(r[c]))) is not None
+        ),
+        axis=1,
     ).astype(object)
+
+
+_WORDS: dict[str, dict[Any, str]] = {
+    "deq_solver": {"anderson": "Anderson", "broyden": "Broyden", "fixed_point": "fixed-point"},
+    "deq_grad": {"implicit": "implicit gradient", "phantom": "phantom gradient"},
+    "batching": {"mini": "mini-batch", "full": "full-batch"},
+    "tie": {"after-first": "tied after the first layer", "all": "one block for all layers"},
+    "share_mask": {True: "one dropout mask", False: "a mask per layer"},
+    "norm": {"layer": "LayerNorm", "batch": "BatchNorm", "none": "no norm"},
+    "deterministic": {True: "deterministic kernels", False: "fast kernels"},
+}
+_UNITS: dict[str, str] = {
+    "channels": "{} channels", "groups": "{} groups", "layers": "{} layers",
+    "train_parts": "{} training parts", "eval_parts": "{} eval parts", "epochs": "{} epochs",
+    "dropout": "dropout {}", "lr": "lr {}", "aggr": "{} aggregation", "deq_tol": "tolerance {}",
+    "deq_max_iter": "at most {} iterations", "precision": "{}", "grad_clip": "clip {}",
+}  # fmt: skip
+
+
+def readable(column: str, value: Any) -> str | None:
+    """A config value in a reader's words (legends, panel titles): ``64 MiB budget``,
+    ``Anderson``, ``2 training parts``; None for an unset value (nothing to say)."""
+    if value is None:
+        return None
+    if column == "memory_cap_bytes":
+        from bench.units import format_bytes
+
+        return f"{format_bytes(int(value))} budget"
+    if value in _WORDS.get(column, {}):
+        return _WORDS[column][value]
+    if column in _UNITS:
+        return _UNITS[column].format(_short(value))
+    return f"{column.replace('_', ' ')} {_short(value)}"
 
 
 def _short(value: Any) -> str:
