@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from bench.report import figures, gpu, tables
+from bench.report import drift, figures, gpu, tables
 from bench.report.aggregate import oom_depths, status_counts, summarise
 from bench.report.claims import (
     FIGURE_OF,
@@ -54,12 +54,19 @@ def build_report(results_dir: pathlib.Path, out_dir: pathlib.Path,
         paths, note, rows = _draw(fig, df, out_dir / "figures")
         written += paths
         figure_notes[fig.key] = (paths, note, rows)
+    drift_md = ""
+    drift_csv = results_dir / "drift" / "drift.csv"
+    if drift_csv.exists():
+        drift_rows = drift.read_drift(drift_csv)
+        paths = drift.drift_figure(drift_rows, out_dir / "figures") if draw_figures else []
+        written += paths
+        drift_md = drift.section(drift_rows, paths)
     gpu_rows = gpu.read_gpu(results_dir)
     predicted = gpu.paper_vs_predicted(gpu_rows)
     written += _write_pair(gpu.display(predicted), predicted, out_dir / "tables",
                            "paper_vs_predicted", "The paper's points: paper, prediction, GPU")  # fmt: skip
     report = _report_md(df, summary, claims, figure_notes, out_dir, results_dir)
-    report += "\n" + gpu.section(predicted, gpu_rows)
+    report += "\n" + gpu.section(predicted, gpu_rows) + drift_md
     (out_dir / "REPORT.md").write_text(report, encoding="utf-8")
     return sorted([*written, out_dir / "REPORT.md"])
 

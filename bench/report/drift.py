@@ -74,3 +74,27 @@ def drift_figure(
              fontsize=8, ha="left")  # fmt: skip
     fig.tight_layout()
     return save(fig, out_dir, stem)
+
+
+def section(df: pd.DataFrame, paths: list[pathlib.Path]) -> str:
+    """REPORT.md's section: the figure and, per arch and precision, the error after the whole
+    stack was inverted (median and worst seed)."""
+    deepest = df[
+        df["inverted"] == df.groupby(["arch", "precision", "seed"])["inverted"].transform("max")
+    ]
+    stats = deepest.groupby(["arch", "precision", "device_name"])["rel_error"].agg(
+        ["median", "max", "count"]
+    )
+    rows = [
+        f"| {MODEL_NAMES.get(a, a)} | {PRECISION_NAMES.get(p, p)} | {d} | {m:.2g} | {w:.2g} | {int(n)} |"
+        for (a, p, d), (m, w, n) in stats.iterrows()
+    ]  # fmt: skip
+    png = [p for p in paths if p.suffix == ".png"]
+    figure = f"![reconstruction drift](figures/{png[0].name})\n\n" if png else ""
+    return (
+        "\n## Reconstruction drift by precision\n\n"
+        "From `results/drift/drift.csv` (`python -m bench drift`): the relative error of each "
+        "layer input the reversible backward rebuilds, against the true input.\n\n" + figure
+        + "| model | precision | device | rel. error after all layers (median) | worst seed | seeds |\n"
+        "| --- | --- | --- | ---: | ---: | ---: |\n" + "\n".join(rows) + "\n"
+    )  # fmt: skip
