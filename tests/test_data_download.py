@@ -91,7 +91,7 @@ def _no_temporaries(folder: Path) -> bool:
 def test_urls_are_the_libraries_own() -> None:
     from torch_geometric.datasets import Amazon, Coauthor, Planetoid
 
-    assert download.PLANETOID_URL == Planetoid.url.rstrip("/")
+    assert Planetoid.url.rstrip("/") == download.PLANETOID_URL
     assert download.SHCHUR_URL == Amazon.url.rstrip("/") == Coauthor.url.rstrip("/")
     exts = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")  # Planetoid's raw files
     assert {Path(r.path).name for r in download.SOURCES["cora"]} == {f"ind.cora.{e}" for e in exts}
@@ -102,7 +102,9 @@ def test_download_checks_then_loads_and_second_load_fetches_nothing(
 ) -> None:
     ds = load("cora")
     assert (ds.data.num_nodes, ds.data.edge_index.shape[1], ds.num_outputs) == (2708, 10556, 7)
-    assert len(mirror.served) == 8 and all(p.startswith("/Planetoid/Cora/raw/") for p in mirror.served)
+    assert len(mirror.served) == 8 and all(
+        p.startswith("/Planetoid/Cora/raw/") for p in mirror.served
+    )
     err = capsys.readouterr().err
     assert "downloading cora: 8 files, 572.4 KB from 127.0.0.1" in err
     cache = fresh / "cache" / "gnn1000-bench" / "data"
@@ -175,9 +177,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_fresh_clone_without_network_then_with_the_mirror(
-    fresh: Path, mirror: _Mirror
-) -> None:
+def test_cli_fresh_clone_without_network_then_with_the_mirror(fresh: Path, mirror: _Mirror) -> None:
     env = {k: os.environ[k] for k in ("BENCH_SHARED_DATA", "XDG_CACHE_HOME", "BENCH_WORK_DIR")}
     done = _cli("--dataset", "cora", "--offline", env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
