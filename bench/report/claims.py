@@ -232,8 +232,7 @@ def batching_claims(df: pd.DataFrame) -> list[Claim]:
     for slice_, panel in _per_slice(rows):
         series = split_series(panel)
         flats = [
-            flat_claim("batching", "fig5", slice_, a, b)
-            for a, b in series_pairs(series, "rev", "res")
+            flat_claim("batching", "fig5", slice_, a, b) for a, b in series_pairs(series, "rev", "res")
         ]
         evidence, ok = _mini_vs_full(series)
         if not flats:
