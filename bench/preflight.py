@@ -16,7 +16,8 @@ What is checked, and how (cheap: no dataset is loaded, no trial process started)
   downloads are on, i.e. without ``--offline`` / ``BENCH_OFFLINE=1``). Generated datasets are
   always present.
 * **device**: ``cuda`` needs ``torch.cuda.is_available()`` (torch is imported only then).
-* **storage**: SQLite: the database file (or the folder it will be created in) is writable;
+* **storage**: SQLite or ``journal:///path`` (a JournalStorage file): the file (or the folder it
+  will be created in) is writable;
   any other URL: its driver imports and a connection opens within a few seconds.
 * **dependency**: the packages a loader or model imports lazily (``ogb``, ``scipy``,
   ``torchdeq``) can be found, so a broken install is one line, not a traceback per trial.
@@ -189,6 +190,8 @@ def check_storage(req: Requirement, fetchable: Fetchable = download_policy) -> P
     from sqlalchemy.exc import ArgumentError
 
     url = req.name
+    if url.startswith("journal://"):  # Optuna's JournalStorage on a (shared) file
+        return _check_sqlite(req, url[len("journal://") :])
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
