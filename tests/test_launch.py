@@ -86,3 +86,13 @@ def test_launcher_refuses_a_local_sqlite_file(tmp_path: Path) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith("ablate: --storage: --launcher slurm needs a storage")
     assert not list(tmp_path.glob("*.db"))  # nothing stored
+
+
+def test_tune_launcher_refuses_a_local_sqlite_file() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "tune", "proteins-small", "--launcher", "slurm"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "error: --storage: --launcher slurm needs a storage" in done.stderr
