@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# commands that may load a real dataset: they take --offline (no downloads; BENCH_OFFLINE=1)
+DATA_COMMANDS = ("trial", "ablate", "tune", "datasets", "reproduce")
+
+
 def _overview() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -57,5 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"python -m bench {name}", description=help_)
     module.add_arguments(parser)
+    if name in DATA_COMMANDS:
+        parser.add_argument(
+            "--offline",
+            action="store_true",
+            help="never download a dataset (same as BENCH_OFFLINE=1); without it, a real graph "
+            "that is not here is fetched into the cache",
+        )
     args = parser.parse_args(rest)
+    if getattr(args, "offline", False):
+        from bench.data.download import set_offline
+
+        set_offline(True)  # through the environment, so trial child processes inherit it
     return int(module.main(args) or 0)

@@ -11,10 +11,13 @@ the study and say why (``reproduce``).
 What is checked, and how (cheap: no dataset is loaded, no trial process started):
 
 * **dataset**: present under its data root (:meth:`bench.data.registry.DatasetSpec.available`),
-  or fetchable under the download policy (``fetchable``; no dataset is downloadable yet, so
-  "present" is the rule today). Generated datasets are always present.
+  or fetchable under the download policy (``fetchable``, by default
+  :func:`bench.data.download.fetchable`: a real graph with published files passes while
+  downloads are on, i.e. without ``--offline`` / ``BENCH_OFFLINE=1``). Generated datasets are
+  always present.
 * **device**: ``cuda`` needs ``torch.cuda.is_available()`` (torch is imported only then).
-* **storage**: SQLite: the database file (or the folder it will be created in) is writable;
+* **storage**: SQLite or ``journal:///path`` (a JournalStorage file): the file (or the folder it
+  will be created in) is writable;
   any other URL: its driver imports and a connection opens within a few seconds.
 * **dependency**: the packages a loader or model imports lazily (``ogb``, ``scipy``,
   ``torchdeq``) can be found, so a broken install is one line, not a traceback per trial.
@@ -57,8 +60,15 @@ INSTALL: dict[str, str] = {
 
 
 def no_downloads(spec: DatasetSpec, root: str | None) -> bool:
-    """The download policy today: nothing is fetched, a dataset must be present."""
+    """A policy that fetches nothing: a dataset must be present."""
     return False
+
+
+def download_policy(spec: DatasetSpec, root: str | None) -> bool:
+    """The default policy: a downloadable dataset passes while downloads are on."""
+    from bench.data.download import fetchable
+
+    return fetchable(spec, root)
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,7 @@ def describe(config: TrialConfig) -> str:
 
 
 # --- the checks ------------------------------------------------------------------------------------
-def check_dataset(req: Requirement, fetchable: Fetchable = no_downloads) -> Problem | None:
+def check_dataset(req: Requirement, fetchable: Fetchable = download_policy) -> Problem | None:
     spec = get_spec(req.name)
     if spec.available(req.root) or fetchable(spec, req.root):
         return None
@@ -130,14 +140,21 @@ def check_dataset(req: Requirement, fetchable: Fetchable = no_downloads) -> Prob
             f"{archive}.zip) into {base} so that {base / folder} exists, or point --data-root / "
             "$BENCH_DATA_ROOT at a folder that holds it",
         )
-    where = "--data-root" if req.root is not None else "$BENCH_SHARED_DATA"
-    if base is None:
+    from bench.data import download
+
+    if download.downloadable(spec.name):
+        searched = ", ".join(str(p) for p in download.candidates(req.root))
+        why = (
+            "downloading is off (--offline / BENCH_OFFLINE=1)"
+            if not download.downloads_allowed()
+            else "it cannot be downloaded"
+        )
         return Problem(
             req,
-            f"dataset {spec.name} is not here (no shared data folder: $BENCH_SHARED_DATA is "
-            "unset and there is no ../shared/data beside the checkout)",
-            f"set BENCH_SHARED_DATA to a folder holding {files}",
+            f"dataset {spec.name} is not here (searched {searched}) and {why}",
+            download.not_here_fix(spec.name),
         )
+    where = "--data-root" if req.root is not None else "$BENCH_SHARED_DATA (the local data folder)"
     return Problem(
         req,
         f"dataset {spec.name} is not here (no {files} under {base})",
@@ -146,7 +163,7 @@ def check_dataset(req: Requirement, fetchable: Fetchable = no_downloads) -> Prob
     )
 
 
-def check_device(req: Requirement, fetchable: Fetchable = no_downloads) -> Problem | None:
+def check_device(req: Requirement, fetchable: Fetchable = download_policy) -> Problem | None:
     import torch
 
     if req.name == "cuda" and torch.cuda.is_available():
@@ -161,18 +178,20 @@ def check_device(req: Requirement, fetchable: Fetchable = no_downloads) -> Probl
     )
 
 
-def check_dependency(req: Requirement, fetchable: Fetchable = no_downloads) -> Problem | None:
+def check_dependency(req: Requirement, fetchable: Fetchable = download_policy) -> Problem | None:
     if importlib.util.find_spec(req.name) is not None:
         return None
     install = INSTALL.get(req.name, f"python -m pip install {req.name}")
     return Problem(req, f"package {req.name} is not installed", install)
 
 
-def check_storage(req: Requirement, fetchable: Fetchable = no_downloads) -> Problem | None:
+def check_storage(req: Requirement, fetchable: Fetchable = download_policy) -> Problem | None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     url = req.name
+    if url.startswith("journal://"):  # Optuna's JournalStorage on a (shared) file
+        return _check_sqlite(req, url[len("journal://") :])
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -256,7 +275,7 @@ def check(
     storage: str | None = None,
     *,
     labels: Sequence[str] | None = None,
-    fetchable: Fetchable = no_downloads,
+    fetchable: Fetchable = download_policy,
 ) -> list[Problem]:
     """Every unmet requirement of ``configs`` (and of ``storage``, an Optuna storage URL).
 

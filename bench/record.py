@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-STATUSES = ("ok", "oom", "diverged", "timeout", "pruned", "error")
+# "killed": the trial process got SIGKILL from another process (not the kernel's OOM killer)
+STATUSES = ("ok", "oom", "diverged", "timeout", "pruned", "error", "killed")
 # why a trial failed: its configuration (final) or the machine it ran on (retried next run)
 FAILURE_KINDS = ("config", "environment")
 # error prefixes of environment failures in records written before ``failure_kind`` existed

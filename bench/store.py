@@ -17,6 +17,12 @@ transaction ``BEGIN IMMEDIATE`` (the write lock is taken before the read), which
 read-check-write of the pop, and sets a busy timeout so waiting workers queue instead of failing.
 SQLite files use the write-ahead log (``<name>.db-wal`` next to the file while in use); keep
 them on a local disk, and use PostgreSQL for workers on several machines.
+
+Clusters without a database server: ``journal:///shared/fs/study.log`` opens Optuna's
+``JournalStorage`` on an append-only file (``JournalFileBackend``, which locks the file for each
+append, so many workers on a shared filesystem can use it). The journal has no heartbeat of its
+own; :class:`JournalHeartbeatStorage` adds one (a ``heartbeat`` system attribute per running
+trial, the time of its last beat), so a dead worker's trial goes stale there as on an RDB.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,6 +49,58 @@ FLAT_ATTRS = ("status", "best_valid", "test_at_best_valid", "peak_memory_bytes",
 # how long a SQLite connection waits for the write lock before giving up (seconds)
 SQLITE_BUSY_TIMEOUT_S = 120.0
 DEFAULT_HEARTBEAT_S = 20
+
+
+JOURNAL_SCHEME = "journal://"
+
+
+def is_journal(url: str) -> bool:
+    """``journal:///path/file.log``: Optuna's JournalStorage on a (shared) file."""
+    return url.startswith(JOURNAL_SCHEME)
+
+
+def journal_path(url: str) -> Path:
+    """The file of a ``journal:///abs/path`` or ``journal://relative/path`` URL."""
+    return Path(url[len(JOURNAL_SCHEME) :]).expanduser()
+
+
+class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
+    """A JournalStorage with heartbeats (why: see the module docstring). A RUNNING trial whose
+    last beat (or, without one, its start) is older than ``grace_period`` seconds is stale."""
+
+    HEARTBEAT_ATTR = "heartbeat"
+
+    def __init__(self, path: Path, heartbeat_interval: int | None, grace_period: int | None):
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        super().__init__(backend)
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.heartbeat_stale_trial_callback: Any = None
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, self.HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        if self.heartbeat_interval is None or self.grace_period is None:
+            return []
+        now = time.time()
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            last = trial.system_attrs.get(self.HEARTBEAT_ATTR)
+            if last is None and trial.datetime_start is not None:
+                last = trial.datetime_start.timestamp()
+            if last is not None and now - float(last) > self.grace_period:
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Any:
+        return self.heartbeat_stale_trial_callback
 
 
 def storage_url(storage: str | None, name: str, results_dir: Path = Path("results")) -> str:
@@ -78,13 +137,21 @@ def _configure_sqlite(storage: RDBStorage) -> None:
 
 def open_storage(
     url: str, heartbeat_interval: int | None = DEFAULT_HEARTBEAT_S, grace_period: int | None = None
-) -> RDBStorage:
-    """An Optuna RDB storage for ``url``, with a heartbeat so dead workers' trials go stale.
+) -> RDBStorage | JournalHeartbeatStorage:
+    """An Optuna storage for ``url`` (an RDB URL, or ``journal:///path``), with a heartbeat so
+    dead workers' trials go stale.
 
     ``grace_period`` defaults to 3 heartbeats: a RUNNING trial whose worker has not beaten for
     that long is failed by ``optuna.storages.fail_stale_trials`` (and its point re-queued by
     the sweep)."""
     from sqlalchemy.engine import make_url
+
+    if heartbeat_interval is not None and grace_period is None:
+        grace_period = 3 * heartbeat_interval
+    if is_journal(url):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return JournalHeartbeatStorage(journal_path(url), heartbeat_interval, grace_period)
 
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -95,8 +162,6 @@ def open_storage(
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True  # remote servers drop idle connections
-    if heartbeat_interval is not None and grace_period is None:
-        grace_period = 3 * heartbeat_interval
     for attempt in range(5):
         try:
             with warnings.catch_warnings():

@@ -19,9 +19,11 @@ a stable key (a hash of its configuration). The study is a work queue:
 4. *Run* the stored configuration with :func:`bench.trial.run_trial_isolated` (own process),
    beating the heartbeat meanwhile, attach the whole record (:func:`bench.store.save_record`)
    and finish the trial: COMPLETE (value = best validation score) for ``ok`` and scored
-   ``timeout`` records, PRUNED for ``pruned``, FAIL for the rest. A FAIL trial *with* a record
-   is a finished failure (oom, diverged, ...); one *without* a record was lost (dead worker,
-   Ctrl-C) and its point is enqueued again. A record whose ``failure_kind`` is
+   ``timeout`` records, PRUNED for ``pruned``, FAIL for the rest. A FAIL trial always has a
+   record: it is a finished failure of its configuration (oom, diverged, ...). A trial whose
+   worker died (heartbeat stale) or was interrupted is closed as PRUNED with a
+   ``pruned_reason`` and no record, and its point is enqueued again; every trial reports its
+   per-epoch validation score as an intermediate value (the dashboard's learning curves). A record whose ``failure_kind`` is
    ``environment`` (data missing, device gone, trial killed from outside) is not the
    configuration's result: the next sweep's first reconcile enqueues its point again, without
    ``--retry-failed`` (later reconciles of the same sweep do not, so a sweep always ends).
@@ -59,7 +61,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from bench import preflight
+from bench import launch, preflight
 from bench.config import TrialConfig
 from bench.errors import ConfigError, DeviceUnavailable
 from bench.record import TrialRecord
@@ -138,7 +140,7 @@ def reconcile(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         adopt_unbeaten(study._storage, study._study_id)
-        optuna.storages.fail_stale_trials(study)
+        close_stale(study)
     groups = _by_key(study.get_trials(deepcopy=False))
     added = 0
     for point in points:
@@ -161,6 +163,34 @@ def reconcile(
         )
         added += 1
     return added
+
+
+PRUNED_REASON_ATTR = "pruned_reason"
+
+
+def close_without_running(study: optuna.Study, trial_id: int, reason: str) -> bool:
+    """Close a trial that is no result (a duplicate claim, a lost or interrupted run) as
+    PRUNED with ``reason``, so a dashboard does not show it as a failed configuration. False if
+    another process finished it first."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, PRUNED_REASON_ATTR, reason)
+        return bool(storage.set_trial_state_values(trial_id, state=TrialState.PRUNED))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def close_stale(study: optuna.Study) -> int:
+    """Close the RUNNING trials whose worker stopped beating (what ``fail_stale_trials`` does,
+    but PRUNED with a reason instead of FAIL); the next reconcile queues their points again."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not storage.get_heartbeat_interval():
+        return 0
+    reason = "lost: its worker stopped beating (killed or cut off); the point was queued again"
+    stale = storage._get_stale_trial_ids(study._study_id)
+    return sum(close_without_running(study, trial_id, reason) for trial_id in stale)
 
 
 def _retry(record: TrialRecord | None, retry_failed: bool, retry_environment: bool) -> bool:
@@ -288,7 +318,12 @@ def worker_loop(options: WorkerOptions, run_fn: RunFn | None = None) -> int:
         owner = duplicate_of(study, trial)
         if owner is not None:
             study._storage.set_trial_user_attr(trial._trial_id, "duplicate_of", owner)
-            study.tell(trial.number, state=TrialState.FAIL)
+            close_without_running(
+                study,
+                trial._trial_id,
+                f"duplicate of trial {owner}: the same point was queued twice by workers "
+                "reconciling at once; not run",
+            )
             continue
         trial_id = trial._trial_id
         try:
@@ -320,7 +355,7 @@ def worker_loop(options: WorkerOptions, run_fn: RunFn | None = None) -> int:
             # interrupted (Ctrl-C, SIGTERM) or the runner itself broke: the trial is lost,
             # not failed; the next reconcile enqueues its point again
             study._storage.set_trial_user_attr(trial_id, "interrupted", True)
-            study.tell(trial.number, state=TrialState.FAIL)
+            close_without_running(study, trial_id, "interrupted: the point was queued again")
             raise
         finish(study, trial, record)
         ran += 1
@@ -642,6 +677,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="validate and list the points; run nothing"
     )
+    # a job of --launcher slurm: work, summarise, but leave the export to the submitter
+    parser.add_argument("--worker-job", action="store_true", help=argparse.SUPPRESS)
+    launch.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -674,20 +712,29 @@ def main(args: argparse.Namespace) -> int:
         print(f"{len(points)} trials in {study_name(spec.name, args.profile)}")
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.launcher != "local":
+        try:
+            launch.validate(args, args.storage)
+        except ConfigError as exc:
+            print(f"ablate: {exc.for_cli()}", file=sys.stderr)
+            return 2
     try:
-        result = run_sweep(
-            spec.path,
-            args.profile,
-            args.storage,
-            args.workers,
-            args.seeds,
-            args.retry_failed,
-            args.results_dir,
-            args.device,
-            args.heartbeat,
-            args.trial_timeout,
-            progress=not args.no_progress,
-        )
+        if args.launcher != "local":
+            result = launch_sweep(spec.path, args)
+        else:
+            result = run_sweep(
+                spec.path,
+                args.profile,
+                args.storage,
+                args.workers,
+                args.seeds,
+                args.retry_failed,
+                args.results_dir,
+                args.device,
+                args.heartbeat,
+                args.trial_timeout,
+                progress=not args.no_progress,
+            )
     except preflight.PreflightError as exc:
         preflight.report(exc.problems, "ablate")
         return 2
@@ -715,9 +762,55 @@ def main(args: argparse.Namespace) -> int:
     )
     for line in failure_lines(study, points, rerun_command(args)):
         print(line)
-    if result.complete:
+    if result.complete and not args.worker_job:
         export_study(study, args.results_dir / f"{result.study_name}.csv")
     return 0 if result.complete else 1
+
+
+def launch_sweep(spec_path: Path, args: argparse.Namespace) -> SweepResult:
+    """``--launcher slurm|submitit-local``: check and queue here, then ``--jobs`` worker jobs
+    (each the ordinary ``ablate`` command on the shared storage); see :mod:`bench.launch`."""
+    clock = time.perf_counter()
+    parsed = load_spec(spec_path)
+    points = parsed.points(args.profile, range(args.seeds) if args.seeds else None)
+    name = study_name(parsed.name, args.profile)
+    url = storage_url(args.storage, parsed.name, args.results_dir)
+    device = "cuda" if args.device == "auto" and args.gpus_per_job else args.device
+    configs = (
+        [dataclasses.replace(p.config, device=device) for p in points]
+        if device != "auto"
+        else [p.config for p in points]
+    )
+    problems = preflight.check(configs, url, labels=[point_label(p) for p in points])
+    if problems:
+        raise preflight.PreflightError(problems)
+    attrs = {
+        "spec": parsed.name,
+        "profile": args.profile,
+        "kind": "ablation",
+        "description": parsed.profiles[args.profile].description,
+        "reproduces": parsed.reproduces,
+    }
+    study = open_study(url, name, attrs, args.heartbeat)
+    reconcile(study, points, retry_failed=args.retry_failed, retry_environment=True)
+    command = [sys.executable, *shlex.split(rerun_command(args))[1:]]
+    command += ["--worker-job", "--no-progress", "--heartbeat", str(args.heartbeat)]
+    if args.trial_timeout is not None:
+        command += ["--trial-timeout", str(args.trial_timeout)]
+    if args.gpus_per_job > 1:
+        command += ["--workers", str(args.gpus_per_job)]  # one worker per GPU of the job
+    codes = launch.run_jobs(args, name, [command] * args.jobs, args.results_dir)
+    counts = progress_counts(study, points)
+    return SweepResult(
+        name,
+        url,
+        len(points),
+        counts["done"],
+        counts["failed"],
+        sum(1 for c in codes if c == 0),
+        time.perf_counter() - clock,
+        counts["environment"],
+    )
 
 
 __all__ = [

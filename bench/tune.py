@@ -43,7 +43,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from bench import preflight, store
+from bench import launch, preflight, store
 from bench.config import TrialConfig
 from bench.errors import ConfigError, is_environment_error
 from bench.record import TrialRecord
@@ -437,8 +437,10 @@ def run_study(
     run_fn: RunFn | None = None,
     predict: PredictFn | None = None,
     log: Callable[[str], None] = print,
+    jobs: argparse.Namespace | None = None,
 ) -> optuna.Study:
-    """Check the space against the budget, then tune with ``run.workers`` processes."""
+    """Check the space against the budget, then tune with ``run.workers`` processes, or with
+    ``jobs.jobs`` cluster jobs (``--launcher slurm``, see :mod:`bench.launch`)."""
     if predict is not None:
         key = (
             "--memory-budget"
@@ -449,7 +451,7 @@ def run_study(
     requeued = requeue_environment_failures(open_study(run))
     if requeued:
         log(f"re-queued {requeued} trial(s) that failed for a reason outside their configuration")
-    if run.workers <= 1:
+    if run.workers <= 1 and jobs is None:
         return run_worker(run, run_fn, predict, log)
     argv = [
         sys.executable, "-m", "bench", "tune", str(run.space.path),
@@ -460,6 +462,15 @@ def run_study(
     ] + (["--multi-objective"] if run.multi else []) + (
         ["--timeout", str(run.settings.timeout)] if run.settings.timeout else []
     )  # fmt: skip
+    if jobs is not None:  # each job: one ordinary tune worker on the shared storage
+        total = str(jobs.jobs)
+        commands = [
+            [*argv, "--worker-index", str(i), "--workers-total", total] for i in range(jobs.jobs)
+        ]
+        codes = launch.run_jobs(jobs, run.study_name, commands, run.results_dir)
+        if any(codes):
+            log(f"warning: job exit codes {codes}")
+        return open_study(run, load_only=True)
     procs = [
         subprocess.Popen([*argv, "--worker-index", str(i), "--workers-total", str(run.workers)])
         for i in range(run.workers)
@@ -695,6 +706,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-export", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workers-total", type=int, default=1, help=argparse.SUPPRESS)
+    launch.add_arguments(parser)
 
 
 def run_from_args(args: argparse.Namespace) -> TuneRun:
@@ -734,6 +746,8 @@ def run_from_args(args: argparse.Namespace) -> TuneRun:
 def main(args: argparse.Namespace) -> int:
     try:
         run = run_from_args(args)
+        if args.launcher != "local" and not args.best:
+            launch.validate(args, args.storage)  # before anything is checked or stored
         if args.best:
             return _show_best(run, args.write_spec)
         if not (args.worker_index or args.workers_total > 1):  # the parent checks, once
@@ -748,7 +762,8 @@ def main(args: argparse.Namespace) -> int:
             f"tuning {run.space.path} -> study {run.study_name} in {run.url}; "
             f"{run.settings.n_trials} trials, budget {budget}, objectives {','.join(run.objective_names)}"
         )
-        study = run_study(run, predict=predict)
+        jobs = args if args.launcher != "local" else None
+        study = run_study(run, predict=predict, jobs=jobs)
     except SearchSpaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

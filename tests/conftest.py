@@ -21,6 +21,10 @@ from pathlib import Path
 
 import pytest
 
+# The suite never touches the network: real graphs come from the local data folder, and the
+# download tests serve files on loopback (tests/test_data_download.py lifts this for itself).
+os.environ.setdefault("BENCH_OFFLINE", "1")
+
 
 def _pg_bin(tool: str) -> str | None:
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"), reverse=True)

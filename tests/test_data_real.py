@@ -88,10 +88,14 @@ def test_per_class_split_disjoint_and_covering() -> None:
     assert torch.equal(ids.sort().values, torch.arange(100))
 
 
-def test_missing_shared_file_named(tmp_path: Path) -> None:
+def test_missing_file_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_SHARED_DATA", str(tmp_path / "empty"))  # --data-root comes first
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("BENCH_OFFLINE", "1")
     with pytest.raises(DataError) as err:
         load("coauthor-cs", root=str(tmp_path))
     assert "ms_academic_cs.npz" in str(err.value) and str(tmp_path) in str(err.value)
+    assert "downloading is off" in str(err.value)
 
 
 @pytest.mark.skipif(os.environ.get("BENCH_ALL_REAL") != "1", reason="set BENCH_ALL_REAL=1")

@@ -178,8 +178,34 @@ def test_lost_trial_is_requeued(spec_path: Path, run_log: Path, tmp_path: Path) 
     assert result.complete and result.ran_here == 12
     pairs = stored(url, "mini-cpu")
     lost = [t for t, r in pairs if r is None]
-    assert [t.number for t in lost] == [taken.number] and lost[0].state.name == "FAIL"
+    assert [t.number for t in lost] == [taken.number] and lost[0].state.name == "PRUNED"
+    assert lost[0].user_attrs["pruned_reason"].startswith("lost: its worker stopped beating")
     assert_each_point_once(url, spec_path, run_log)
+
+
+def test_duplicate_claims_are_pruned_with_a_reason_not_failed(
+    spec_path: Path, run_log: Path, tmp_path: Path
+) -> None:
+    from bench.store import trial_rows
+
+    url = storage_url(None, "mini", tmp_path)
+    points = load_spec(spec_path).points("cpu")
+    study = optuna.create_study(
+        study_name="mini-cpu", storage=open_storage(url, None), direction="maximize"
+    )
+    reconcile(study, points)
+    study.enqueue_trial({}, user_attrs=dict(study.trials[0].user_attrs))  # a second worker's copy
+    result = run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False,
+                       device="cpu", heartbeat=1, poll_s=0.2)  # fmt: skip
+    assert result.complete
+    assert_each_point_once(url, spec_path, run_log)
+    pairs = stored(url, "mini-cpu")
+    (dup,) = [t for t, r in pairs if r is None]
+    assert dup.state.name == "PRUNED" and dup.user_attrs["duplicate_of"] == 0
+    assert dup.user_attrs["pruned_reason"].startswith("duplicate of trial 0")
+    assert not any(t.state.name == "FAIL" for t, r in pairs if r is not None and r.status == "ok")
+    rows = {row["trial_number"]: row for row in trial_rows(study)}
+    assert rows[dup.number]["current"] is False  # exports and the report skip it
 
 
 def _sweep_process(spec: str, url: str, results_dir: str, workers: int, log: str) -> None:
@@ -327,7 +353,8 @@ def test_kill_worker_mid_trial_then_resume(tmp_path: Path) -> None:
     for number, blob in before.items():  # nothing finished before the kill was lost or redone
         assert {t.number: r.to_json() for t, r in records}[number] == blob
     lost = [t for t, r in pairs if r is None]
-    assert len(lost) >= 1 and all(t.state.name == "FAIL" for t in lost)
+    assert len(lost) >= 1 and all(t.state.name == "PRUNED" for t in lost)  # not shown as failed
+    assert all(t.user_attrs.get("pruned_reason") for t in lost)
     assert (tmp_path / "tiny-cpu.csv").exists()
     assert "tiny-cpu" in resumed.stdout
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -160,13 +161,35 @@ def test_isolated_child_that_hangs_is_killed_after_its_grace_and_times_out(
 
 
 @pytest.mark.slow  # a fresh interpreter (torch + PyG imports): ~8 s unloaded
-def test_isolated_child_killed_by_sigkill_is_an_oom(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(FAULT_ENV, "sigkill")
+def test_isolated_child_sigkilled_by_another_process_is_killed_not_oom(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench.trial.isolation import oom_kill_count
+
+    monkeypatch.setenv(FAULT_ENV, "sigkill")  # the child SIGKILLs itself: no OOM killer involved
     record = run_trial_isolated(BASE.replace(layers=5))
-    assert record.status == "oom"
-    assert "SIGKILL" in record.error and "at 5 layers" in record.error
+    assert "SIGKILL" in record.error
     assert record.failed_phase == "train"
     assert record.versions and record.config == BASE.replace(layers=5).to_dict()
+    if oom_kill_count() is None:  # no readable cgroup count: the old guess stands
+        assert record.status == "oom" and "at 5 layers" in record.error
+    else:
+        assert record.status == "killed" and record.failure_kind == "environment"
+
+
+@pytest.mark.parametrize(
+    "oom_kills,status,kind",
+    [(1, "oom", "config"), (0, "killed", "environment"), (None, "oom", "config")],
+)
+def test_sigkill_is_oom_only_when_the_oom_killer_counted_a_kill(
+    oom_kills: int | None, status: str, kind: str
+) -> None:
+    from bench.trial.isolation import record_without_child_record
+
+    record = record_without_child_record(
+        BASE, -signal.SIGKILL, None, "", [], {}, "train", oom_kills=oom_kills
+    )
+    assert (record.status, record.failure_kind) == (status, kind)
 
 
 @pytest.mark.slow  # a fresh interpreter (torch + PyG imports): ~8 s unloaded
@@ -285,7 +308,7 @@ def test_parse_bytes(text: str, expected: int) -> None:
 
 
 def test_statuses_are_the_record_contract() -> None:
-    assert set(STATUSES) == {"ok", "oom", "diverged", "timeout", "pruned", "error"}
+    assert set(STATUSES) == {"ok", "oom", "diverged", "timeout", "pruned", "error", "killed"}
 
 
 def test_isolated_invalid_config_is_an_error_record_naming_the_flag() -> None:

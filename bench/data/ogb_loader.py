@@ -6,8 +6,11 @@ layout, e.g. ``<root>/ogbn_proteins/{RELEASE_v1.txt, raw/, split/}``: unzip OGB'
 ``proteins.zip`` / ``arxiv.zip`` / ``products.zip`` there. The folder must be writable (``ogb``
 writes ``processed/`` on first load).
 
-Nothing is downloaded unless the dataset option ``download=True`` is given: missing
-files raise ``DataError`` naming each file and where it belongs, *before* ``ogb`` runs. That is
+A dataset folder that is absent is downloaded by ``ogb`` itself (from OGB's servers) while
+downloads are on (the default; ``--offline`` / ``BENCH_OFFLINE=1`` turns them off, and the
+dataset option ``download=true|false`` overrides the policy for one load). Missing files of a
+folder that exists, or an absent folder with downloads off, raise ``DataError`` naming each file
+and where it belongs, *before* ``ogb`` runs. That is
 what keeps ``ogb`` away from its interactive paths: with a folder lacking ``RELEASE_v1.txt`` it
 calls ``input()`` (and answering "y" deletes the folder), and with any raw file missing PyG
 starts a download. With ``download=True`` the server is probed first (5 s timeout) and the
@@ -88,8 +91,9 @@ def _check_reachable(url: str) -> None:
             pass
     except OSError as exc:
         raise DataError(
-            f"download=True, but {host} is not reachable ({exc}); download {url} elsewhere and "
-            "unzip it into the data root"
+            f"the data is not here and downloading failed ({host} is not reachable: {exc}); to "
+            f"fix: download {url} elsewhere and unzip it into the data root (--data-root / "
+            "$BENCH_DATA_ROOT)"
         ) from exc
 
 
@@ -110,7 +114,8 @@ def _prepare(spec: DatasetSpec, root: Path, download: bool) -> None:
         hint += (
             f", or remove the incomplete {folder} and pass download=True"
             if folder.exists()
-            else ", or load it with the dataset option download=True where the network is reachable"
+            else ", or allow downloads (drop --offline / BENCH_OFFLINE=1) where the network is "
+            "reachable"
         )
         raise DataError(
             f"{spec.name}: {len(missing)} file(s) missing under {folder}: "
@@ -132,9 +137,13 @@ def _allow_pyg_unpickling() -> None:
 
 
 def load_ogb(
-    spec: DatasetSpec, root: str | None, *, download: bool, node_aggr: str = "add"
+    spec: DatasetSpec, root: str | None, *, download: bool | None, node_aggr: str = "add"
 ) -> GraphDataset:
     """Load an ``ogbn-*`` dataset through ``ogb.nodeproppred.PygNodePropPredDataset``."""
+    if download is None:  # the policy: on unless --offline / BENCH_OFFLINE=1
+        from bench.data.download import downloads_allowed
+
+        download = downloads_allowed()
     if not isinstance(download, bool):
         raise ConfigError("dataset_options", f"download must be true or false, got {download!r}")
     if node_aggr not in NODE_AGGRS:

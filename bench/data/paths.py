@@ -2,10 +2,11 @@
 
 * OGB root: ``root=`` argument, else ``$BENCH_DATA_ROOT``, else
   ``$XDG_CACHE_HOME/gnn1000-bench/ogb`` (``~/.cache/gnn1000-bench/ogb`` when unset).
-* Shared offline graphs (read-only): ``root=``, else ``$BENCH_SHARED_DATA``, else
-  ``<repo>/../shared/data`` when that folder exists.
-* Working copies of shared graphs (their PyG loaders write ``processed/``):
-  ``<cache>/gnn1000-bench/work/``, so nothing is ever written into the shared folder.
+* The local data folder of real graphs (read-only): ``root=``, else ``$BENCH_SHARED_DATA``,
+  else ``<repo>/../shared/data`` when that folder exists. Downloads go to
+  ``<cache>/gnn1000-bench/data`` (:mod:`bench.data.download`).
+* Working copies of real graphs (their PyG loaders write ``processed/``):
+  ``<cache>/gnn1000-bench/work/``, so nothing is ever written into the local data folder.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def ogb_root(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def shared_root(root: str | os.PathLike[str] | None = None) -> Path | None:
-    """Folder holding the shared offline graphs (``Planetoid/``, ``BlogCatalog/``...), if any."""
+    """The local data folder of real graphs (``Planetoid/``, ``BlogCatalog/``...), if any."""
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get("BENCH_SHARED_DATA")

@@ -1,4 +1,5 @@
-"""Real graphs that load offline from the shared data folder (read-only; never written to).
+"""Real graphs, from a local data folder (read-only; never written to) or downloaded into the
+cache (:mod:`bench.data.download` says where they are found and how they are fetched).
 
 Their PyG loaders write ``processed/`` next to ``raw/``, so each dataset's raw files are copied
 once into ``paths.work_dir()`` (``~/.cache/gnn1000-bench/work`` or ``$BENCH_WORK_DIR``) and
@@ -35,23 +36,17 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from bench.data.base import GraphDataset, build_dataset
-from bench.data.paths import shared_root, work_dir
+from bench.data.paths import work_dir
 from bench.data.registry import DatasetSpec
 from bench.data.synthetic import random_split
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError
 
 
 def _source_file(spec: DatasetSpec, root: str | None) -> Path:
-    base = shared_root(root)
-    if base is None:
-        raise DataError(
-            f"{spec.name}: no shared data folder found; set $BENCH_SHARED_DATA or pass "
-            f"--data-root (expected the file {spec.files[0]} under it)"
-        )
-    path = base / spec.files[0]
-    if not path.is_file():
-        raise DataError(f"{spec.name}: missing file {path} (expected {spec.files[0]} under {base})")
-    return path
+    """The dataset's first file, found (or downloaded) as :mod:`bench.data.download` says."""
+    from bench.data.download import ensure
+
+    return ensure(spec.name, root, spec.files) / spec.files[0]
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ class DatasetSpec:
     metric: str  # "rocauc" | "acc"
     loader: str  # "module:function" under bench.data, called as fn(root, **options)
     options: dict[str, Any]  # option name -> default
-    kind: str  # "ogb" | "shared" | "generated"
+    kind: str  # "ogb" | "shared" (a real graph: local folder, cache or download) | "generated"
     files: tuple[str, ...] = ()  # paths relative to the data root that must exist
     nodes: int | None = None
     edges: int | None = None  # directed edges as the loader returns them (both directions)
@@ -38,15 +38,17 @@ class DatasetSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def root(self, root: str | None = None) -> Path | None:
-        """The data root this dataset is read from (None: generated, or no shared folder)."""
+        """The folder this dataset is read from (None: generated, or a real graph not here)."""
         if self.kind == "ogb":
             return paths.ogb_root(root)
         if self.kind == "shared":
-            return paths.shared_root(root)
+            from bench.data.download import locate
+
+            return locate(self.name, root, self.files)
         return None
 
     def available(self, root: str | None = None) -> bool:
-        """Whether loading would find its files (generated data is always available)."""
+        """Whether loading would find its files here (generated data is always available)."""
         if self.kind == "generated":
             return True
         base = self.root(root)
@@ -60,10 +62,17 @@ class DatasetSpec:
                 return f"generated (seeded), cached in {paths.work_dir() / 'generated'}"
             return "generated (seeded, in memory)"
         base = self.root(root)
-        if base is None:
-            return "no shared data folder (set BENCH_SHARED_DATA)"
+        if base is None:  # a real graph in none of the folders searched
+            from bench.data import download
+
+            if download.downloads_allowed():
+                return f"downloaded on first use ({download.describe_source(self.name)})"
+            return (
+                "not here and downloading is off (BENCH_OFFLINE): point BENCH_SHARED_DATA at "
+                "a local data folder"
+            )
         first = self.files[0].split("|")[0]
-        # ogb: the dataset folder (ogbn_x); shared: the folder holding the file (or its raw/)
+        # ogb: the dataset folder (ogbn_x); real graphs: the folder holding the file (or its raw/)
         folder = Path(first).parent
         if folder.name == "raw":
             folder = folder.parent
@@ -89,7 +98,7 @@ def _ogb(name: str, task: str, metric: str, nodes: int, edges: int, split: str) 
         task=task,
         metric=metric,
         loader="ogb_loader:load_ogb",
-        options={"download": False} | ({"node_aggr": "add"} if name == "ogbn-proteins" else {}),
+        options={"download": None} | ({"node_aggr": "add"} if name == "ogbn-proteins" else {}),
         kind="ogb",
         files=(f"{folder}/RELEASE_v1.txt",),
         nodes=nodes,

@@ -198,6 +198,11 @@ def main(args: argparse.Namespace) -> int:
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+    if not args.events:  # a child of a sweep records a missing dataset; a person gets one line
+        problem = _data_problem(config)
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     progress = not args.no_progress and not args.events
     if args.isolated:
         record = run_trial_isolated(config, on_epoch=log_epoch if progress else None)
@@ -213,6 +218,22 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {record.error[len(CONFIG_ERROR_PREFIX) :]}", file=sys.stderr)
         return 2
     return 0 if record.status == "ok" else 1
+
+
+def _data_problem(config: TrialConfig) -> str | None:
+    """Why a real graph cannot be had (not here, downloading off or failed), or None; fetches
+    it into the cache first when it may (see :mod:`bench.data.download`)."""
+    from bench.data.download import ensure
+    from bench.data.registry import get_spec
+
+    spec = get_spec(config.dataset)
+    if spec.kind != "shared":
+        return None
+    try:
+        ensure(spec.name, config.data_root, spec.files)
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def _dry_run(config: TrialConfig, as_json: bool, target_memory: int | None = None) -> int:

@@ -72,6 +72,7 @@ def run_trial_isolated(
         "--json",
         "--events",
     ]
+    ooms_before = oom_kill_count()
     child = _Child(command)
     deadlines = [math.inf if budget is None else clock + budget + grace_s]  # [run, stop?]
     curve: list[dict[str, Any]] = []
@@ -111,8 +112,9 @@ def run_trial_isolated(
     record = parse_record(last_line)
     if record is None:
         record = record_without_child_record(
-            config, child.returncode, killed_for, child.stderr_tail(), curve, start, phase
-        )
+            config, child.returncode, killed_for, child.stderr_tail(), curve, start, phase,
+            oom_kills=_delta(ooms_before, oom_kill_count()),
+        )  # fmt: skip
     if stop_requested and record.status == "ok":
         record.status = "pruned"
         record.failed_phase = record.failed_phase or phase
@@ -132,8 +134,13 @@ def record_without_child_record(
     curve: list[dict[str, Any]],
     start: dict[str, Any],
     phase: str,
+    oom_kills: int | None = None,
 ) -> TrialRecord:
-    """The record of a child that printed none: killed by us, by the kernel, or crashed."""
+    """The record of a child that printed none: killed by us, by the kernel, or crashed.
+
+    ``oom_kills``: how many processes the kernel's OOM killer ended in our memory cgroup while
+    the child ran (None: unreadable here). A SIGKILL with none is another process's doing:
+    status ``killed``, an environment failure that the next run retries."""
     from bench.env_info import git_commit, library_versions
 
     record = TrialRecord(
@@ -157,12 +164,21 @@ def record_without_child_record(
     elif killed_for == "pruned":
         record.status = "pruned"
         record.error = f"killed: did not stop within {STOP_GRACE_S:g} s of being asked to"
+    elif returncode == -signal.SIGKILL and oom_kills == 0:
+        record.status = "killed"
+        record.error = (
+            "the trial process was killed by SIGKILL from another process (the kernel's "
+            "out-of-memory killer killed nothing meanwhile)"
+            + (f"\nstderr tail:\n{stderr_tail}" if stderr_tail else "")
+        )
+        record.failure_kind = "environment"  # not the configuration's doing: retried next run
     elif returncode == -signal.SIGKILL:
+        seen = "the kernel's out-of-memory killer" if oom_kills else "most likely the kernel's "
+        seen += "" if oom_kills else "out-of-memory killer; its kill count is unreadable here"
         record.status = "oom"
         record.error = (
             f"out of memory at {config.layers} layers: the trial process was killed by SIGKILL "
-            "(most likely the kernel's out-of-memory killer)"
-            + (f"\nstderr tail:\n{stderr_tail}" if stderr_tail else "")
+            f"({seen})" + (f"\nstderr tail:\n{stderr_tail}" if stderr_tail else "")
         )
     else:
         record.error = f"the trial process exited with code {returncode} without a record" + (
@@ -172,6 +188,42 @@ def record_without_child_record(
             record.failure_kind = "environment"  # killed from outside: retried next run
     record.failure_kind = record.kind_of_failure()
     return record
+
+
+def oom_kill_count() -> int | None:
+    """The kernel's OOM-kill count of this process's memory cgroup, or None where unreadable:
+    ``oom_kill`` in cgroup v2 ``memory.events`` or cgroup v1 ``memory.oom_control``."""
+    from pathlib import Path
+
+    candidates: list[Path] = []
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            rel = path.lstrip("/")
+            if controllers == "":
+                candidates.append(Path("/sys/fs/cgroup") / rel / "memory.events")
+            elif "memory" in controllers.split(","):
+                candidates.append(Path("/sys/fs/cgroup/memory") / rel / "memory.oom_control")
+    except (OSError, ValueError):
+        pass
+    # inside a container the cgroup is often mounted at the root of /sys/fs/cgroup
+    candidates += [
+        Path("/sys/fs/cgroup/memory.events"),
+        Path("/sys/fs/cgroup/memory/memory.oom_control"),
+    ]
+    for candidate in candidates:
+        try:
+            for line in candidate.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _delta(before: int | None, after: int | None) -> int | None:
+    return None if before is None or after is None else after - before
 
 
 # signals that end a trial from outside (a user, a scheduler, a shutdown), not by its own doing
