@@ -67,6 +67,7 @@ def reproduce(
     progress: bool = True,
     run_fn: Callable[..., Any] | None = None,
     log: Callable[[str], None] = print,
+    workers: int | None = None,
 ) -> ReproduceResult:
     """Run every (spec, profile) study it can, export each spec, record the skips, then build
     the report (unless ``report_dir`` is None). ``run_fn`` as in :func:`bench.sweep.run_sweep`."""
@@ -88,8 +89,9 @@ def reproduce(
             name = f"{spec.name}-{profile}"
             try:
                 done = run_sweep(
-                    spec.path, profile, results_dir=results_dir, progress=progress, run_fn=run_fn
-                )
+                    spec.path, profile, results_dir=results_dir, progress=progress,
+                    run_fn=run_fn, workers=workers,
+                )  # fmt: skip
             except PreflightError as exc:
                 skip = Skip(spec.name, profile, tuple(p.line() for p in exc.problems))
                 result.skipped.append(skip)
@@ -176,6 +178,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="run and export only")
     parser.add_argument("--no-figures", action="store_true", help="report tables and text only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="trials run at once per study (default: one per GPU, else 1; each trial is its own "
+        "process, one thread on CPU)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -197,5 +206,6 @@ def main(args: argparse.Namespace) -> int:
         None if args.no_report else args.report_dir,
         figures=not args.no_figures,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     return 0 if result.ok else 1
