@@ -49,7 +49,11 @@ class TrialConfig:
     aggr: str = "max"
     norm: str = "layer"
     lr: float = 1e-3
-    epochs: int = 5
+    epochs: int = 5  # the maximum; with ``patience`` training may stop earlier
+    # early stopping: stop after this many evaluations without a validation gain of more than
+    # ``min_delta`` (None = off: train all ``epochs``, the paper's recipe)
+    patience: int | None = None
+    min_delta: float | None = None  # None = 0: any gain resets the patience
     seed: int = 0
     device: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only): mixed precision, bench.precision
@@ -165,6 +169,20 @@ class TrialConfig:
             raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
         _positive_float("lr", self.lr)
         _positive_float("grad_clip", self.grad_clip, allow_inf=True)
+        if self.patience is not None:
+            _positive_int("patience", self.patience)
+        if self.min_delta is not None:
+            if self.patience is None:
+                raise ConfigError("min_delta", "is an early-stopping setting: give --patience too")
+            if (
+                isinstance(self.min_delta, bool)
+                or not isinstance(self.min_delta, (int, float))
+                or not math.isfinite(self.min_delta)
+                or self.min_delta < 0
+            ):
+                raise ConfigError(
+                    "min_delta", f"must be a non-negative number, got {self.min_delta!r}"
+                )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError("seed", f"must be a non-negative integer, got {self.seed!r}")
         deq_flags = {

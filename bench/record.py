@@ -66,6 +66,10 @@ class TrialRecord:
     # "config" (oom, diverged, timeout, invalid: final) or "environment" (data missing, device
     # gone, killed from outside: the next run retries it); None when ok or pruned
     failure_kind: str | None = None
+    # the last epoch trained and why training ended: "patience" (early stopping),
+    # "max-epochs", or the status that ended it early ("timeout", "pruned", "diverged", ...)
+    stopped_epoch: int | None = None
+    stop_reason: str | None = None
 
     def kind_of_failure(self) -> str | None:
         """``failure_kind``, or for records stored before the field existed, what it would be."""

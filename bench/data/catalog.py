@@ -87,5 +87,8 @@ def main(args: argparse.Namespace) -> int:
     for row in (header, *body):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print("\nedges: directed (both directions of each undirected edge), as loaded.")
+    for spec in SPECS.values():  # generated data: what the labels are (their ground truth)
+        if spec.kind == "generated":
+            print(f"{spec.name}: {spec.description}.")
     print("options: python -m bench datasets --json; set with the trial's dataset options.")
     return 0

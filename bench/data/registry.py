@@ -121,6 +121,7 @@ _SYNTHETIC = {
     "node_aggr": "add",
     "split": "random",
     "seed": 0,
+    "depth_task": 0,  # k > 0: labels from exactly k hops away (the known-depth task)
 }
 
 SPECS: dict[str, DatasetSpec] = {
@@ -136,7 +137,9 @@ SPECS: dict[str, DatasetSpec] = {
             nodes=3000,
             edges=71_994,  # with the default options
             description="seeded proteins-shaped multi-label graph; labels depend on up to 6-hop "
-            "neighbourhoods (the CPU default)",
+            "neighbourhoods (the CPU default). Option depth_task=k: the known-depth task, each "
+            "label is 1 where a node 1..k hops away carries that task's visible marker, so "
+            "exactly k layers are needed and nothing farther matters",
             edge_dim=8,
         ),
         DatasetSpec(

@@ -23,7 +23,14 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 # Config fields newer than some exports: filled in by ``derive`` (``tie``) or given
 # OPTIONAL_DEFAULTS' value (``precision``) where a table lacks them.
-LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie", "precision", "deterministic", "share_mask")
+LATER_CONFIG_COLUMNS: tuple[str, ...] = (
+    "tie",
+    "precision",
+    "deterministic",
+    "share_mask",
+    "patience",
+    "min_delta",
+)
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
     *(c for c in CONFIG_COLUMNS if c not in LATER_CONFIG_COLUMNS), *RECORD_COLUMNS,
@@ -41,6 +48,10 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "optimizer_peak_bytes": np.nan,
     "step_added_bytes": np.nan,
     "metered_steps": np.nan,
+    "patience": np.nan,  # exported before early stopping: every trial ran all its epochs
+    "min_delta": np.nan,
+    "stopped_epoch": np.nan,
+    "stop_reason": None,
     "epoch_time_s": np.nan,
     "commit": None,
     "solver_fwd_iters_mean": np.nan,
@@ -51,6 +62,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
 NUMERIC_COLUMNS: tuple[str, ...] = (
     "trial_number", "layers", "channels", "groups", "dropout", "lr", "epochs", "seed",
     "train_parts", "eval_parts", "eval_every", "grad_clip", "deq_tol", "deq_max_iter", "timeout",
+    "patience", "min_delta", "stopped_epoch",
     "memory_cap_bytes", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
     "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
     "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max", "baseline_bytes",

@@ -56,6 +56,7 @@ class _Progress:
     epoch_times: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # unmetered
     solver: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     start: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stop_reason: str | None = None  # "patience" when early stopping ended training
 
 
 def _seed_everything(seed: int, device: str, deterministic: bool) -> None:
@@ -251,7 +252,7 @@ def _train(
     fault = os.environ.get(FAULT_ENV)
 
     bar = _progress_bar(config.epochs) if progress else None
-    best_valid = -math.inf
+    patience = _Patience(config.patience, config.min_delta)
     try:
         for epoch in range(1, config.epochs + 1):
             epoch_start = time.perf_counter()
@@ -326,13 +327,33 @@ def _train(
                 bar.set_postfix_str(epoch_line(event))
             elif progress:
                 log_epoch(event)
-            if valid is not None and valid > best_valid:
-                best_valid = valid
             if on_epoch is not None and on_epoch(dict(event)):
                 raise _Stop("pruned", f"stopped by the caller after epoch {epoch}")
+            if valid is not None and patience.exhausted(valid):
+                state.stop_reason = "patience"
+                break
     finally:
         if bar is not None:
             bar.close()
+
+
+class _Patience:
+    """Early stopping: counts evaluations since validation last rose by more than
+    ``min_delta``; ``patience=None`` never stops (the paper's fixed-epoch recipe)."""
+
+    def __init__(self, patience: int | None, min_delta: float | None) -> None:
+        self.patience = patience
+        self.min_delta = min_delta or 0.0
+        self.best = -math.inf
+        self.stale = 0
+
+    def exhausted(self, valid: float) -> bool:
+        """Record one evaluation; True when ``patience`` evaluations in a row brought no gain."""
+        if valid > self.best + self.min_delta:
+            self.best, self.stale = valid, 0
+        else:
+            self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
 
 
 def _on_device(batch: Any, mask: Any, device: Any) -> tuple[Any, ...]:
@@ -453,6 +474,11 @@ def _finish(record: TrialRecord, state: _Progress, clock: float) -> None:
         for key, values in sorted(state.solver.items()):
             record.solver[f"{key}_mean"] = _mean(values)
             record.solver[f"{key}_max"] = max(values)
+    record.stopped_epoch = int(state.curve[-1]["epoch"]) if state.curve else None
+    if state.stop_reason is not None:
+        record.stop_reason = state.stop_reason
+    else:
+        record.stop_reason = "max-epochs" if record.status == "ok" else record.status
     record.wall_time_s = time.perf_counter() - clock
 
 
