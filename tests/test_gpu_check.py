@@ -106,3 +106,20 @@ def test_cuda_point_measures_allocator_peaks(tmp_path: Path) -> None:
     assert row["reserved_peak_bytes"] >= row["peak_bytes"] > row["baseline_bytes"] > 0
     assert row["setup_bytes"] > 0 and row["device_memory_bytes"] > row["peak_bytes"]
     assert row["deterministic"] is False
+
+
+def test_memory_snapshot_is_refused_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["trial", "--memory-snapshot", "snap", "--epochs", "1"]) == 2
+    assert "--memory-snapshot: needs --device cuda" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_memory_snapshot_is_written_on_cuda(tmp_path: Path) -> None:
+    from bench.config import TrialConfig
+    from bench.trial import run_trial
+
+    config = TrialConfig(device="cuda", layers=2, channels=8, epochs=1, train_parts=2,
+                         eval_parts=1, dataset_options={"num_nodes": 200})  # fmt: skip
+    record = run_trial(config, memory_snapshot=str(tmp_path / "snap"))
+    assert record.status == "ok", record.error
+    assert (tmp_path / "snap" / "step.pickle").stat().st_size > 0

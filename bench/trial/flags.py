@@ -154,6 +154,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     harness.add_argument(
         "--no-progress", action="store_true", help="no progress bar or log lines on stderr"
     )
+    harness.add_argument(
+        "--memory-snapshot",
+        metavar="DIR",
+        default=None,
+        help="CUDA only, in-process: write a torch.cuda.memory snapshot of a metered step to "
+        "DIR/step.pickle (open it in PyTorch's memory visualiser)",
+    )
 
 
 def config_from_args(args: argparse.Namespace, *, check_device: bool = True) -> TrialConfig:
@@ -204,12 +211,17 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return 2
     progress = not args.no_progress and not args.events
+    if args.memory_snapshot is not None and (config.device != "cuda" or args.isolated):
+        why = "needs --device cuda" if config.device != "cuda" else "runs in-process only"
+        print(f"error: --memory-snapshot: {why} (it records CUDA's caching allocator)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.isolated:
         record = run_trial_isolated(config, on_epoch=log_epoch if progress else None)
     elif args.events:
         record = run_child(config)
     else:
-        record = run_trial(config, progress=progress)
+        record = run_trial(config, progress=progress, memory_snapshot=args.memory_snapshot)
     if args.json:
         print(record.to_json(), flush=True)
     else:

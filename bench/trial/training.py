@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.config import TrialConfig
@@ -49,6 +49,7 @@ class _Progress:
     phase: str = "setup"
     curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     memory: list[Any] = dataclasses.field(default_factory=list)  # StepMemory after warm-up
+    snapshot_dir: str | None = None  # --memory-snapshot: where the CUDA snapshot goes
     warmup_memory: Any = None  # the first step's StepMemory (Adam's moments not yet there)
     steps_done: int = 0
     model_state_bytes: int | None = None
@@ -95,8 +96,12 @@ def run_trial(
     stop: threading.Event | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
+    memory_snapshot: str | None = None,
 ) -> TrialRecord:
     """Train ``config`` in this process and return its record; trial failures become statuses.
+
+    ``memory_snapshot`` (CUDA): a folder for a ``torch.cuda.memory`` snapshot of the first
+    metered step after the warm-up step, to open in PyTorch's memory visualiser.
 
     ``on_epoch(event)`` gets ``{"epoch", "loss", "valid", "test", "time_s"}`` after each epoch;
     a truthy return stops the trial (status ``pruned``). ``stop`` (set from another thread)
@@ -128,6 +133,7 @@ def run_trial(
     )
     try:
         record.device_name = device_description(config.device)
+        state.snapshot_dir = memory_snapshot
         _train(config, state, record, clock, progress, on_epoch, stop, on_start, enter)
         record.status = "ok"
     except _Stop as stopped:
@@ -285,17 +291,19 @@ def _train(
                     _forward_backward, model, loss_fn, amp, state, epoch, *inputs
                 )
                 update = functools.partial(_update, model, optimizer, amp, config.grad_clip)
-                if metered:
-                    loss_value, memory = metered_step(
-                        device, forward_backward, update, config.memory_cap_bytes
-                    )
-                    if state.steps_done:
-                        state.memory.append(memory)
+                snapshot = state.steps_done == 1 and device.type == "cuda"
+                with _memory_history(state.snapshot_dir if snapshot else None):
+                    if metered:
+                        loss_value, memory = metered_step(
+                            device, forward_backward, update, config.memory_cap_bytes
+                        )
+                        if state.steps_done:
+                            state.memory.append(memory)
+                        else:
+                            state.warmup_memory = memory
                     else:
-                        state.warmup_memory = memory
-                else:
-                    loss_value = forward_backward()
-                    update()
+                        loss_value = forward_backward()
+                        update()
                 del inputs, forward_backward
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
@@ -354,6 +362,29 @@ class _Patience:
         else:
             self.stale += 1
         return self.patience is not None and self.stale >= self.patience
+
+
+@contextlib.contextmanager
+def _memory_history(folder: str | None) -> Iterator[None]:
+    """Record CUDA allocator events for the block and dump a snapshot into ``folder`` (for
+    https://pytorch.org/memory_viz); a no-op without a folder."""
+    if folder is None:
+        yield
+        return
+    import pathlib
+
+    import torch
+
+    torch.cuda.memory._record_memory_history(max_entries=1_000_000)
+    try:
+        yield
+    finally:
+        path = pathlib.Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.cuda.memory._dump_snapshot(str(path / "step.pickle"))
+        torch.cuda.memory._record_memory_history(enabled=None)
+        print(f"memory snapshot of a metered step -> {path / 'step.pickle'} "
+              "(open it at https://pytorch.org/memory_viz)", file=sys.stderr)  # fmt: skip
 
 
 def _on_device(batch: Any, mask: Any, device: Any) -> tuple[Any, ...]:
