@@ -13,6 +13,8 @@ from typing import Any
 from bench.config import (
     AGGRS,
     ARCHS,
+    DEFAULT_CONV,
+    DEFAULT_HEADS,
     DEFAULT_TIE,
     DEQ_GRADS,
     DEQ_SOLVERS,
@@ -24,6 +26,7 @@ from bench.config import (
 )
 from bench.errors import ConfigError
 from bench.models.blocks import DeepGNN, ResPlusBlock
+from bench.models.convs import check_conv
 from bench.models.residual import CheckpointedResGNN, ResGNN, WTResGNN
 from bench.models.reversible import RevGNN, WTRevGNN
 
@@ -55,6 +58,8 @@ def _deq(**kw: Any) -> DeepGNN:
         tol=kw["deq_tol"],
         max_iter=kw["deq_max_iter"] if kw["deq_max_iter"] is not None else kw["layers"],
         grad=kw["deq_grad"],
+        conv=kw["conv"],
+        heads=kw["heads"],
     )
 
 
@@ -63,6 +68,7 @@ def _residual(cls: type[ResGNN]) -> Callable[..., DeepGNN]:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"], tie=kw["tie"],
+            conv=kw["conv"], heads=kw["heads"],
         )  # fmt: skip
 
     return build
@@ -73,7 +79,7 @@ def _reversible(cls: type[RevGNN]) -> Callable[..., DeepGNN]:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             groups=kw["groups"], dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"],
-            tie=kw["tie"],
+            tie=kw["tie"], conv=kw["conv"], heads=kw["heads"],
         )  # fmt: skip
 
     return build
@@ -107,13 +113,17 @@ def build_model(
     deq_tol: float = 1e-4,
     deq_max_iter: int | None = None,
     deq_grad: str = "implicit",
+    conv: str = DEFAULT_CONV,
+    heads: int | None = None,
 ) -> DeepGNN:
     """Build ``arch``; ``model(x, edge_index, edge_attr) -> logits [N, out_channels]``.
 
     ``edge_dim`` None or 0 means the graph has no edge features. ``tie`` is for ``wt-res`` /
     ``wt-rev`` only (None: ``"after-first"``, an untied first layer then one shared block;
     ``"all"``: one block for every layer). For ``deq`` the iteration cap defaults to ``layers``
-    (the depth axis doubles as DEQ's iteration budget)."""
+    (the depth axis doubles as DEQ's iteration budget). ``conv`` is every block's convolution
+    (``gen``, ``gat``, ``sage``, ``gcn``); ``heads`` is GAT's (None: 1), an error for the others;
+    ``sage``/``gcn`` refuse ``edge_dim`` (they cannot read edge features)."""
     if arch not in ARCH:
         raise ConfigError("arch", f"unknown architecture {arch!r}; choose one of {', '.join(ARCH)}")
     if aggr not in AGGRS:
@@ -132,6 +142,13 @@ def build_model(
         _positive_int(name, value)
     if edge_dim is not None and (not _is_int(edge_dim) or edge_dim < 0):
         raise ConfigError("edge_dim", f"must be None or a non-negative integer, got {edge_dim!r}")
+    check_conv(conv, edge_dim, heads, aggr)
+    if conv == "gat":
+        width = channels // groups if arch in REVERSIBLE_ARCHS else channels
+        if width % (heads or DEFAULT_HEADS):
+            raise ConfigError(
+                "heads", f"{heads or DEFAULT_HEADS} heads must divide each block's width {width}"
+            )
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ConfigError("dropout", f"must be in [0, 1), got {dropout!r}")
     if arch in REVERSIBLE_ARCHS:
@@ -181,6 +198,8 @@ def build_model(
         deq_tol=deq_tol,
         deq_max_iter=deq_max_iter,
         deq_grad=deq_grad,
+        conv=conv,
+        heads=heads,
     )
 
 
@@ -205,6 +224,8 @@ def build_from_config(
         aggr=config.aggr,
         norm=config.norm,
         tie=config.tie_mode,
+        conv=config.conv,
+        heads=config.attention_heads,
         **{f"deq_{key}": value for key, value in deq.items()},
     )
 
