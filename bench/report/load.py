@@ -23,7 +23,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 # Config fields newer than some exports: filled in by ``derive`` (``tie``) or given
 # OPTIONAL_DEFAULTS' value (``precision``) where a table lacks them.
-LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie", "precision")
+LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie", "precision", "conv", "heads")
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
     *(c for c in CONFIG_COLUMNS if c not in LATER_CONFIG_COLUMNS), *RECORD_COLUMNS,
@@ -33,6 +33,8 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "spec": None,  # None -> the study name
     "kind": "ablation",
     "precision": "fp32",  # exported before mixed precision: every trial ran in float32
+    "conv": "gen",  # exported before the conv axis: every block was GENConv
+    "heads": None,  # GAT's heads; None for the other convs
     "epoch_time_s": np.nan,
     "commit": None,
     "solver_fwd_iters_mean": np.nan,
@@ -41,7 +43,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "solver_bwd_rel_residual_max": np.nan,
 }
 NUMERIC_COLUMNS: tuple[str, ...] = (
-    "trial_number", "layers", "channels", "groups", "dropout", "lr", "epochs", "seed",
+    "trial_number", "layers", "channels", "groups", "heads", "dropout", "lr", "epochs", "seed",
     "train_parts", "eval_parts", "eval_every", "grad_clip", "deq_tol", "deq_max_iter", "timeout",
     "memory_cap_bytes", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
     "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
