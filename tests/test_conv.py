@@ -4,9 +4,11 @@ engine for every conv (float64), the memory model per conv, and the settings' ch
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,10 @@ from bench.memory_model import GraphSizes, activation_bytes, predict_params
 from bench.models import build_from_config, build_model
 from bench.models.deq import DEQGNN
 from bench.nn import ReversibleStack
+from bench.report import figures
+from bench.report.claims import NOT_SUPPORTED, SUPPORTED, all_claims, claim_verdict
+from bench.report.load import derive
+from bench.report.select import FIGURE_BY_KEY, ablation_rows
 from bench.spec import point_key
 
 EDGE_DIM = {"gen": 8, "gat": 8, "sage": None, "gcn": None}  # what each conv can read
@@ -313,3 +319,47 @@ def test_cli_refuses_sage_on_a_graph_with_edge_features_naming_the_flag() -> Non
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "--conv" in done.stderr and "edge features" in done.stderr
+
+
+# --- report: one panel per conv, and the claim judged per conv ---------------------------------
+def _conv_rows(rev_grows: str | None = None) -> pd.DataFrame:
+    from test_report import depth_rows  # the report tests' hand-made export rows
+
+    rows = []
+    for conv in CONVS:
+        over = {"conv": conv, "heads": HEADS.get(conv), "dataset": "cora"}
+        part = depth_rows("conv", ("res", "rev"), [2, 8, 32], **over)
+        for r in part:
+            if r["arch"] == "rev" and conv == rev_grows:  # a conv whose rev is not flat
+                r["peak_memory_bytes"] += r["layers"] * 2**20
+        rows += part
+    return derive(pd.DataFrame(rows))
+
+
+def test_conv_flat_claim_is_judged_for_each_conv() -> None:
+    claims = [c for c in all_claims(_conv_rows()) if c.key == "conv-flat"]
+    assert len(claims) == len(CONVS)
+    assert all(c.verdict == SUPPORTED for c in claims), [c.evidence for c in claims]
+    assert all(any(f"conv={conv}" in c.case for c in claims) for conv in CONVS)
+    broken = [c for c in all_claims(_conv_rows(rev_grows="sage")) if c.key == "conv-flat"]
+    verdicts = {("conv=sage" in c.case): c.verdict for c in broken}
+    assert verdicts == {True: NOT_SUPPORTED, False: SUPPORTED}
+    assert claim_verdict(broken, "conv-flat") == NOT_SUPPORTED
+
+
+def test_conv_figure_has_one_panel_per_conv(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    df = _conv_rows()
+    rows, note = ablation_rows(df, FIGURE_BY_KEY["fig9"])
+    assert note == "" and len(rows) == len(df)
+    drawn = []
+    save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, *a: drawn.append(fig) or save(fig, *a))
+    figures.style()
+    paths = figures.memory_vs_depth_per_conv(rows, FIGURE_BY_KEY["fig9"], tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size for p in paths)
+    titles = [ax.get_title() for ax in drawn[0].axes]
+    assert len(titles) == 2 * len(CONVS)  # activation memory and score, per conv
+    for name in ("GENConv", "GAT (2 heads)", "GraphSAGE", "GCN"):
+        assert sum(t.startswith(name) for t in titles) == 2, titles
