@@ -363,3 +363,49 @@ def test_conv_figure_has_one_panel_per_conv(
     assert len(titles) == 2 * len(CONVS)  # activation memory and score, per conv
     for name in ("GENConv", "GAT (2 heads)", "GraphSAGE", "GCN"):
         assert sum(t.startswith(name) for t in titles) == 2, titles
+
+
+# --- tuning dimension ---------------------------------------------------------------------------
+CONV_SPACE = """
+description = "conv as a tuning dimension"
+[base]
+dataset = "cora"
+epochs = 1
+[space]
+arch = { choices = ["res", "rev"] }
+conv = { choices = ["gen", "gat", "sage", "gcn"] }
+heads = { choices = [1, 2, 3] }
+channels = { choices = [24, 32, 48] }
+groups = { choices = [2, 4] }
+"""
+
+
+def test_search_space_samples_heads_for_gat_only_and_repairs_channels() -> None:
+    import optuna
+    import tomllib
+
+    from bench.search_space import parse_search_space
+
+    space = parse_search_space(tomllib.loads(CONV_SPACE))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(80):
+        trial = study.ask()
+        config = space.suggest(trial).config  # always valid: heads divide each block's width
+        assert ("heads" in trial.params) == (config.conv == "gat")
+        width = config.channels // (config.groups if config.arch == "rev" else 1)
+        assert width % (config.attention_heads or 1) == 0
+        seen.add((config.conv, config.attention_heads))
+        study.tell(trial, 0.0)
+    assert {("gen", None), ("sage", None), ("gcn", None), ("gat", 3)} <= seen
+
+
+def test_search_space_refuses_heads_without_gat() -> None:
+    import tomllib
+
+    from bench.search_space import SearchSpaceError, parse_search_space
+
+    text = CONV_SPACE.replace('"gen", "gat", "sage", "gcn"', '"gen", "sage"')
+    with pytest.raises(SearchSpaceError) as info:
+        parse_search_space(tomllib.loads(text))
+    assert "[space.heads]" in str(info.value)
