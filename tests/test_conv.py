@@ -409,3 +409,41 @@ def test_search_space_refuses_heads_without_gat() -> None:
     with pytest.raises(SearchSpaceError) as info:
         parse_search_space(tomllib.loads(text))
     assert "[space.heads]" in str(info.value)
+
+
+# --- paper numbers and the benchmark flag -------------------------------------------------------
+def test_arxiv_profile_has_the_papers_revgat_shape() -> None:
+    from bench import paper
+    from bench.spec import load_spec
+
+    revgat = next(p for p in paper.ARXIV if p.label == "RevGAT")
+    assert (revgat.test_score, revgat.test_std, revgat.params) == (74.02, 0.18, None)
+    points = [p for p in load_spec("conv").points("arxiv") if p.label == "RevGAT"]
+    for pt in points:
+        c = pt.config
+        assert (c.conv, c.attention_heads, c.layers, c.channels) == (
+            revgat.conv,
+            revgat.heads,
+            revgat.layers,
+            revgat.channels,
+        )
+    assert {p.config.arch for p in points} == {"res", "rev"}
+    assert all(p not in paper.ALL_POINTS for p in paper.OTHER_DATASETS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [(["--conv", "sage"], "--conv"), (["--heads", "2"], "--heads"),
+     (["--conv", "gat", "--heads", "3"], "--heads")],  # 3 does not divide 64 / 2
+)  # fmt: skip
+def test_benchmark_refuses_what_a_conv_cannot_do(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from bench import benchmark
+
+    parser = argparse.ArgumentParser()
+    benchmark.add_arguments(parser)
+    assert benchmark.main(parser.parse_args(argv)) == 2
+    assert capsys.readouterr().err.startswith(flag)
