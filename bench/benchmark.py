@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from bench.config import CONVS
 from bench.errors import ConfigError
 from bench.measure import (
     PeakMemory,
@@ -159,6 +160,7 @@ class PygGroupAddRevGNN(DeepGNN):
     def __init__(
         self, in_channels: int, edge_dim: int | None, out_channels: int, layers: int, channels: int,
         groups: int = 2, dropout: float = 0.0, aggr: str = "max", norm: str = "layer",
+        conv: str = "gen", heads: int | None = None,
     ) -> None:  # fmt: skip
         from torch_geometric.nn import GroupAddRev
 
@@ -168,7 +170,11 @@ class PygGroupAddRevGNN(DeepGNN):
         self.layers = nn.ModuleList(
             GroupAddRev(
                 nn.ModuleList(
-                    _FullEdgeGroup(ResPlusBlock(width, block_edge_dim, aggr, norm, dropout))
+                    _FullEdgeGroup(
+                        ResPlusBlock(
+                            width, block_edge_dim, aggr, norm, dropout, conv=conv, heads=heads
+                        )
+                    )
                     for _ in range(groups)
                 )
             )
@@ -188,7 +194,8 @@ class PygGroupAddRevGNN(DeepGNN):
 
 def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> DeepGNN:
     edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else None
-    common = dict(dropout=args.dropout, aggr=args.aggr, norm="layer")
+    common = dict(dropout=args.dropout, aggr=args.aggr, norm="layer", conv=args.conv,
+                  heads=args.heads)  # fmt: skip
     if arch == PEER:
         return PygGroupAddRevGNN(graph.x.size(1), edge_dim, graph.y.size(1), depth, args.channels,
                                  groups=args.groups, **common)  # type: ignore[arg-type]  # fmt: skip
@@ -224,6 +231,7 @@ def measure_one(
     entry, the forward+backward peak and the optimiser-step peak."""
     row: dict[str, Any] = {
         "arch": arch,
+        "conv": args.conv,
         "depth": depth,
         "depth_means": "iterations" if arch == "deq" else "layers",
         "deterministic": torch.are_deterministic_algorithms_enabled(),
@@ -487,6 +495,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groups", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--aggr", default="max")
+    parser.add_argument(
+        "--conv", default="gen", choices=CONVS, help="every block's convolution (default gen)"
+    )
+    parser.add_argument("--heads", type=int, default=None, help="GAT's heads (--conv gat only)")
     parser.add_argument("--archs", type=_archs, default=list(ALL_ARCHS), help="comma-separated")
     parser.add_argument("--depths", type=_ints, default=[16, 64, 256], help="depths for every arch")
     parser.add_argument(
@@ -541,6 +553,15 @@ def main(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')}: must be a positive integer", file=sys.stderr)
             return 2
+    if args.conv in ("sage", "gcn") and args.edge_dim:
+        print(f"--conv: {args.conv} cannot read edge features; add --edge-dim 0", file=sys.stderr)
+        return 2
+    if args.heads is not None and (args.conv != "gat" or args.heads < 1):
+        print("--heads: a positive count, with --conv gat only", file=sys.stderr)
+        return 2
+    if args.conv == "gat" and (args.channels // args.groups) % (args.heads or 1):
+        print("--heads: must divide channels / groups", file=sys.stderr)
+        return 2
     if args.channels % args.groups:
         print(
             f"--groups: channels ({args.channels}) must be divisible by groups ({args.groups})",

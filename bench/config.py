@@ -27,6 +27,14 @@ DEVICES = ("cpu", "cuda")
 # autocast of forward and loss: fp32 = none; bf16 on CPU and CUDA; fp16 with a gradient scaler
 PRECISIONS = ("fp32", "bf16", "fp16")
 AGGRS = ("max", "softmax", "power", "mean", "add")
+# the convolution inside every block (bench.models.convs): GENConv (the paper's proteins block),
+# multi-head GAT (RevGAT, arxiv), GraphSAGE (products) and GCN
+CONVS = ("gen", "gat", "sage", "gcn")
+DEFAULT_CONV = "gen"
+EDGE_CONVS = ("gen", "gat")  # the convolutions that read edge features
+# aggregations a SAGE block accepts (PyG's SAGEConv; GENConv's learnable softmax/power are not)
+SAGE_AGGRS = ("max", "mean", "add")
+DEFAULT_HEADS = 1  # GAT attention heads when ``heads`` is unset
 NORMS = ("layer", "batch", "none")
 
 
@@ -46,7 +54,10 @@ class TrialConfig:
     # of an independent one per layer and group (None = False: independent masks regularise
     # like ordinary dropout, and replaying them costs nothing extra; the paper profiles set it)
     share_mask: bool | None = None
-    aggr: str = "max"
+    aggr: str = "max"  # GENConv's (and SAGE's) neighbourhood aggregation; GAT/GCN: default only
+    # the convolution of every block: gen | gat | sage | gcn (bench.models.convs)
+    conv: str = DEFAULT_CONV
+    heads: int | None = None  # GAT attention heads (None = 1; an error for other convs)
     norm: str = "layer"
     lr: float = 1e-3
     epochs: int = 5  # the maximum; with ``patience`` training may stop earlier
@@ -94,6 +105,7 @@ class TrialConfig:
         says which tying it ran even if the default changes)."""
         values = dataclasses.asdict(self)
         values["tie"] = self.tie_mode
+        values["heads"] = self.attention_heads
         return values
 
     def replace(self, **changes: Any) -> TrialConfig:
@@ -116,6 +128,11 @@ class TrialConfig:
     def tie_mode(self) -> str | None:
         """The weight tying in effect: ``tie`` or the default for tied archs, None otherwise."""
         return (self.tie or DEFAULT_TIE) if self.is_tied else None
+
+    @property
+    def attention_heads(self) -> int | None:
+        """GAT's heads in effect: ``heads`` or the default for ``conv="gat"``, None otherwise."""
+        return (self.heads or DEFAULT_HEADS) if self.conv == "gat" else None
 
     def deq_settings(self) -> dict[str, Any]:
         """DEQ solver settings with defaults filled in (meaningful for arch 'deq' only).
@@ -165,6 +182,7 @@ class TrialConfig:
                     "groups",
                     f"channels ({self.channels}) must be divisible by groups ({self.groups})",
                 )
+        self._check_conv()
         if not (0.0 <= self.dropout < 1.0):
             raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
         _positive_float("lr", self.lr)
@@ -239,6 +257,46 @@ class TrialConfig:
                     "device", "cuda was asked for, but no CUDA device is available here"
                 )
         return self
+
+    def _check_conv(self) -> None:
+        """``conv`` and ``heads``, and what the chosen convolution cannot do (module CONVS)."""
+        _choice("conv", self.conv, CONVS)
+        if self.heads is not None:
+            if self.conv != "gat":
+                raise ConfigError(
+                    "heads", f"is a GAT setting, but conv is {self.conv!r} (use --conv gat)"
+                )
+            _positive_int("heads", self.heads)
+        if self.conv == "gat":
+            heads = self.attention_heads or DEFAULT_HEADS
+            grouped = self.arch in REVERSIBLE_ARCHS
+            width = self.channels // self.groups if grouped else self.channels
+            if width % heads:
+                where = f"channels/groups = {width}" if grouped else f"channels = {width}"
+                raise ConfigError(
+                    "heads",
+                    f"{heads} heads must divide each block's width ({where}): GAT concatenates "
+                    "its heads, each width/heads wide",
+                )
+        if self.conv == "sage" and self.aggr not in SAGE_AGGRS:
+            raise ConfigError(
+                "aggr", f"SAGE aggregates by {', '.join(SAGE_AGGRS)}, got {self.aggr!r}"
+            )
+        if self.conv in ("gat", "gcn") and self.aggr != "max":
+            raise ConfigError(
+                "aggr",
+                f"is GENConv's and SAGE's aggregation; {self.conv.upper()} has its own "
+                "(attention-weighted / degree-normalised sum): leave aggr at its default",
+            )
+        if self.conv not in EDGE_CONVS:
+            from bench.data.registry import get_spec
+
+            if get_spec(self.dataset).edge_features:
+                raise ConfigError(
+                    "conv",
+                    f"{self.conv!r} cannot read edge features and dataset {self.dataset!r} has "
+                    f"them: they would be dropped silently; use --conv {' or '.join(EDGE_CONVS)}",
+                )
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

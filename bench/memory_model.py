@@ -40,6 +40,25 @@ Per architecture (w = C/G, ``block(w)`` = the counts above at width w):
   history (Anderson/Broyden keep 2*m past iterates of N*C, m=6, plus a few work tensors), for
   the forward solve and again for the adjoint solve.
 
+**Other convolutions** (``conv`` gat / sage / gcn; counted the same way, with
+``torch.autograd.graph.saved_tensors_hooks`` on one block, and checked against the meter in
+tests/test_conv.py). Per block of width w, with E' = E + N where the conv adds self-loops:
+
+* ``gat`` (H heads): the block input, the ReLU output and the projected features (3 N*w) plus
+  2 N LayerNorm statistics; per edge (self-loops included) the gathered source features (E'*w),
+  four E'*H attention tensors (logits, LeakyReLU input, softmax output and its gathered
+  partner) and the self-looped ``edge_index`` (2 E' int64). With edge features, the self-looped
+  edge embedding (E'*D, D its width) and its projection (E'*w).
+* ``sage``: block input, ReLU output (2 N*w) and the aggregation output's partner; ``max``
+  also keeps the gathered neighbour features (E*w) and the output (N*w); ``mean`` one count
+  per node. 2 N LayerNorm statistics.
+* ``gcn``: block input, ReLU output (2 N*w), 2 N statistics, and per self-looped edge the
+  normalisation weight (1 float) and ``edge_index`` (2 int64).
+* dropout (p > 0) adds its mask and the masked output the linear layer saves (2 N*w floats on
+  CPU; a bool mask and the output on CUDA). The largest transient is the message tensor and
+  its product (2 E'*w); for SAGE's max, the gathered messages and the scatter's expanded int64
+  index (4 E*w), for its mean/add the gathered messages alone (E*w) (measured).
+
 On top, all archs: the encoders' outputs, the head (norm input, ReLU, dropout mask, linear
 input, logits, the masked logits/targets the loss saves) and the transient of the step's
 largest op (about 3 E*C: gather, add, ReLU of the last message before its inputs are freed;
@@ -241,6 +260,48 @@ def _block_saved(n: int, e: int, width: int, dropout: float, cuda: bool, act: in
     return node + mask + edge
 
 
+def _other_conv_saved(
+    config: TrialConfig,
+    n: int,
+    e: int,
+    width: int,
+    edge_width: int,
+    cuda: bool,
+    act: int = FLOAT,
+) -> int:
+    """Bytes autograd keeps for one GAT / SAGE / GCN block of ``width`` channels (module doc);
+    ``edge_width`` is the edge embedding's width (0 without edge features)."""
+    conv, p = config.conv, config.dropout
+    mask = ((1 if cuda else act) + act) * n * width if p > 0 else 0
+    stats = 2 * act * n
+    if conv == "gat":
+        heads = config.attention_heads or 1
+        e_loop = e + n
+        edge = e_loop * (act * (width + 4 * heads) + 2 * INDEX)
+        if edge_width:
+            edge += act * e_loop * (edge_width + width)
+        return act * 3 * n * width + stats + edge + mask
+    if conv == "sage":
+        node = act * 2 * n * width + stats
+        if config.aggr == "max":
+            return node + act * (e * width + n * width) + mask
+        return node + (act * n if config.aggr == "mean" else 0) + mask
+    if conv == "gcn":
+        return act * 2 * n * width + stats + (e + n) * (act + 2 * INDEX) + mask
+    raise ValueError(f"unknown conv {conv!r}")  # pragma: no cover - config validation
+
+
+def _conv_transient(config: TrialConfig, n: int, e: int, width: int, act: int) -> int:
+    """The step's largest op: GENConv's gather/add/ReLU of the last message (3 E*w); the
+    other convs' message and its product (2 E'*w, self-loops included for GAT/GCN)."""
+    if config.conv == "gen":
+        return 3 * act * e * width
+    if config.conv == "sage":  # max: + the scatter's expanded int64 index; mean/add: gather only
+        return (4 if config.aggr == "max" else 1) * act * e * width
+    e_loop = e + n if config.conv in ("gat", "gcn") else e
+    return 2 * act * e_loop * width
+
+
 def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
     """Bytes of activations alive at the peak of a training step (see the module doc)."""
     n, e, c, L = sizes.batch_nodes, sizes.batch_edges, config.channels, config.layers
@@ -263,8 +324,15 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
         + body_act * sizes.outputs * (n + 2 * sizes.batch_train_nodes)
     )
     encoders = act * n * c + edge_emb
-    transient = 3 * body_act * e_eff * c
-    block = _block_saved(n, e_eff, c, p, cuda, body_act)
+    transient = _conv_transient(config, n, e_eff, c, body_act)
+
+    def saved(width: int, act_bytes: int) -> int:  # one block of ``width`` channels, by conv
+        if config.conv == "gen":
+            return _block_saved(n, e_eff, width, p, cuda, act_bytes)
+        edge_width = c if has_edges else 0
+        return _other_conv_saved(config, n, e_eff, width, edge_width, cuda, act_bytes)
+
+    block = saved(c, body_act)
     if arch in ("res", "wt-res"):
         body = L * block
     elif arch == "ckpt":
@@ -273,8 +341,9 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
         w = c // config.groups
         # the edge embedding's gradient sums are in its (the encoder's) dtype
         grads = FLOAT * n * c * (config.groups + 2) + (3 * edge_emb if has_edges else 0)
-        body = FLOAT * n * c + _block_saved(n, e_eff, w, p, cuda) + grads
-        transient = 3 * FLOAT * e_eff * w  # the largest ops run one group (width w) at a time
+        body = FLOAT * n * c + saved(w, FLOAT) + grads
+        # the largest ops run one group (width w) at a time
+        transient = _conv_transient(config, n, e_eff, w, FLOAT)
     elif arch == "deq":
         f_eval = 2 * block + FLOAT * n * c * 3
         solver = 2 * (2 * DEQ_HISTORY + 4) * FLOAT * n * c

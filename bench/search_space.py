@@ -20,7 +20,9 @@ Constraints the space must respect, handled here rather than left to crash a tri
 - ``groups`` only matters for reversible archs and is only sampled for them; channels that
   ``groups`` does not divide are moved to the nearest feasible value (recorded per trial);
 - ``deq_*`` settings are only sampled when the arch is ``deq``;
-- ``tie`` (weight tying) is only sampled for the weight-tied archs ``wt-res`` / ``wt-rev``.
+- ``tie`` (weight tying) is only sampled for the weight-tied archs ``wt-res`` / ``wt-rev``;
+- ``heads`` is only sampled when the convolution (``conv``) is ``gat``; channels are repaired to
+  a multiple of groups x heads there (GAT concatenates heads of width/heads channels).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import optuna
 
 from bench.config import (
     ARCHS,
+    CONVS,
+    DEFAULT_HEADS,
     DEQ_GRADS,
     DEQ_SOLVERS,
     PRECISIONS,
@@ -77,6 +81,7 @@ _KNOWN_CHOICES: dict[str, tuple[str, ...]] = {
     "deq_grad": DEQ_GRADS,
     "tie": TIES,
     "precision": PRECISIONS,
+    "conv": CONVS,
 }
 
 
@@ -346,12 +351,16 @@ class SearchSpace:
 
     # --- sampling -----------------------------------------------------------------------
     def _order(self) -> list[str]:
-        """Arch first (others depend on it), groups before channels (channels are repaired)."""
-        first = [n for n in ("arch", "groups") if n in self.params]
+        """Arch and conv first (others depend on them), groups and heads before channels
+        (channels are repaired)."""
+        first = [n for n in ("arch", "conv", "groups", "heads") if n in self.params]
         return first + [n for n in self.params if n not in first]
 
-    def active(self, name: str, arch: str) -> bool:
-        """Whether a param matters for this arch (conditional spaces keep TPE informed)."""
+    def active(self, name: str, arch: str, conv: str | None = None) -> bool:
+        """Whether a param matters for this arch and conv (conditional spaces keep TPE
+        informed); ``conv`` None means the base's."""
+        if name == "heads":
+            return (conv or self.base.get("conv", TrialConfig.conv)) == "gat"
         if name in DEQ_FIELDS:
             return arch == "deq"
         if name == "groups":
@@ -364,13 +373,16 @@ class SearchSpace:
         """Sample a configuration from ``trial``; never returns an invalid one."""
         params: dict[str, Any] = {}
         arch = self.base.get("arch", TrialConfig.arch)
+        conv = self.base.get("conv", TrialConfig.conv)
         for name in self._order():
             param = self.params[name]
-            if name != "arch" and not self.active(name, arch):
+            if name not in ("arch", "conv") and not self.active(name, arch, conv):
                 continue
             params[name] = _suggest(trial, param)
             if name == "arch":
                 arch = params[name]
+            if name == "conv":
+                conv = params[name]
         return self.build(params)
 
     def build(self, params: dict[str, Any]) -> Suggestion:
@@ -382,12 +394,16 @@ class SearchSpace:
                 values.pop(name, None)
         if arch not in TIED_ARCHS:
             values.pop("tie", None)
+        if values.get("conv", TrialConfig.conv) != "gat":
+            values.pop("heads", None)
         adjusted: dict[str, tuple[Any, Any]] = {}
-        if arch in REVERSIBLE_ARCHS:
-            groups = values.get("groups", TrialConfig.groups)
+        divisor = values.get("groups", TrialConfig.groups) if arch in REVERSIBLE_ARCHS else 1
+        if values.get("conv", TrialConfig.conv) == "gat":
+            divisor *= values.get("heads") or DEFAULT_HEADS
+        if divisor > 1:
             channels = values.get("channels", TrialConfig.channels)
-            if channels % groups and "channels" in self.params:
-                repaired = self._nearest_channels(channels, groups)
+            if channels % divisor and "channels" in self.params:
+                repaired = self._nearest_channels(channels, divisor)
                 adjusted["channels"] = (channels, repaired)
                 values["channels"] = repaired
         return Suggestion(TrialConfig.from_dict(values), dict(params), adjusted)
@@ -419,7 +435,12 @@ class SearchSpace:
         for combo in combos:
             params = dict(zip(names, combo, strict=True))
             arch = params.get("arch", self.base.get("arch", TrialConfig.arch))
-            params = {n: v for n, v in params.items() if n == "arch" or self.active(n, arch)}
+            conv = params.get("conv", self.base.get("conv", TrialConfig.conv))
+            params = {
+                n: v
+                for n, v in params.items()
+                if n in ("arch", "conv") or self.active(n, arch, conv)
+            }
             yield self.build(params).config
 
     def min_predicted_peak(
@@ -560,6 +581,11 @@ def _check_consistency(space: SearchSpace) -> None:
             "space.tie",
             f"is a weight-tying setting, but the arch is never {' or '.join(TIED_ARCHS)}",
         )
+    convs = (
+        list(params["conv"].choices) if "conv" in params else [base.get("conv", TrialConfig.conv)]
+    )
+    if "heads" in params and "gat" not in convs:
+        raise SearchSpaceError(path, "space.heads", "is a GAT setting, but the conv is never 'gat'")
     if any(a in REVERSIBLE_ARCHS for a in archs):
         _check_groups(space)
     # every corner of the space must be a valid configuration (e.g. dropout high < 1)

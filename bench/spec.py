@@ -78,7 +78,7 @@ RESERVED_FIELDS = {
 KEY_EXCLUDED_FIELDS = ("device", "data_root")
 # fields added after results were stored: left out of the key at these values (their defaults),
 # so the points stored before the field existed keep their keys
-KEY_OMITTED_AT_VALUE = {"precision": "fp32"}
+KEY_OMITTED_AT_VALUE = {"precision": "fp32", "conv": "gen"}
 DEFAULT_PROFILE = "cpu"
 _FIELDS = tuple(TrialConfig.__dataclass_fields__)
 

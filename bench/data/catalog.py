@@ -40,6 +40,7 @@ def rows(root: str | None = None) -> list[dict[str, object]]:
                 "location": spec.location(root),
                 "nodes": spec.nodes,
                 "edges": spec.edges,
+                "edge_features": spec.edge_features,
                 "options": spec.options,
                 "description": spec.description,
             }
@@ -71,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         for row in table:
             print(json.dumps(row))
         return 0
-    header = ("dataset", "task/metric", "here", "nodes", "edges", "from")
+    header = ("dataset", "task/metric", "here", "nodes", "edges", "edge feat.", "from")
     body = [
         (
             str(r["name"]),
@@ -79,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
             "yes" if r["available"] else "no",
             _fmt(r["nodes"]),
             _fmt(r["edges"]),
+            "yes" if r["edge_features"] else "no",
             str(r["location"]),
         )
         for r in table
@@ -90,5 +92,9 @@ def main(args: argparse.Namespace) -> int:
     for spec in SPECS.values():  # generated data: what the labels are (their ground truth)
         if spec.kind == "generated":
             print(f"{spec.name}: {spec.description}.")
+    print(
+        "edge feat.: --conv gen and gat read edge features; sage and gcn cannot, and refuse a "
+        "dataset that has them (rather than drop them)."
+    )
     print("options: python -m bench datasets --json; set with the trial's dataset options.")
     return 0

@@ -34,7 +34,8 @@ class DatasetSpec:
     nodes: int | None = None
     edges: int | None = None  # directed edges as the loader returns them (both directions)
     description: str = ""
-    edge_dim: int | None = None  # width of the edge features the loader returns (None: none)
+    # whether the graph carries edge features (convs that cannot read them refuse it: config)
+    edge_features: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def root(self, root: str | None = None) -> Path | None:
@@ -104,7 +105,7 @@ def _ogb(name: str, task: str, metric: str, nodes: int, edges: int, split: str) 
         nodes=nodes,
         edges=edges,
         description=_OGB_DESC[name],
-        edge_dim=8 if name == "ogbn-proteins" else None,
+        edge_features=name == "ogbn-proteins",
         extra={"split": split, "folder": folder},
     )
 
@@ -140,7 +141,7 @@ SPECS: dict[str, DatasetSpec] = {
             "neighbourhoods (the CPU default). Option depth_task=k: the known-depth task, each "
             "label is 1 where a node 1..k hops away carries that task's visible marker, so "
             "exactly k layers are needed and nothing farther matters",
-            edge_dim=8,
+            edge_features=True,
         ),
         DatasetSpec(
             name="synthetic-proteins-paper",
@@ -154,7 +155,7 @@ SPECS: dict[str, DatasetSpec] = {
             edges=79_085_610,  # with the default options (ogbn-proteins: 79,122,504)
             description="synthetic-proteins at ogbn-proteins' sizes: 8 species, 8-dim edge "
             "features, 112 tasks, species split (for the paper's memory figures without the data)",
-            edge_dim=8,
+            edge_features=True,
         ),
         _ogb("ogbn-proteins", "multilabel", "rocauc", 132_534, 79_122_504, "species"),
         _ogb("ogbn-arxiv", "multiclass", "acc", 169_343, 2_315_598, "time"),

@@ -13,6 +13,8 @@ from typing import Any
 from bench.config import (
     AGGRS,
     ARCHS,
+    DEFAULT_CONV,
+    DEFAULT_HEADS,
     DEFAULT_TIE,
     DEQ_GRADS,
     DEQ_SOLVERS,
@@ -24,6 +26,7 @@ from bench.config import (
 )
 from bench.errors import ConfigError
 from bench.models.blocks import DeepGNN, ResPlusBlock
+from bench.models.convs import check_conv
 from bench.models.residual import CheckpointedResGNN, ResGNN, WTResGNN
 from bench.models.reversible import RevGNN, WTRevGNN
 
@@ -55,6 +58,8 @@ def _deq(**kw: Any) -> DeepGNN:
         tol=kw["deq_tol"],
         max_iter=kw["deq_max_iter"] if kw["deq_max_iter"] is not None else kw["layers"],
         grad=kw["deq_grad"],
+        conv=kw["conv"],
+        heads=kw["heads"],
     )
 
 
@@ -63,6 +68,7 @@ def _residual(cls: type[ResGNN]) -> Callable[..., DeepGNN]:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"], tie=kw["tie"],
+            conv=kw["conv"], heads=kw["heads"],
         )  # fmt: skip
 
     return build
@@ -73,7 +79,8 @@ def _reversible(cls: type[RevGNN]) -> Callable[..., DeepGNN]:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             groups=kw["groups"], dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"],
-            tie=kw["tie"], share_mask=bool(kw["share_mask"]),
+            tie=kw["tie"], share_mask=bool(kw["share_mask"]), conv=kw["conv"],
+            heads=kw["heads"],
         )  # fmt: skip
 
     return build
@@ -108,6 +115,8 @@ def build_model(
     deq_tol: float = 1e-4,
     deq_max_iter: int | None = None,
     deq_grad: str = "implicit",
+    conv: str = DEFAULT_CONV,
+    heads: int | None = None,
 ) -> DeepGNN:
     """Build ``arch``; ``model(x, edge_index, edge_attr) -> logits [N, out_channels]``.
 
@@ -115,7 +124,10 @@ def build_model(
     ``wt-rev`` only (None: ``"after-first"``, an untied first layer then one shared block;
     ``"all"``: one block for every layer). For ``deq`` the iteration cap defaults to ``layers``
     (the depth axis doubles as DEQ's iteration budget). ``share_mask`` (``rev`` / ``wt-rev``
-    only): one dropout mask for every layer and group, the paper's way."""
+    only): one dropout mask for every layer and group, the paper's way.
+    ``conv`` is every block's convolution
+    (``gen``, ``gat``, ``sage``, ``gcn``); ``heads`` is GAT's (None: 1), an error for the others;
+    ``sage``/``gcn`` refuse ``edge_dim`` (they cannot read edge features)."""
     if arch not in ARCH:
         raise ConfigError("arch", f"unknown architecture {arch!r}; choose one of {', '.join(ARCH)}")
     if aggr not in AGGRS:
@@ -134,6 +146,13 @@ def build_model(
         _positive_int(name, value)
     if edge_dim is not None and (not _is_int(edge_dim) or edge_dim < 0):
         raise ConfigError("edge_dim", f"must be None or a non-negative integer, got {edge_dim!r}")
+    check_conv(conv, edge_dim, heads, aggr)
+    if conv == "gat":
+        width = channels // groups if arch in REVERSIBLE_ARCHS else channels
+        if width % (heads or DEFAULT_HEADS):
+            raise ConfigError(
+                "heads", f"{heads or DEFAULT_HEADS} heads must divide each block's width {width}"
+            )
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ConfigError("dropout", f"must be in [0, 1), got {dropout!r}")
     if arch in REVERSIBLE_ARCHS:
@@ -186,6 +205,8 @@ def build_model(
         deq_tol=deq_tol,
         deq_max_iter=deq_max_iter,
         deq_grad=deq_grad,
+        conv=conv,
+        heads=heads,
     )
 
 
@@ -211,6 +232,8 @@ def build_from_config(
         norm=config.norm,
         tie=config.tie_mode,
         share_mask=bool(config.share_mask),
+        conv=config.conv,
+        heads=config.attention_heads,
         **{f"deq_{key}": value for key, value in deq.items()},
     )
 

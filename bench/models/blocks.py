@@ -1,7 +1,9 @@
 """The one block definition every architecture shares, plus encoders and head.
 
-The paper's "res+" pre-activation block is norm -> ReLU -> dropout -> GENConv. Residual,
-reversible, weight-tied and equilibrium models differ only in how they wire this function.
+The paper's "res+" pre-activation block is norm -> ReLU -> dropout -> conv, the conv GENConv
+by default or GAT / SAGE / GCN (``conv``; :func:`make_block_conv`, :mod:`bench.models.convs`).
+Residual, reversible, weight-tied and equilibrium models differ only in how they wire this
+function.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GENConv, Linear
 
-from bench.config import AGGRS, NORMS, TIES
+from bench.config import AGGRS, DEFAULT_CONV, NORMS, TIES
 from bench.errors import ConfigError
+from bench.models.convs import make_other_conv
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -61,6 +64,25 @@ def make_conv(
     return conv
 
 
+def make_block_conv(
+    conv: str,
+    in_channels: int,
+    out_channels: int,
+    edge_dim: int | None,
+    aggr: str,
+    norm: str,
+    heads: int | None = None,
+) -> nn.Module:
+    """The block's convolution by name: GENConv (:func:`make_conv`) or GAT / SAGE / GCN
+    (:func:`bench.models.convs.make_other_conv`), each called as ``conv(x, edge_index,
+    edge_attr)``. ``norm`` is GENConv's MLP normalisation; the others have no inner MLP."""
+    if conv == "gen":
+        if heads is not None:
+            raise ConfigError("heads", "is a GAT setting, but conv is 'gen'")
+        return make_conv(in_channels, out_channels, edge_dim, aggr, norm)
+    return make_other_conv(conv, in_channels, out_channels, edge_dim, aggr, heads)
+
+
 def distinct_blocks(layers: int, tie: str | None) -> int:
     """How many distinct blocks a stack of ``layers`` holds: L untied (``tie`` None), 1 for
     ``"all"``, and for ``"after-first"`` an untied first layer plus one block shared by every
@@ -79,7 +101,8 @@ def block_of_layer(layer: int, n_blocks: int) -> int:
 
 
 class ResPlusBlock(nn.Module):
-    """f(x) = GENConv(dropout(relu(norm(x)))): the pre-activation function of one layer/group.
+    """f(x) = conv(dropout(relu(norm(x)))): the pre-activation function of one layer/group
+    (``conv``: GENConv by default, or GAT / SAGE / GCN; see :func:`make_block_conv`).
 
     ``dropout_mask`` lets an engine replay a mask it drew itself (already scaled by 1/(1-p));
     without one, ordinary dropout is used.
@@ -93,10 +116,14 @@ class ResPlusBlock(nn.Module):
         norm: str = "layer",
         dropout: float = 0.0,
         out_channels: int | None = None,
+        conv: str = DEFAULT_CONV,
+        heads: int | None = None,
     ) -> None:
         super().__init__()
         self.norm = make_norm(norm, channels)
-        self.conv = make_conv(channels, out_channels or channels, edge_dim, aggr, norm)
+        self.conv = make_block_conv(
+            conv, channels, out_channels or channels, edge_dim, aggr, norm, heads
+        )
         self.dropout = dropout
 
     def forward(

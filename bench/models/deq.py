@@ -14,22 +14,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.models.blocks import DeepGNN, make_conv, make_norm
+from bench.config import DEFAULT_CONV
+from bench.models.blocks import DeepGNN, make_block_conv, make_norm
 from bench.nn.deq import DEQFixedPoint, check_settings
 
 
 class DEQBlock(nn.Module):
     """f(z, x): conv -> Norm(. + x) -> ReLU -> dropout -> conv -> + first conv -> ReLU -> Norm.
 
+    ``conv`` picks both convolutions (GENConv by default; GAT / SAGE / GCN as in every block).
+
     ``dropout_mask`` (scaled by 1/(1-p)) is passed in so that one mask serves every solver
     iteration and the backward solve: f must be a fixed function for a fixed point to exist.
     """
 
-    def __init__(self, channels: int, edge_dim: int | None, aggr: str, norm: str) -> None:
+    def __init__(
+        self,
+        channels: int,
+        edge_dim: int | None,
+        aggr: str,
+        norm: str,
+        conv: str = DEFAULT_CONV,
+        heads: int | None = None,
+    ) -> None:
         super().__init__()
-        self.conv1 = make_conv(channels, channels, edge_dim, aggr, norm)
+        self.conv1 = make_block_conv(conv, channels, channels, edge_dim, aggr, norm, heads)
         self.norm1 = make_norm(norm, channels)
-        self.conv2 = make_conv(channels, channels, edge_dim, aggr, norm)
+        self.conv2 = make_block_conv(conv, channels, channels, edge_dim, aggr, norm, heads)
         self.norm2 = make_norm(norm, channels)
 
     def forward(
@@ -67,11 +78,13 @@ class DEQGNN(DeepGNN):
         tol: float = 1e-4,
         max_iter: int = 30,
         grad: str = "implicit",
+        conv: str = DEFAULT_CONV,
+        heads: int | None = None,
     ) -> None:
         check_settings(solver, tol, max_iter, grad)  # before building anything
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
         # edge features reach the block already encoded to ``channels`` by DeepGNN
-        self.block = DEQBlock(channels, channels if edge_dim else None, aggr, norm)
+        self.block = DEQBlock(channels, channels if edge_dim else None, aggr, norm, conv, heads)
         self.deq = DEQFixedPoint(solver=solver, tol=tol, max_iter=max_iter, grad=grad)
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:

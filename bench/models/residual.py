@@ -13,7 +13,7 @@ import contextlib
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from bench.config import DEFAULT_TIE
+from bench.config import DEFAULT_CONV, DEFAULT_TIE
 from bench.models.blocks import DeepGNN, ResPlusBlock, block_of_layer, distinct_blocks
 from bench.nn.reversible import frozen_running_stats
 
@@ -42,13 +42,16 @@ class ResGNN(DeepGNN):
         norm: str = "layer",
         tie: str | None = None,
         checkpointed: bool = False,
+        conv: str = DEFAULT_CONV,
+        heads: int | None = None,
     ) -> None:
         n_blocks = distinct_blocks(layers, tie)
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
         # the edge embedding is already ``channels`` wide: GENConv uses it without re-encoding
         block_edge_dim = channels if edge_dim else None
         self.blocks = nn.ModuleList(
-            ResPlusBlock(channels, block_edge_dim, aggr, norm, dropout) for _ in range(n_blocks)
+            ResPlusBlock(channels, block_edge_dim, aggr, norm, dropout, conv=conv, heads=heads)
+            for _ in range(n_blocks)
         )
         self.layers = layers
         self.tie = tie

@@ -4,7 +4,8 @@ The wiring and the memory-saving backward live in :class:`bench.nn.ReversibleSta
 only decides what the group functions are: each group of layer ``l`` is its own freshly
 initialised :class:`ResPlusBlock` of width ``channels / groups`` (the paper authors deep-copy
 group 1 into the others, so all groups start identical; we do not). Every group receives the
-full-width edge embedding explicitly and re-encodes it inside its GENConv.
+full-width edge embedding explicitly and re-encodes it inside its convolution (GENConv's
+``lin_edge``; GAT's ``lin_edge`` feeds the attention logits; SAGE/GCN take no edge features).
 
 Weight tying (``tie``) is decided here too: the stack gets one entry per layer, and tied layers
 are the same modules (``"after-first"``: the first layer's own groups, then one shared block
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bench.config import DEFAULT_TIE
+from bench.config import DEFAULT_CONV, DEFAULT_TIE
 from bench.errors import ConfigError
 from bench.models.blocks import DeepGNN, ResPlusBlock, block_of_layer, distinct_blocks
 from bench.nn.reversible import ReversibleStack
@@ -45,6 +46,8 @@ class RevGNN(DeepGNN):
         norm: str = "layer",
         tie: str | None = None,
         share_mask: bool = False,
+        conv: str = DEFAULT_CONV,
+        heads: int | None = None,
     ) -> None:
         if groups < 2:
             raise ConfigError("groups", f"a reversible arch needs groups >= 2, got {groups}")
@@ -57,7 +60,10 @@ class RevGNN(DeepGNN):
         block_edge_dim = channels if edge_dim else None
         n_blocks = distinct_blocks(layers, tie)
         blocks = [
-            [ResPlusBlock(width, block_edge_dim, aggr, norm, dropout) for _ in range(groups)]
+            [
+                ResPlusBlock(width, block_edge_dim, aggr, norm, dropout, conv=conv, heads=heads)
+                for _ in range(groups)
+            ]
             for _ in range(n_blocks)
         ]
         if 1 < n_blocks < layers:  # partly tied: one entry per layer, shared ones repeated

@@ -151,7 +151,7 @@ def _draw(
         return [], reason, rows
     draw: dict[str, Callable[..., list[pathlib.Path]]] = {
         "fig1": figures.score_vs_memory, "fig6": figures.groups_figure,
-        "fig7": figures.step_time_figure,
+        "fig7": figures.step_time_figure, "fig9": figures.memory_vs_depth_per_conv,
     }  # fmt: skip
     if fig.key in draw:
         paths = draw[fig.key](rows, fig, folder)

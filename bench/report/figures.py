@@ -442,3 +442,53 @@ def pareto_figure(rows: pd.DataFrame, fig: FigureSpec, out_dir: pathlib.Path,
              f"(no other trial has both a higher {score_col} and a lower {cost_col}).")  # fmt: skip
     f.tight_layout(rect=(0, 0.06, 1, 1))
     return save(f, out_dir, fig.stem)
+
+
+CONV_NAMES = {"gen": "GENConv", "gat": "GAT", "sage": "GraphSAGE", "gcn": "GCN"}
+
+
+def memory_vs_depth_per_conv(
+    rows: pd.DataFrame, fig: FigureSpec, out_dir: pathlib.Path
+) -> list[pathlib.Path]:
+    """One column of panels per convolution (the conv ablation): activation memory and test
+    score vs depth, ResGNN vs RevGNN, one pair of rows per measurement slice. Why a figure of
+    its own: the claim it illustrates is "reversible activation memory is flat for *every*
+    conv", so each conv gets its panel rather than a line among the others."""
+    rows = _prepare(rows.assign(variant=""))
+    rows["variant"] = variant_labels(rows, exclude=(*VARIANT_EXCLUDE, "conv", "heads"))
+    rows["conv_name"] = rows["conv"].map(lambda c: CONV_NAMES.get(str(c), str(c)))
+    heads = rows["heads"].where(rows["conv"] == "gat")
+    rows.loc[heads.notna(), "conv_name"] += heads[heads.notna()].map(lambda h: f" ({h:g} heads)")
+    ok = rows[(rows["status"] == "ok") & rows["peak_memory_bytes"].notna()]
+    if ok.empty:
+        return []
+    unit, scale = byte_unit(float(ok["activation_bytes"].abs().max()))
+    metric = str(ok["metric"].dropna().iloc[0]) if ok["metric"].notna().any() else "score"
+    quantities = {"activation_bytes": f"activation memory ({unit})",
+                  "score": f"test {metric} at best valid"}  # fmt: skip
+    long = ok.melt(id_vars=["slice", "model", "variant", "depth", "conv_name"],
+                   value_vars=list(quantities), var_name="column", value_name="raw")  # fmt: skip
+    long["value"] = np.where(long["column"] == "activation_bytes", long["raw"] / scale, long["raw"])
+    long["panel"] = long["slice"].map(_wrap) + "\n" + long["column"].map(quantities)
+    convs = [CONV_NAMES[c] for c in CONV_NAMES if CONV_NAMES[c] in " ".join(ok["conv_name"])]
+    col_order = [n for c in convs for n in sorted(set(ok["conv_name"])) if n.startswith(c)]
+    g = sns.relplot(
+        data=long, x="depth", y="value", hue="model", hue_order=_hue_order(rows), palette=PALETTE,
+        style=_style(long), col="conv_name", col_order=col_order, row="panel", kind="line",
+        markers=True, dashes=False, errorbar="sd", err_style="bars", height=3.0, aspect=1.15,
+        facet_kws={"sharey": "row", "sharex": True, "margin_titles": False},
+    )  # fmt: skip
+    for (panel, _conv), ax in g.axes_dict.items():
+        _log_x(ax, rows["depth"].tolist())
+        if panel.endswith(quantities["activation_bytes"]):
+            ax.set_ylim(bottom=0)
+            _mark_oom(ax, rows[(rows["status"] == "oom") & (rows["conv_name"] == _conv)
+                               & (rows["slice"].map(_wrap) == panel.rsplit("\n", 1)[0])])  # fmt: skip
+        ax.set_xlabel("layers")
+        ax.set_ylabel(panel.rsplit("\n", 1)[1])
+    g.set_titles("{col_name}\n{row_name}", size=9)
+    g.figure.suptitle(fig.title, fontsize=12, y=1.01)
+    _caption(g.figure, f"{ERR_NOTE} Activation memory = peak - model state (weights, gradients, "
+             "Adam moments). x at the top (OOM): out of memory at that depth.")  # fmt: skip
+    g.figure.subplots_adjust(bottom=0.08, hspace=0.6)
+    return save(g.figure, out_dir, fig.stem)

@@ -30,6 +30,8 @@ LATER_CONFIG_COLUMNS: tuple[str, ...] = (
     "share_mask",
     "patience",
     "min_delta",
+    "conv",
+    "heads",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
@@ -52,6 +54,8 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "min_delta": np.nan,
     "stopped_epoch": np.nan,
     "stop_reason": None,
+    "conv": "gen",  # exported before the conv axis: every block was GENConv
+    "heads": None,  # GAT's heads; None for the other convs
     "epoch_time_s": np.nan,
     "commit": None,
     "solver_fwd_iters_mean": np.nan,
@@ -60,7 +64,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "solver_bwd_rel_residual_max": np.nan,
 }
 NUMERIC_COLUMNS: tuple[str, ...] = (
-    "trial_number", "layers", "channels", "groups", "dropout", "lr", "epochs", "seed",
+    "trial_number", "layers", "channels", "groups", "heads", "dropout", "lr", "epochs", "seed",
     "train_parts", "eval_parts", "eval_every", "grad_clip", "deq_tol", "deq_max_iter", "timeout",
     "patience", "min_delta", "stopped_epoch",
     "memory_cap_bytes", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
@@ -262,12 +266,14 @@ _WORDS: dict[str, dict[Any, str]] = {
     "share_mask": {True: "one dropout mask", False: "a mask per layer"},
     "norm": {"layer": "LayerNorm", "batch": "BatchNorm", "none": "no norm"},
     "deterministic": {True: "deterministic kernels", False: "fast kernels"},
+    "conv": {"gen": "GENConv", "gat": "GAT", "sage": "GraphSAGE", "gcn": "GCN"},
 }
 _UNITS: dict[str, str] = {
     "channels": "{} channels", "groups": "{} groups", "layers": "{} layers",
     "train_parts": "{} training parts", "eval_parts": "{} eval parts", "epochs": "{} epochs",
     "dropout": "dropout {}", "lr": "lr {}", "aggr": "{} aggregation", "deq_tol": "tolerance {}",
     "deq_max_iter": "at most {} iterations", "precision": "{}", "grad_clip": "clip {}",
+    "heads": "{} heads",
 }  # fmt: skip
 
 

@@ -42,6 +42,9 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("fig7", "fig7_step_time", "Step time vs depth: what memory savings cost in time",
                ("depth", "weight-tying", "deq"), ARCHS, "layers"),
     FigureSpec("fig8", "fig8_pareto", "Tuning: Pareto front of score vs peak memory", (), ARCHS),
+    FigureSpec("fig9", "fig9_memory_per_conv",
+               "Memory and score vs depth per convolution, ResGNN vs RevGNN",
+               ("conv",), ("res", "rev"), "layers"),
 )  # fmt: skip
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 

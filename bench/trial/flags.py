@@ -102,6 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar = "BYTES" if f.name == "memory_cap_bytes" else f.name.upper()
         arch_default = f.name.startswith("deq_") or f.name == "tie"
         shown = "the arch's default" if optional and arch_default else default
+        if f.name == "heads":
+            shown = "1 (--conv gat only)"
         settings.add_argument(
             *flags,
             dest=f.name,
