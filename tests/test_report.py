@@ -378,7 +378,9 @@ def test_depth_buys_accuracy_when_rev_goes_deeper_and_scores_higher() -> None:
     rev = claims["rev"]
     assert rev.verdict == SUPPORTED, rev.evidence
     assert "res fits up to depth 2 (OOM from 3), rev up to 6" in rev.evidence
-    assert "at depth 3 (the task's needed depth k=3)" in rev.evidence
+    assert "at depth 3 (its best depth beyond res's reach, by validation; the task needs k=3)" in (
+        rev.evidence
+    )
     assert "depth 2 (by validation)" in rev.evidence and "paired t (n=5)" in rev.evidence
 
 

@@ -67,9 +67,8 @@ THRESHOLDS: dict[str, str] = {
     "depth-buys-accuracy": "accuracy ablation, per arch in rev / wt-rev / deq against res under "
     "the spec's memory cap: res OOMs at some depth and the arch's deepest ok depth is deeper "
     "than res's (else not supported; no res OOM: not enough data); then the 95% t-interval of "
-    "the test-score difference, the arch at the needed depth (the task's k if it ran there "
-    "beyond res's reach, else its best such depth by validation) minus the best res that fits "
-    "(by validation), paired by seed on a shared split, else Welch, against the margin 0: above "
+    "the test-score difference, the arch at its best depth beyond res's reach minus the best "
+    "res that fits (both depths chosen by mean validation score), paired by seed on a shared split, else Welch, against the margin 0: above "
     "it supported, below it contradicted, containing it inconclusive, < 2 seeds a side not "
     "enough data",
     "rev-time": f"median over common depths of rev/res step time <= {TIME_RATIO}",
