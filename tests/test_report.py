@@ -17,8 +17,19 @@ from bench.config import TrialConfig
 from bench.errors import DataError
 from bench.memory_model import per_layer_params
 from bench.report import build_report
+from bench.report.accuracy import depth_intervals
 from bench.report.aggregate import linear_fit, oom_depths, summarise
-from bench.report.claims import NO_DATA, NOT_SUPPORTED, STATEMENTS, SUPPORTED, all_claims
+from bench.report.claims import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NO_DATA,
+    NOT_SUPPORTED,
+    STATEMENTS,
+    SUPPORTED,
+    Claim,
+    all_claims,
+    claim_verdict,
+)
 from bench.report.load import derive, read_results
 
 CPU = "cpu (Test CPU, 2 threads)"
@@ -81,6 +92,31 @@ def depth_rows(spec: str, archs: tuple[str, ...], depths: list[int], oom_from: i
     return rows
 
 
+ACCURACY_OPTIONS = {"num_nodes": 600, "depth_task": 3, "num_tasks": 2}
+ACCURACY_DEPTHS = (1, 2, 3, 6)
+
+
+def accuracy_rows(seeds: tuple[int, ...] = (0, 1, 2, 3, 4), gain: float = 0.04,
+                  res_oom_from: int | None = 3) -> list[dict]:  # fmt: skip
+    """The accuracy ablation: every arch at depths 1-6 under a cap res exceeds from depth 3;
+    scores rise by ``gain`` per layer up to the task's depth 3, with a small per-seed,
+    per-arch wobble (so intervals have width)."""
+    rows = []
+    for i, arch in enumerate(("res", "rev", "wt-rev", "deq")):
+        for layers in ACCURACY_DEPTHS:
+            for seed in seeds:
+                oom = arch == "res" and res_oom_from is not None and layers >= res_oom_from
+                rec = row("accuracy", arch, layers, seed, "oom" if oom else "ok",
+                          dataset_options=ACCURACY_OPTIONS, memory_cap_bytes=6_000_000,
+                          batching="full", train_parts=1, eval_parts=1)  # fmt: skip
+                if not oom:
+                    wobble = 0.004 * (((seed * 7 + i * 3) % 5) - 2)
+                    rec["test_at_best_valid"] = 0.70 + gain * min(layers, 3) + wobble
+                    rec["best_valid"] = rec["test_at_best_valid"] - 0.01
+                rows.append(rec)
+    return rows
+
+
 def full_results() -> dict[str, pd.DataFrame]:
     """A tiny results set covering every spec the report draws, plus a tuning study."""
     tables = {
@@ -105,6 +141,7 @@ def full_results() -> dict[str, pd.DataFrame]:
             for s in (0, 1)
         ]
         + [row("overview", "res", 8, 0, "oom", channels=128)],  # fmt: skip
+        "accuracy": accuracy_rows(),
     }
     tune = []
     for i, (arch, layers, score, mem) in enumerate(
@@ -231,6 +268,154 @@ def test_deq_whose_solver_stops_early_is_not_enough_data() -> None:
     assert "barely changed" in claims[0].evidence
 
 
+# --- intervals and score verdicts -------------------------------------------------------------
+
+
+def test_summary_has_the_t_interval_of_the_test_score() -> None:
+    from scipy import stats as scipy_stats
+
+    from bench.report.tables import SCORE_CI, display_summary
+
+    rows = [row("depth", "rev", 8, s) for s in (0, 1, 2)] + [row("depth", "rev", 16, 0)]
+    summary = summarise(derive(pd.DataFrame(rows)))
+    three = summary[summary["layers"] == 8].iloc[0]
+    scores = [r["test_at_best_valid"] for r in rows[:3]]
+    lo, hi = scipy_stats.t.interval(0.95, 2, loc=np.mean(scores), scale=scipy_stats.sem(scores))
+    assert three["score_n"] == 3
+    assert (three["score_ci_lo"], three["score_ci_hi"]) == (pytest.approx(lo), pytest.approx(hi))
+    one = summary[summary["layers"] == 16].iloc[0]
+    assert one["score_n"] == 1 and math.isnan(one["score_ci_lo"])
+    table = display_summary(summary)
+    assert "t-interval" in SCORE_CI and "test score" in table.columns  # the old column stays
+    assert table[SCORE_CI].tolist() == [f"[{lo:.4g}, {hi:.4g}] (n=3)", "n/a (n=1)"]
+
+
+def overview_pair(diffs: list[float], rev_memory: float = 0.1) -> pd.DataFrame:
+    """rev and res at 8 layers over len(diffs) seeds; rev's score = res's + diffs[seed]."""
+    rows = []
+    for seed, d in enumerate(diffs):
+        res = row("overview", "res", 8, seed)
+        rev = row("overview", "rev", 8, seed)
+        res["test_at_best_valid"] = 0.70 + 0.02 * ((seed * 3) % 5)  # seeds differ a lot...
+        rev["test_at_best_valid"] = res["test_at_best_valid"] + d  # ...pairing cancels that
+        res["step_added_bytes"], rev["step_added_bytes"] = 10 * MIB, rev_memory * 10 * MIB
+        rows += [res, rev]
+    return derive(pd.DataFrame(rows))
+
+
+def rev_vs_res(df: pd.DataFrame) -> Claim:
+    (claim,) = [c for c in all_claims(df) if c.key == "rev-vs-res"]
+    return claim
+
+
+@pytest.mark.parametrize(
+    ("diffs", "verdict"),
+    [
+        ([0.030, 0.025, 0.040, 0.028, 0.035], SUPPORTED),  # a clear win
+        ([0.002, -0.004, 0.006, 0.000, -0.002], SUPPORTED),  # a match within the margin
+        ([-0.050, -0.042, -0.061, -0.048, -0.055], CONTRADICTED),  # a clear loss
+        ([-0.030, 0.012, -0.025, 0.004, -0.011], INCONCLUSIVE),  # noise straddling -0.01
+        ([0.030], NO_DATA),  # one seed: no score verdict, however large the gap
+    ],
+)
+def test_rev_vs_res_is_judged_by_the_interval_of_the_paired_difference(
+    diffs: list[float], verdict: str
+) -> None:
+    claim = rev_vs_res(overview_pair(diffs))
+    assert claim.verdict == verdict, claim.evidence
+    assert "score rev - res" in claim.evidence
+    assert ("paired t (n=5)" in claim.evidence) == (len(diffs) == 5)
+
+
+def test_rev_vs_res_memory_miss_is_not_supported_whatever_the_score() -> None:
+    claim = rev_vs_res(overview_pair([0.030, 0.025, 0.040, 0.028, 0.035], rev_memory=0.8))
+    assert claim.verdict == NOT_SUPPORTED
+
+
+def test_unpaired_seeds_use_welch() -> None:
+    df = overview_pair([0.030, 0.025, 0.040, 0.028, 0.035])
+    df = df[~((df["arch"] == "res") & (df["seed"] == 4))]  # res lacks seed 4: no pairing
+    assert "Welch t" in rev_vs_res(df).evidence
+
+
+def test_claim_verdict_prefers_misses_then_contradictions_then_doubt() -> None:
+    def claims(*verdicts: str) -> list[Claim]:
+        return [Claim("rev-vs-res", "fig1", "s", str(i), "", v) for i, v in enumerate(verdicts)]
+
+    assert (
+        claim_verdict(claims(SUPPORTED, CONTRADICTED, NOT_SUPPORTED), "rev-vs-res") == NOT_SUPPORTED
+    )
+    assert (
+        claim_verdict(claims(SUPPORTED, INCONCLUSIVE, CONTRADICTED), "rev-vs-res") == CONTRADICTED
+    )
+    assert claim_verdict(claims(SUPPORTED, INCONCLUSIVE, NO_DATA), "rev-vs-res") == INCONCLUSIVE
+    assert claim_verdict(claims(SUPPORTED, NO_DATA), "rev-vs-res") == SUPPORTED
+    assert claim_verdict(claims(NO_DATA), "rev-vs-res") == NO_DATA
+
+
+def test_tied_tradeoff_shows_the_score_interval_and_judges_params() -> None:
+    df = derive(pd.concat(full_results().values(), ignore_index=True))
+    tradeoff = [c for c in all_claims(df) if c.key == "tied-tradeoff"]
+    wt = next(c for c in tradeoff if c.case.startswith("wt-rev"))
+    assert wt.verdict == SUPPORTED  # on params: 1 block against 8
+    # row(): tied archs score 0.02 below rev at every seed (n=2, no spread): a point interval
+    assert "score wt-rev - rev = -0.0200 [-0.0200, -0.0200] (paired t (n=2)): wt-rev lower" in (
+        wt.evidence
+    )
+
+
+# --- the accuracy ablation --------------------------------------------------------------------
+
+
+def accuracy_claims_of(rows: list[dict]) -> dict[str, Claim]:
+    df = derive(pd.DataFrame(rows))
+    return {c.case.split(" ")[0]: c for c in all_claims(df) if c.key == "depth-buys-accuracy"}
+
+
+def test_depth_buys_accuracy_when_rev_goes_deeper_and_scores_higher() -> None:
+    claims = accuracy_claims_of(accuracy_rows())
+    assert set(claims) == {"rev", "wt-rev", "deq"}
+    rev = claims["rev"]
+    assert rev.verdict == SUPPORTED, rev.evidence
+    assert "res fits up to depth 2 (OOM from 3), rev up to 6" in rev.evidence
+    assert "at depth 3 (its best depth beyond res's reach, by validation; the task needs k=3)" in (
+        rev.evidence
+    )
+    assert "depth 2 (by validation)" in rev.evidence and "paired t (n=5)" in rev.evidence
+
+
+def test_depth_buys_accuracy_inconclusive_contradicted_and_no_data() -> None:
+    flat = accuracy_claims_of(accuracy_rows(gain=0.0))  # depth buys nothing: wobble only
+    assert flat["rev"].verdict == INCONCLUSIVE, flat["rev"].evidence
+    worse = accuracy_rows()
+    for r in worse:
+        if r["arch"] == "rev" and r["layers"] >= 3:
+            r["test_at_best_valid"] -= 0.2  # deep rev collapses
+    assert accuracy_claims_of(worse)["rev"].verdict == CONTRADICTED
+    one_seed = accuracy_claims_of(accuracy_rows(seeds=(0,)))
+    assert one_seed["rev"].verdict == NO_DATA
+    no_cap = accuracy_claims_of(accuracy_rows(res_oom_from=None))
+    assert no_cap["rev"].verdict == NO_DATA and "the cap never bound" in no_cap["rev"].evidence
+
+
+def test_depth_buys_accuracy_not_supported_when_rev_gets_no_deeper() -> None:
+    rows = [r for r in accuracy_rows() if not (r["arch"] != "res" and r["layers"] >= 3)]
+    assert accuracy_claims_of(rows)["rev"].verdict == NOT_SUPPORTED
+
+
+def test_accuracy_figure_points_are_t_intervals() -> None:
+    from bench.report.figures import _prepare
+
+    df = _prepare(derive(pd.DataFrame(accuracy_rows())))
+    points = depth_intervals(df)
+    rev3 = points[(points["model"] == "RevGNN") & (points["depth"] == 3)].iloc[0]
+    scores = df[(df["arch"] == "rev") & (df["layers"] == 3)]["score"]
+    half = 2.7764451051977987 * scores.std(ddof=1) / math.sqrt(5)  # t(0.975, 4)
+    assert rev3["n"] == 5 and rev3["mean"] == pytest.approx(scores.mean())
+    assert rev3["hi"] - rev3["lo"] == pytest.approx(2 * half)
+    assert not ((points["model"] == "ResGNN") & (points["depth"] >= 3)).any()  # OOM: no point
+
+
 # --- the whole report -------------------------------------------------------------------------
 
 
@@ -238,7 +423,7 @@ def test_every_figure_is_written_png_and_svg(built) -> None:
     _, out, written = built
     for stem in ("fig1_score_vs_memory", "fig2_memory_res_vs_rev", "fig3_memory_wt_res_vs_wt_rev",
                  "fig4_memory_res_vs_deq", "fig5_memory_full_vs_mini", "fig6_groups",
-                 "fig7_step_time", "fig8_pareto"):  # fmt: skip
+                 "fig7_step_time", "fig8_pareto", "fig10_accuracy_vs_depth"):  # fmt: skip
         for suffix in (".png", ".svg"):
             path = out / "figures" / f"{stem}{suffix}"
             assert path in written and path.stat().st_size > 1000, path
@@ -255,12 +440,21 @@ def test_report_md_states_every_claim_and_embeds_figures(built) -> None:
     assert "abc1234def" in text and "2.13.0" in text
     assert "oom:2" in text or "oom:1" in text  # failures listed per figure
     assert "not enough data" not in text.split("## Figures")[1].split("## Tables")[0]
+    assert "figures/fig10_accuracy_vs_depth.png" in text
+    assert "| depth-buys-accuracy |" in text and "*contradicted*" in text
+    assert "*inconclusive*" in text and "t-interval" in text
+    overview = text.split("### Sanity checks")[0]
+    assert "cases (not supported / contradicted / inconclusive / supported / not enough data)" in (
+        overview
+    )
 
 
 def test_tables_are_written(built) -> None:
     _, out, _ = built
     summary = pd.read_csv(out / "tables" / "summary.csv")
-    assert {"score_mean", "score_std", "n_ok", "statuses"} <= set(summary.columns)
+    assert {"score_mean", "score_std", "n_ok", "statuses", "score_ci_lo", "score_ci_hi",
+            "score_n"} <= set(summary.columns)  # fmt: skip
+    assert "95% CI (t-interval, n)" in (out / "tables" / "summary.md").read_text()
     assert "first OOM depth" in (out / "tables" / "oom.md").read_text()
     groups = (out / "tables" / "groups.md").read_text()
     assert groups.count("| rev |") == 6

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.load import GROUP_COLUMNS, as_key
+from bench.stats import summarize
 
 METRICS: tuple[str, ...] = (
     "score", "best_valid", "peak_memory_bytes", "activation_bytes", "model_state_bytes",
@@ -32,6 +33,9 @@ def unconverged(rows: pd.DataFrame) -> pd.Series:
     return (rows["arch"] == "deq") & (worst > tol)
 
 
+# compared scores: each also gets its 95% Student-t interval of the mean (bench.stats)
+INTERVAL_METRICS: tuple[str, ...] = ("score", "best_valid")
+
 SORT_COLUMNS: tuple[str, ...] = ("study", "profile", "dataset", "device_name", "arch", "layers",
                                  "channels", "groups", "config_id")  # fmt: skip
 DEPTH_COLUMNS: tuple[str, ...] = ("layers", "deq_max_iter")
@@ -45,7 +49,9 @@ def status_counts(statuses: pd.Series) -> str:
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: n trials, n ok, seeds, statuses, and mean/std (ddof=1) of
-    each metric over the ok trials (std is NaN for a single seed: shown as such)."""
+    each metric over the ok trials (std is NaN for a single seed: shown as such); the scores
+    also get n and the 95% t-interval of the mean (``score_n``, ``score_ci_lo``/``_hi``; NaN
+    with fewer than two seeds)."""
     keys = df.groupby("config_id", sort=False)[[*GROUP_COLUMNS, "slice", "metric"]].first()
     counts = df.groupby("config_id").agg(
         n_trials=("status", "size"),
@@ -57,13 +63,28 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     stats.columns = [f"{m}_{stat}" for m, stat in stats.columns]
     n_ok = ok.groupby("config_id").size().rename("n_ok")
     n_unconverged = unconverged(ok).groupby(ok["config_id"]).sum().rename("n_unconverged")
-    out = keys.join(counts).join(n_ok).join(stats).join(n_unconverged)
+    out = keys.join(counts).join(n_ok).join(stats).join(n_unconverged).join(_intervals(ok))
     out["n_unconverged"] = out["n_unconverged"].fillna(0).astype(int)
     out["n_ok"] = out["n_ok"].fillna(0).astype(int)
+    for metric in INTERVAL_METRICS:
+        out[f"{metric}_n"] = out[f"{metric}_n"].fillna(0).astype(int)
     out = out.reset_index()
     return out.sort_values(list(SORT_COLUMNS), kind="mergesort", na_position="first").reset_index(
         drop=True
     )
+
+
+def _intervals(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and compared score: n (finite values) and the t-interval bounds."""
+    rows = {}
+    for config, group in ok.groupby("config_id"):
+        row = {}
+        for metric in INTERVAL_METRICS:
+            iv = summarize(group[metric])
+            row.update({f"{metric}_n": iv.n, f"{metric}_ci_lo": iv.lo, f"{metric}_ci_hi": iv.hi})
+        rows[config] = row
+    columns = [f"{m}_{s}" for m in INTERVAL_METRICS for s in ("n", "ci_lo", "ci_hi")]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
 
 def oom_depths(df: pd.DataFrame) -> pd.DataFrame:

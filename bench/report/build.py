@@ -7,17 +7,15 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from bench.report import drift, figures, gpu, tables
+from bench.report import accuracy, drift, figures, gpu, tables
 from bench.report.aggregate import oom_depths, status_counts, summarise
 from bench.report.claims import (
     FIGURE_OF,
     KIND,
-    NO_DATA,
-    NOT_SUPPORTED,
     STATEMENTS,
-    SUPPORTED,
     THRESHOLD_SOURCES,
     THRESHOLDS,
+    VERDICT_ORDER,
     Claim,
     all_claims,
     claim_verdict,
@@ -97,7 +95,9 @@ def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, claims: list[Claim],
     body = "".join(f"## {name}\n\n{markdown_table(t)}\n" for name, t in sections)
     (folder / "summary.md").write_text(
         "# Mean ± std over seeds, one row per configuration\n\n"
-        "Means over `ok` trials only (n ok/trials); std with ddof=1, `n/a` for a single seed.\n\n"
+        "Means over `ok` trials only (n ok/trials); std with ddof=1, `n/a` for a single seed. "
+        "The test score's 95% confidence interval is the Student t-interval of the mean over "
+        "seeds (mean ± t(0.975, n−1)·std/√n; `n/a` for a single seed), n the seeds behind it.\n\n"
         + body, encoding="utf-8")  # fmt: skip
     written += [folder / "summary.csv", folder / "summary.md"]
     oom = oom_depths(df)
@@ -152,6 +152,7 @@ def _draw(
     draw: dict[str, Callable[..., list[pathlib.Path]]] = {
         "fig1": figures.score_vs_memory, "fig6": figures.groups_figure,
         "fig7": figures.step_time_figure, "fig9": figures.memory_vs_depth_per_conv,
+        "fig10": accuracy.accuracy_figure,
     }  # fmt: skip
     if fig.key in draw:
         paths = draw[fig.key](rows, fig, folder)
@@ -222,20 +223,25 @@ def _claims_md(claims: list[Claim]) -> str:
         rows = []
         for key in keys:
             cases = [c for c in claims if c.key == key]
-            counts = {
-                v: sum(c.verdict == v for c in cases) for v in (SUPPORTED, NOT_SUPPORTED, NO_DATA)
-            }
+            counts = " / ".join(str(sum(c.verdict == v for c in cases)) for v in VERDICT_ORDER)
             rows.append({"claim": key, "statement": STATEMENTS[key],
                          "verdict": f"**{claim_verdict(claims, key)}**",
-                         "cases (supported / not / no data)":
-                             f"{counts[SUPPORTED]} / {counts[NOT_SUPPORTED]} / {counts[NO_DATA]}"})  # fmt: skip
+                         f"cases ({' / '.join(VERDICT_ORDER)})": counts})  # fmt: skip
         return markdown_table(pd.DataFrame(rows))
 
     paper_keys = [k for k in STATEMENTS if k not in KIND]
     other_keys = [k for k in STATEMENTS if k in KIND]
     text = ["## The paper's claims and what our measurements say\n",
-            "A claim is *supported* when every case tested meets its threshold, *not supported* "
-            "when any case misses it, *not enough data* when no case could be tested. Memory "
+            "Memory, parameter and time thresholds give a case *supported* or *not supported*. "
+            "Score comparisons are judged by the 95% Student t-interval of the difference of "
+            "test scores over seeds (paired by seed where both sides share the data split, else "
+            "Welch's; `bench/stats.py`): *supported* when the interval lies above the claim's "
+            "margin, *contradicted* when it lies below, *inconclusive* when it contains the "
+            "margin (the seeds cannot tell), *not enough data* with fewer than two seeds a side: "
+            "no score verdict rests on one seed. A claim takes the first of "
+            f"{', '.join(f'*{v}*' for v in VERDICT_ORDER)} that any of its cases has: it is "
+            "supported only when every case tested is, and not enough data when none could be "
+            "tested. Memory "
             "ratios are judged on what a training step adds to the memory alive before it "
             "(activations and gradients; `step_added_bytes`), never on absolute peaks that the "
             "data held before the step dilutes; the evidence shows both.\n",
@@ -286,7 +292,8 @@ def _trial_counts(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _tables_md(folder: pathlib.Path) -> str:
     text = ["## Tables\n",
-            "Every configuration, mean ± std over seeds: [tables/summary.md](tables/summary.md) "
+            "Every configuration, mean ± std over seeds and the test score's 95% t-interval: "
+            "[tables/summary.md](tables/summary.md) "
             "([csv](tables/summary.csv)). Claims with all evidence: [tables/claims.md](tables/claims.md).\n"]  # fmt: skip
     for stem in ("paper_vs_measured", "groups", "oom", "pareto"):
         path = folder / f"{stem}.md"

@@ -53,6 +53,15 @@ def fmt_mean_std(mean: Any, std: Any, scale: float = 1.0, digits: int = 4) -> st
     return f"{m} ± {s}"
 
 
+def fmt_interval(lo: Any, hi: Any, n: Any, digits: int = 4) -> str:
+    """'[lo, hi] (n=5)': a 95% t-interval of a mean; 'n/a (n=1)' where one seed gives none."""
+    if is_missing(n) or int(n) == 0:
+        return "—"
+    if is_missing(lo) or is_missing(hi):
+        return f"n/a (n={int(n)})"
+    return f"[{float(lo):.{digits}g}, {float(hi):.{digits}g}] (n={int(n)})"
+
+
 def fmt_ratio(value: Any) -> str:
     return "—" if is_missing(value) else f"{float(value):.3g}×"
 

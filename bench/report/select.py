@@ -22,6 +22,7 @@ class FigureSpec:
     archs: tuple[str, ...]
     needs: str = ""  # a config column that must take >= 2 values (else: not enough data)
     compare: bool = True  # two archs drawn against each other: both must be there
+    fallback: bool = True  # no trials of its specs: draw every ablation trial of its archs
 
 
 FIGURES: tuple[FigureSpec, ...] = (
@@ -45,6 +46,10 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("fig9", "fig9_memory_per_conv",
                "Memory and score vs depth per convolution, ResGNN vs RevGNN",
                ("conv",), ("res", "rev"), "layers"),
+    FigureSpec("fig10", "fig10_accuracy_vs_depth",
+               "Accuracy: test score vs depth under one memory budget (the paper's thesis)",
+               ("accuracy",), ("res", "rev", "wt-rev", "deq"), "layers", compare=False,
+               fallback=False),
 )  # fmt: skip
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 
@@ -54,7 +59,7 @@ def ablation_rows(df: pd.DataFrame, fig: FigureSpec) -> tuple[pd.DataFrame, str]
     ablations = df[(df["kind"] == "ablation") & df["arch"].isin(fig.archs)]
     rows = ablations[ablations["spec"].isin(fig.specs)]
     note = ""
-    if rows.empty and fig.specs:
+    if rows.empty and fig.specs and fig.fallback:
         rows = _fallback(ablations, fig)
         if not rows.empty:
             note = (f"no trials of spec(s) {', '.join(fig.specs)}; drawn from every ablation "

@@ -8,11 +8,20 @@ import pandas as pd
 from bench import paper
 from bench.report.aggregate import depth_means
 from bench.report.claims import Claim, series_pairs, split_series
-from bench.report.fmt import byte_unit, fmt_bytes, fmt_mean_std, fmt_num, fmt_ratio, is_missing
+from bench.report.fmt import (
+    byte_unit,
+    fmt_bytes,
+    fmt_interval,
+    fmt_mean_std,
+    fmt_num,
+    fmt_ratio,
+    is_missing,
+)
 from bench.report.load import CONFIG_COLUMNS, as_key, canonical
 from bench.report.select import FIGURE_BY_KEY, ablation_rows
 
 ALWAYS_SHOWN = ("arch", "layers")
+SCORE_CI = "test score 95% CI (t-interval, n)"  # the column's header names the interval
 HIDDEN = ("seed", "dataset", "device", "data_root")  # named by the section's slice instead
 
 
@@ -25,7 +34,8 @@ def summary_sections(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def display_summary(block: pd.DataFrame) -> pd.DataFrame:
-    """mean ± std per configuration; n is the ok trials behind each mean (of all trials)."""
+    """mean ± std per configuration; n is the ok trials behind each mean (of all trials); the
+    test score also gets its 95% Student-t interval of the mean and the seeds behind it."""
     vary = [c for c in CONFIG_COLUMNS if c not in (*ALWAYS_SHOWN, *HIDDEN)
             and as_key(block[c]).nunique() > 1]  # fmt: skip
     unit, scale = byte_unit(
@@ -39,6 +49,7 @@ def display_summary(block: pd.DataFrame) -> pd.DataFrame:
     table["seeds"] = block["seeds"].to_numpy()
     table["statuses"] = block["statuses"].to_numpy()
     table["test score"] = _ms(block, "score")
+    table[SCORE_CI] = _ci(block, "score")
     table[f"peak ({unit})"] = _ms(block, "peak_memory_bytes", scale)
     table[f"activation ({unit})"] = _ms(block, "activation_bytes", scale)
     table[f"model state ({unit})"] = _ms(block, "model_state_bytes", scale)
@@ -68,6 +79,15 @@ def _ms(block: pd.DataFrame, metric: str, scale: float = 1.0) -> list[str]:
     ]
 
 
+def _ci(block: pd.DataFrame, metric: str) -> list[str]:
+    return [
+        fmt_interval(lo, hi, n)
+        for lo, hi, n in zip(
+            block[f"{metric}_ci_lo"], block[f"{metric}_ci_hi"], block[f"{metric}_n"], strict=True
+        )
+    ]
+
+
 def display_oom(oom: pd.DataFrame) -> pd.DataFrame:
     """First depth at which each config family ran out of memory, and its deepest ok depth."""
     if oom.empty:
@@ -94,7 +114,7 @@ def groups_table(summary: pd.DataFrame) -> pd.DataFrame:
         "n ok/trials": [f"{a}/{b}" for a, b in zip(rows["n_ok"], rows["n_trials"], strict=True)],
         "params": rows["params_mean"].map(fmt_num),
         f"peak ({unit})": _ms(rows, "peak_memory_bytes", scale),
-        "test score": _ms(rows, "score"),
+        "test score": _ms(rows, "score"), SCORE_CI: _ci(rows, "score"),
     }).reset_index(drop=True)  # fmt: skip
 
 
