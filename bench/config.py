@@ -27,6 +27,9 @@ DEVICES = ("cpu", "cuda")
 # autocast of forward and loss: fp32 = none; bf16 on CPU and CUDA; fp16 with a gradient scaler
 PRECISIONS = ("fp32", "bf16", "fp16")
 AGGRS = ("max", "softmax", "power", "mean", "add")
+# how max aggregation runs: "fused" saves an N x C argmax (bench.nn.aggr); "pyg" is PyG's
+# scatter_reduce path (saves two E x C tensors per layer); other aggregations always use PyG's
+AGGR_IMPLS = ("fused", "pyg")
 NORMS = ("layer", "batch", "none")
 
 
@@ -43,6 +46,7 @@ class TrialConfig:
     tie: str | None = None
     dropout: float = 0.1
     aggr: str = "max"
+    aggr_impl: str = "fused"  # fused | pyg: max aggregation's implementation (AGGR_IMPLS)
     norm: str = "layer"
     lr: float = 1e-3
     epochs: int = 5
@@ -86,6 +90,7 @@ class TrialConfig:
         says which tying it ran even if the default changes)."""
         values = dataclasses.asdict(self)
         values["tie"] = self.tie_mode
+        values["aggr_impl"] = self.aggr_impl_mode
         return values
 
     def replace(self, **changes: Any) -> TrialConfig:
@@ -108,6 +113,12 @@ class TrialConfig:
     def tie_mode(self) -> str | None:
         """The weight tying in effect: ``tie`` or the default for tied archs, None otherwise."""
         return (self.tie or DEFAULT_TIE) if self.is_tied else None
+
+    @property
+    def aggr_impl_mode(self) -> str:
+        """The aggregation implementation that runs: ``aggr_impl`` for max, "pyg" otherwise (only
+        max has a fused implementation), so a record says what ran."""
+        return self.aggr_impl if self.aggr == "max" else "pyg"
 
     def deq_settings(self) -> dict[str, Any]:
         """DEQ solver settings with defaults filled in (meaningful for arch 'deq' only).
@@ -135,6 +146,7 @@ class TrialConfig:
             )
         _choice("arch", self.arch, ARCHS)
         _choice("aggr", self.aggr, AGGRS)
+        _choice("aggr_impl", self.aggr_impl, AGGR_IMPLS)
         _choice("norm", self.norm, NORMS)
         _choice("batching", self.batching, BATCHINGS)
         _choice("device", self.device, DEVICES)

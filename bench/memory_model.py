@@ -24,6 +24,10 @@ LayerNorm/ReLU/dropout) on an N-node, E-edge batch of width C (float32, 4 B each
   (``input * noise``) and a bool N*C on CUDA (fused ``native_dropout``).
 * edge level: the message ReLU output and the message (+eps) that scatter-max saves: 2 E*C
   floats. The expanded scatter index is a view of ``edge_index``: no extra storage.
+* with the fused max aggregation (``aggr_impl="fused"``, the default; :mod:`bench.nn.aggr`)
+  the scatter's two node-level tensors and both edge-level tensors are replaced by one int64
+  N*C argmax: 7 N*C floats + 8 B * N*C, nothing per edge. ``aggr_impl="pyg"`` (and every
+  non-max aggregation) keeps the counts above.
 * a block whose edge input is wider than its width (reversible groups: C/G wide, edge
   embedding C wide) re-encodes the edge embedding; the re-encoded tensor is not saved.
 
@@ -221,11 +225,17 @@ def predict_params(config: TrialConfig, sizes: GraphSizes) -> int:
 
 
 # --- activations ------------------------------------------------------------------------------
-def _block_saved(n: int, e: int, width: int, dropout: float, cuda: bool, act: int = FLOAT) -> int:
+def _block_saved(
+    n: int, e: int, width: int, dropout: float, cuda: bool, act: int = FLOAT, fused: bool = False
+) -> int:
     """Bytes autograd keeps for one ResPlusBlock of ``width`` channels (module doc), with
-    ``act`` bytes per saved float (2 under bf16/fp16 autocast)."""
-    node = act * (9 * width + 4) * n
+    ``act`` bytes per saved float (2 under bf16/fp16 autocast). ``fused``: the max aggregation
+    of :mod:`bench.nn.aggr`, which keeps one int64 N x C argmax instead of the scatter's two
+    node-level and two edge-level tensors."""
     mask = (1 if cuda else act) * n * width if dropout > 0 else 0
+    if fused:
+        return act * (7 * width + 4) * n + INDEX * n * width + mask
+    node = act * (9 * width + 4) * n
     edge = 2 * act * e * width
     return node + mask + edge
 
@@ -253,7 +263,8 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
     )
     encoders = act * n * c + edge_emb
     transient = 3 * body_act * e_eff * c
-    block = _block_saved(n, e_eff, c, p, cuda, body_act)
+    fused = config.aggr_impl_mode == "fused"
+    block = _block_saved(n, e_eff, c, p, cuda, body_act, fused)
     if arch in ("res", "wt-res"):
         body = L * block
     elif arch == "ckpt":
@@ -262,7 +273,7 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
         w = c // config.groups
         # the edge embedding's gradient sums are in its (the encoder's) dtype
         grads = FLOAT * n * c * (config.groups + 2) + (3 * edge_emb if has_edges else 0)
-        body = FLOAT * n * c + _block_saved(n, e_eff, w, p, cuda) + grads
+        body = FLOAT * n * c + _block_saved(n, e_eff, w, p, cuda, fused=fused) + grads
         transient = 3 * FLOAT * e_eff * w  # the largest ops run one group (width w) at a time
     elif arch == "deq":
         f_eval = 2 * block + FLOAT * n * c * 3

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.config import (
+    AGGR_IMPLS,
     AGGRS,
     ARCHS,
     DEFAULT_TIE,
@@ -55,6 +56,7 @@ def _deq(**kw: Any) -> DeepGNN:
         tol=kw["deq_tol"],
         max_iter=kw["deq_max_iter"] if kw["deq_max_iter"] is not None else kw["layers"],
         grad=kw["deq_grad"],
+        aggr_impl=kw["aggr_impl"],
     )
 
 
@@ -63,6 +65,7 @@ def _residual(cls: type[ResGNN]) -> Callable[..., DeepGNN]:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"], tie=kw["tie"],
+            aggr_impl=kw["aggr_impl"],
         )  # fmt: skip
 
     return build
@@ -73,7 +76,7 @@ def _reversible(cls: type[RevGNN]) -> Callable[..., DeepGNN]:
         return cls(
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             groups=kw["groups"], dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"],
-            tie=kw["tie"],
+            tie=kw["tie"], aggr_impl=kw["aggr_impl"],
         )  # fmt: skip
 
     return build
@@ -107,17 +110,23 @@ def build_model(
     deq_tol: float = 1e-4,
     deq_max_iter: int | None = None,
     deq_grad: str = "implicit",
+    aggr_impl: str = "fused",
 ) -> DeepGNN:
     """Build ``arch``; ``model(x, edge_index, edge_attr) -> logits [N, out_channels]``.
 
     ``edge_dim`` None or 0 means the graph has no edge features. ``tie`` is for ``wt-res`` /
     ``wt-rev`` only (None: ``"after-first"``, an untied first layer then one shared block;
     ``"all"``: one block for every layer). For ``deq`` the iteration cap defaults to ``layers``
-    (the depth axis doubles as DEQ's iteration budget)."""
+    (the depth axis doubles as DEQ's iteration budget). ``aggr_impl``: how max aggregation runs
+    (``"fused"``: an N x C argmax saved per layer, :mod:`bench.nn.aggr`; ``"pyg"``: PyG's path)."""
     if arch not in ARCH:
         raise ConfigError("arch", f"unknown architecture {arch!r}; choose one of {', '.join(ARCH)}")
     if aggr not in AGGRS:
         raise ConfigError("aggr", f"unknown aggregation {aggr!r}; choose one of {', '.join(AGGRS)}")
+    if aggr_impl not in AGGR_IMPLS:
+        raise ConfigError(
+            "aggr_impl", f"unknown value {aggr_impl!r}; choose one of {', '.join(AGGR_IMPLS)}"
+        )
     if norm not in NORMS:
         raise ConfigError(
             "norm", f"unknown normalisation {norm!r}; choose one of {', '.join(NORMS)}"
@@ -181,6 +190,7 @@ def build_model(
         deq_tol=deq_tol,
         deq_max_iter=deq_max_iter,
         deq_grad=deq_grad,
+        aggr_impl=aggr_impl,
     )
 
 
@@ -205,6 +215,7 @@ def build_from_config(
         aggr=config.aggr,
         norm=config.norm,
         tie=config.tie_mode,
+        aggr_impl=config.aggr_impl_mode,
         **{f"deq_{key}": value for key, value in deq.items()},
     )
 

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GENConv, Linear
 
-from bench.config import AGGRS, NORMS, TIES
+from bench.config import AGGR_IMPLS, AGGRS, NORMS, TIES
 from bench.errors import ConfigError
+from bench.nn.aggr import LeanMaxGENConv
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -31,6 +32,7 @@ def make_conv(
     aggr: str,
     norm: str,
     bias: bool = True,
+    aggr_impl: str = "fused",
 ) -> GENConv:
     """GENConv as in DeeperGCN: learnable softmax temperature / power, 2-layer MLP inside.
 
@@ -42,13 +44,22 @@ def make_conv(
     map, also when the widths match, where PyG would skip it) and its linear layers have biases:
     with both, parameter counts equal the paper's (ResGNN-64 at 112 layers: 2.37M; RevGNN-64:
     1.46M; RevGNN-80: 2.25M; RevGNN-Deep: 20.03M).
+
+    ``aggr_impl="fused"`` runs max aggregation as :class:`~bench.nn.aggr.LeanMaxGENConv` (same
+    values and parameters, an N x C argmax saved instead of two E x C tensors); ``"pyg"`` is
+    PyG's own path. Other aggregations always use PyG's.
     """
     if aggr not in AGGRS:
         raise ConfigError("aggr", f"unknown aggregation {aggr!r}; choose one of {', '.join(AGGRS)}")
-    conv = GENConv(
+    if aggr_impl not in AGGR_IMPLS:
+        raise ConfigError(
+            "aggr_impl", f"unknown value {aggr_impl!r}; choose one of {', '.join(AGGR_IMPLS)}"
+        )
+    lean = aggr == "max" and aggr_impl == "fused"
+    conv = (LeanMaxGENConv if lean else GENConv)(
         in_channels,
         out_channels,
-        aggr=aggr,
+        **({} if lean else {"aggr": aggr}),
         learn_t=aggr == "softmax",
         learn_p=aggr == "power",
         norm=norm if norm != "none" else None,
@@ -93,10 +104,13 @@ class ResPlusBlock(nn.Module):
         norm: str = "layer",
         dropout: float = 0.0,
         out_channels: int | None = None,
+        aggr_impl: str = "fused",
     ) -> None:
         super().__init__()
         self.norm = make_norm(norm, channels)
-        self.conv = make_conv(channels, out_channels or channels, edge_dim, aggr, norm)
+        self.conv = make_conv(
+            channels, out_channels or channels, edge_dim, aggr, norm, aggr_impl=aggr_impl
+        )
         self.dropout = dropout
 
     def forward(

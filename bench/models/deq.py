@@ -25,11 +25,13 @@ class DEQBlock(nn.Module):
     iteration and the backward solve: f must be a fixed function for a fixed point to exist.
     """
 
-    def __init__(self, channels: int, edge_dim: int | None, aggr: str, norm: str) -> None:
+    def __init__(
+        self, channels: int, edge_dim: int | None, aggr: str, norm: str, aggr_impl: str = "fused"
+    ) -> None:
         super().__init__()
-        self.conv1 = make_conv(channels, channels, edge_dim, aggr, norm)
+        self.conv1 = make_conv(channels, channels, edge_dim, aggr, norm, aggr_impl=aggr_impl)
         self.norm1 = make_norm(norm, channels)
-        self.conv2 = make_conv(channels, channels, edge_dim, aggr, norm)
+        self.conv2 = make_conv(channels, channels, edge_dim, aggr, norm, aggr_impl=aggr_impl)
         self.norm2 = make_norm(norm, channels)
 
     def forward(
@@ -67,11 +69,12 @@ class DEQGNN(DeepGNN):
         tol: float = 1e-4,
         max_iter: int = 30,
         grad: str = "implicit",
+        aggr_impl: str = "fused",
     ) -> None:
         check_settings(solver, tol, max_iter, grad)  # before building anything
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
         # edge features reach the block already encoded to ``channels`` by DeepGNN
-        self.block = DEQBlock(channels, channels if edge_dim else None, aggr, norm)
+        self.block = DEQBlock(channels, channels if edge_dim else None, aggr, norm, aggr_impl)
         self.deq = DEQFixedPoint(solver=solver, tol=tol, max_iter=max_iter, grad=grad)
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:

@@ -42,13 +42,15 @@ class ResGNN(DeepGNN):
         norm: str = "layer",
         tie: str | None = None,
         checkpointed: bool = False,
+        aggr_impl: str = "fused",
     ) -> None:
         n_blocks = distinct_blocks(layers, tie)
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
         # the edge embedding is already ``channels`` wide: GENConv uses it without re-encoding
         block_edge_dim = channels if edge_dim else None
         self.blocks = nn.ModuleList(
-            ResPlusBlock(channels, block_edge_dim, aggr, norm, dropout) for _ in range(n_blocks)
+            ResPlusBlock(channels, block_edge_dim, aggr, norm, dropout, aggr_impl=aggr_impl)
+            for _ in range(n_blocks)
         )
         self.layers = layers
         self.tie = tie

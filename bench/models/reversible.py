@@ -45,6 +45,7 @@ class RevGNN(DeepGNN):
         norm: str = "layer",
         tie: str | None = None,
         share_mask: bool = False,
+        aggr_impl: str = "fused",
     ) -> None:
         if groups < 2:
             raise ConfigError("groups", f"a reversible arch needs groups >= 2, got {groups}")
@@ -57,7 +58,10 @@ class RevGNN(DeepGNN):
         block_edge_dim = channels if edge_dim else None
         n_blocks = distinct_blocks(layers, tie)
         blocks = [
-            [ResPlusBlock(width, block_edge_dim, aggr, norm, dropout) for _ in range(groups)]
+            [
+                ResPlusBlock(width, block_edge_dim, aggr, norm, dropout, aggr_impl=aggr_impl)
+                for _ in range(groups)
+            ]
             for _ in range(n_blocks)
         ]
         if 1 < n_blocks < layers:  # partly tied: one entry per layer, shared ones repeated

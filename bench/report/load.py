@@ -23,7 +23,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 # Config fields newer than some exports: filled in by ``derive`` (``tie``) or given
 # OPTIONAL_DEFAULTS' value (``precision``) where a table lacks them.
-LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie", "precision")
+LATER_CONFIG_COLUMNS: tuple[str, ...] = ("tie", "precision", "aggr_impl")
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
     *(c for c in CONFIG_COLUMNS if c not in LATER_CONFIG_COLUMNS), *RECORD_COLUMNS,
@@ -33,6 +33,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "spec": None,  # None -> the study name
     "kind": "ablation",
     "precision": "fp32",  # exported before mixed precision: every trial ran in float32
+    "aggr_impl": "pyg",  # exported before the fused max aggregation: PyG's path ran
     "epoch_time_s": np.nan,
     "commit": None,
     "solver_fwd_iters_mean": np.nan,
