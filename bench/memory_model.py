@@ -37,8 +37,8 @@ Per architecture (w = C/G, ``block(w)`` = the counts above at width w):
 * ``ckpt``: L layer inputs (N*C each) + one block(C) rebuilt in the backward.
 * ``rev`` / ``wt-rev``: O(1) in depth: the stack output and the edge embedding (saved by the
   reversible function), one group's block(w) rebuilt at a time in the backward, the running
-  output gradients (G + 2 tensors N*C) and the edge-embedding gradient (accumulated: up to 3
-  E*C while summing); the weights' gradients are part of model state.
+  output gradients (G + 2 tensors N*C) and the edge-embedding gradient (accumulated in place:
+  2 E*C while summing); the weights' gradients are part of model state.
 * ``deq``: O(1) in the iteration cap: one recorded evaluation of the two-convolution block
   (2 block(C) minus the pre-activation norm, plus norm/residual tensors) and the solver's
   history (Anderson/Broyden keep 2*m past iterates of N*C, m=6, plus a few work tensors), for
@@ -272,7 +272,7 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
     elif arch in ("rev", "wt-rev"):
         w = c // config.groups
         # the edge embedding's gradient sums are in its (the encoder's) dtype
-        grads = FLOAT * n * c * (config.groups + 2) + (3 * edge_emb if has_edges else 0)
+        grads = FLOAT * n * c * (config.groups + 2) + (2 * edge_emb if has_edges else 0)
         body = FLOAT * n * c + _block_saved(n, e_eff, w, p, cuda, fused=fused) + grads
         transient = 3 * FLOAT * e_eff * w  # the largest ops run one group (width w) at a time
     elif arch == "deq":

@@ -64,8 +64,11 @@ class _ReluMax(torch.autograd.Function):
         if n_edges == 0:
             ctx.save_for_backward(torch.empty(0, dtype=torch.long, device=msg.device))
             return msg.new_zeros(dim_size, channels)
-        peak = _scatter_max(msg, index, dim_size)
-        arg = _first_argmax(msg, index, peak)
+        if _packable(msg):
+            peak, arg = _packed_max(msg, index, dim_size)
+        else:
+            peak = _scatter_max(msg, index, dim_size)
+            arg = _first_argmax(msg, index, peak)
         out = peak.clamp_min(0).add_(eps).masked_fill_(arg == n_edges, 0)  # 0: no edge
         # no gradient where the ReLU is flat (max <= 0) or there is no edge: the sentinel E
         arg.masked_fill_(peak <= 0, n_edges)
@@ -84,6 +87,39 @@ class _ReluMax(torch.autograd.Function):
         grad = grad_out.new_zeros(n_edges + 1, grad_out.shape[1])
         grad.scatter_(0, arg, grad_out)
         return grad[:n_edges], None, None, None
+
+
+# Up to this many messages (E x C) the max and argmax come from ONE integer scatter of packed
+# keys (below); above it from two float scatters, whose sorted CPU kernel wins on large inputs
+# (measured on one CPU thread: 4x faster packed at 2,500 x 8, 1.7x slower at 100,000 x 32)
+PACKED_MAX_ELEMENTS = 1 << 19
+_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
+
+
+def _packable(msg: Tensor) -> bool:
+    return msg.dtype in _BITS and msg.numel() <= PACKED_MAX_ELEMENTS and msg.shape[0] < 2**32
+
+
+def _packed_max(msg: Tensor, index: Tensor, dim_size: int) -> tuple[Tensor, Tensor]:
+    """The per-node maximum of ``ReLU(msg)`` and its lowest-index argmax, from one scatter.
+
+    Non-negative IEEE floats order like their bit patterns read as integers, and a negative
+    one reads as a negative integer, which ``clamp_min(0)`` turns into +0.0's pattern: so
+    ``bits(ReLU(m))`` is an order-preserving integer. Each message becomes the int64 key
+    ``bits << 32 | (E - 1 - k)``; the largest key of a node carries its largest value and,
+    among equal values, the lowest edge index k. Returns (max >= 0, or -1 for a node without
+    edges; argmax, E for a node without edges)."""
+    n_edges, channels = msg.shape
+    key = msg.view(_BITS[msg.dtype]).to(torch.long).clamp_min_(0).bitwise_left_shift_(32)
+    key.add_(torch.arange(n_edges - 1, -1, -1, device=msg.device).view(-1, 1))
+    best = torch.full((dim_size, channels), -1, dtype=torch.long, device=msg.device)
+    best.scatter_reduce_(0, index.view(-1, 1).expand_as(msg), key, "amax")
+    del key
+    no_edge = best < 0
+    low = best.bitwise_and(0xFFFFFFFF)
+    arg = low.neg_().add_(n_edges - 1).masked_fill_(no_edge, n_edges)
+    peak = best.bitwise_right_shift_(32).to(_BITS[msg.dtype]).view(msg.dtype)
+    return peak.masked_fill_(no_edge, -1), arg
 
 
 def _scatter_max(msg: Tensor, index: Tensor, dim_size: int) -> Tensor:
@@ -131,7 +167,13 @@ def _relu_max_no_grad(msg: Tensor, index: Tensor, dim_size: int, eps: float) -> 
     """The forward values alone (nothing to save): no argmax search."""
     if msg.shape[0] == 0:
         return msg.new_zeros(dim_size, msg.shape[1])
-    out = _scatter_max(msg, index, dim_size).clamp_min_(0).add_(eps)
+    if _packable(msg):  # ReLU'd bits order like the values (_packed_max): an integer scatter
+        bits = msg.view(_BITS[msg.dtype]).clamp_min(0)
+        peak = torch.zeros(dim_size, msg.shape[1], dtype=bits.dtype, device=msg.device)
+        peak.scatter_reduce_(0, index.view(-1, 1).expand_as(msg), bits, "amax")
+        out = peak.view(msg.dtype).add_(eps)
+    else:
+        out = _scatter_max(msg, index, dim_size).clamp_min_(0).add_(eps)
     no_edge = torch.bincount(index, minlength=dim_size).view(-1, 1) == 0
     return out.masked_fill_(no_edge, 0)
 

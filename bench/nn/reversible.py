@@ -321,21 +321,24 @@ def _sum(ts: Sequence[Tensor]) -> Tensor:
 
 
 class _GradSum:
-    """Running sums of gradients; after the first addition it owns its buffer and adds in place.
+    """Running sums of gradients, added in place into a buffer the sum owns.
 
-    Why not add in place at once: a gradient autograd hands back may be another tensor we still
-    use (e.g. an incoming gradient passed straight through), so the first sum makes a copy."""
+    A gradient autograd hands back may be a tensor still in use elsewhere (an incoming
+    gradient passed straight through, or one tensor returned for two inputs): such a one is
+    ``shared`` and the first sum makes a copy. Any other is adopted as the buffer, so a sum of
+    E x C edge-embedding gradients holds two E x C tensors at a time, not three."""
 
     def __init__(self, n: int) -> None:
         self.values: list[Tensor | None] = [None] * n
         self._owned = [False] * n
 
-    def add(self, k: int, g: Tensor | None) -> None:
+    def add(self, k: int, g: Tensor | None, shared: bool = True) -> None:
         if g is None:
             return
         current = self.values[k]
         if current is None:
             self.values[k] = g
+            self._owned[k] = not shared
         elif self._owned[k]:
             current.add_(g)
         else:
@@ -419,10 +422,11 @@ class _ReversibleFunction(torch.autograd.Function):
                             gys[i - 1] = gys[i - 1] + g_inp
                     else:
                         gy0 = g_inp
+                    shared = _shared_storages(grads, gys[i])
                     for k, g in zip(ctx_targets, grads[1 : 1 + n_wanted], strict=True):
-                        ctx_grads.add(k, g)
+                        ctx_grads.add(k, g, g is not None and _storage(g) in shared)
                     for k, g in zip(plan, grads[1 + n_wanted :], strict=True):
-                        param_grads.add(k, g)
+                        param_grads.add(k, g, g is not None and _storage(g) in shared)
                 if gy0 is not None:
                     gys = [gys[0], *(g + gy0 for g in gys[1:])]
                 if hook is not None:
@@ -431,6 +435,25 @@ class _ReversibleFunction(torch.autograd.Function):
 
         grad_x = torch.cat(gys, dim=-1) if ctx.needs_input_grad[4] else None
         return (None, None, None, None, grad_x, *ctx_grads.values, *param_grads.values)
+
+
+def _storage(t: Tensor) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+def _shared_storages(grads: Sequence[Tensor | None], incoming: Tensor) -> set[int]:
+    """Storages among one evaluation's gradients that something else also holds: the incoming
+    gradient's, and any returned for more than one input (or aliased by a view, ``_base``)."""
+    seen: set[int] = set()
+    shared = {_storage(incoming)}
+    for g in grads:
+        if g is None:
+            continue
+        ptr = _storage(g)
+        if ptr in seen or g._base is not None:
+            shared.add(ptr)
+        seen.add(ptr)
+    return shared
 
 
 def _plan(
