@@ -20,6 +20,15 @@ residual one peaks at the start of its backward and is under-counted by at most 
 under 0.2% of its activations here). The activation ratios are judged on ``activation_bytes``:
 data and model state, which exist before the step, cannot dilute them.
 
+Side by side in the same run (so their ratios share one machine state): the main graph at
+``--aggr-impl`` (default ``fused``: :mod:`bench.nn.aggr`), ``res`` and ``rev`` again with the
+other max-aggregation implementation at ``--compare-aggr-depths`` (ResGNN's activation bytes per
+layer and RevGNN's peak, both ways), and the ``--small-graphs`` (default 500 nodes / 2,500 edges
+and 1,000 / 10,000, ``--small-channels`` 16, ``--small-depth`` 64 layers: the ablations' batch
+sizes, where per-operator overhead dominates) with ``res``, ``rev`` and the peer. Every row says
+its ``graph``, ``nodes``, ``edges``, ``channels`` and ``aggr_impl``; the targets of issue 14 are
+printed with PASS/FAIL.
+
 Each point runs in its own process. On CPU both the warm-up and the metered step run under a
 memory cap (default: 60% of the memory available when the benchmark starts: the cap counts
 live tensors, and the process's resident memory runs well above that), so a point that does
@@ -69,6 +78,10 @@ ALL_ARCHS = ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq")
 DEEP_ARCHS = ("rev", "wt-rev", "deq")  # the ones that also run at the "deep" depths
 PEER = "pyg-groupaddrev"
 DEQ_RATIO_ITERS = (5, 50)
+MAIN = "main"  # the ``graph`` of the rows on the --nodes/--edges graph
+AGGR_IMPLS = ("fused", "pyg")
+# rev / res step-time targets per small graph (issue 14; others are printed as INFO)
+SMALL_TARGETS = {(500, 2500): 1.6, (1000, 10_000): 1.4}
 DEQ_BENCH_TOL = 1e-12  # unreachable in float32: the solver runs to its iteration cap
 GRAD_BYTES_PER_PARAM = 4  # float32 gradients, allocated by the backward
 
@@ -161,6 +174,7 @@ class PygGroupAddRevGNN(DeepGNN):
         self, in_channels: int, edge_dim: int | None, out_channels: int, layers: int, channels: int,
         groups: int = 2, dropout: float = 0.0, aggr: str = "max", norm: str = "layer",
         conv: str = "gen", heads: int | None = None,
+        aggr_impl: str = "fused",
     ) -> None:  # fmt: skip
         from torch_geometric.nn import GroupAddRev
 
@@ -172,7 +186,14 @@ class PygGroupAddRevGNN(DeepGNN):
                 nn.ModuleList(
                     _FullEdgeGroup(
                         ResPlusBlock(
-                            width, block_edge_dim, aggr, norm, dropout, conv=conv, heads=heads
+                            width,
+                            block_edge_dim,
+                            aggr,
+                            norm,
+                            dropout,
+                            conv=conv,
+                            heads=heads,
+                            aggr_impl=aggr_impl,
                         )
                     )
                     for _ in range(groups)
@@ -194,8 +215,9 @@ class PygGroupAddRevGNN(DeepGNN):
 
 def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> DeepGNN:
     edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else None
-    common = dict(dropout=args.dropout, aggr=args.aggr, norm="layer", conv=args.conv,
-                  heads=args.heads)  # fmt: skip
+    impl = getattr(args, "aggr_impl", "fused")  # callers building their own Namespace: default
+    common = dict(dropout=args.dropout, aggr=args.aggr, norm="layer", aggr_impl=impl,
+                  conv=getattr(args, "conv", "gen"), heads=getattr(args, "heads", None))  # fmt: skip
     if arch == PEER:
         return PygGroupAddRevGNN(graph.x.size(1), edge_dim, graph.y.size(1), depth, args.channels,
                                  groups=args.groups, **common)  # type: ignore[arg-type]  # fmt: skip
@@ -235,6 +257,11 @@ def measure_one(
         "depth": depth,
         "depth_means": "iterations" if arch == "deq" else "layers",
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "graph": getattr(args, "graph", MAIN),
+        "nodes": source.nodes,
+        "edges": source.edges,
+        "channels": args.channels,
+        "aggr_impl": getattr(args, "aggr_impl", "fused"),
     }
     torch.manual_seed(args.seed)
     model = optimizer = step = graph = None
@@ -268,6 +295,7 @@ def measure_one(
                    reserved_peak_bytes=memory.reserved_peak_bytes, meter=meter_name(device))  # fmt: skip
         stats = dict(model.solver_stats or {})
         repeats = args.deep_repeats if depth > max(args.depths) else args.repeats
+        repeats = getattr(args, "point_repeats", None) or repeats
         mean, std = time_steps(step, warmup=0, repeats=repeats, device=device)
         row.update(step_time_s=mean, step_time_std_s=std, status="ok")
         for key in ("fwd_iters", "fwd_rel_residual", "bwd_iters", "bwd_rel_residual"):
@@ -345,7 +373,29 @@ def measure_isolated(
     }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Point:
+    """One measurement: an arch at a depth on a graph, with the settings that differ from the
+    command line's (``overrides``: channels, aggregation implementation, timed repeats)."""
+
+    arch: str
+    depth: int
+    source: GraphSource
+    graph: str = MAIN
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def args(self, args: argparse.Namespace) -> argparse.Namespace:
+        return argparse.Namespace(**{**vars(args), "graph": self.graph, **dict(self.overrides)})
+
+
+def main_source(args: argparse.Namespace) -> GraphSource:
+    return GraphSource(
+        args.nodes, args.edges, args.edge_dim, args.features, args.outputs, args.seed
+    )
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(arch, depth) of the main graph's rows: every arch at its depths, then the peer."""
     runs: list[tuple[str, int]] = []
     for arch in args.archs:
         depths = list(args.depths) + (list(args.deep_depths) if arch in DEEP_ARCHS else [])
@@ -356,22 +406,53 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     return runs
 
 
-def _value(df: pd.DataFrame, arch: str, depth: int, column: str) -> float:
-    hit = df[(df.arch == arch) & (df.depth == depth) & (df.status == "ok")]
-    return float(hit[column].iloc[0]) if len(hit) else math.nan
+def points(args: argparse.Namespace) -> list[Point]:
+    """Main graph (:func:`plan`), the other aggregation's res/rev rows, the small graphs."""
+    main = main_source(args)
+    runs = [Point(arch, depth, main) for arch, depth in plan(args)]
+    other = (("aggr_impl", _other_impl(args.aggr_impl)),)
+    for arch in ("res", "rev"):
+        if arch in args.archs and args.aggr == "max":
+            runs += [
+                Point(arch, d, main, MAIN, other) for d in sorted(set(args.compare_aggr_depths))
+            ]
+    for nodes, edges in args.small_graphs:
+        source = GraphSource(nodes, edges, args.edge_dim, args.features, args.outputs, args.seed)
+        small = (("channels", args.small_channels), ("point_repeats", args.small_repeats))
+        for arch in ("res", "rev", PEER):
+            runs.append(Point(arch, args.small_depth, source, f"{nodes}x{edges}", small))
+    return runs
 
 
-def ratios(df: pd.DataFrame, depths: list[int], peer_depths: list[int]) -> list[dict[str, Any]]:
+def _other_impl(impl: str) -> str:
+    return AGGR_IMPLS[1 - AGGR_IMPLS.index(impl)]
+
+
+def _value(
+    df: pd.DataFrame, arch: str, depth: int, column: str, graph: str = MAIN,
+    impl: str | None = None,
+) -> float:  # fmt: skip
+    """The value of one point (``impl`` None: the main rows' implementation)."""
+    rows = df[(df.arch == arch) & (df.depth == depth) & (df.status == "ok") & (df.graph == graph)]
+    rows = rows[rows.aggr_impl == (impl or df.attrs.get("aggr_impl", "fused"))]
+    return float(rows[column].iloc[0]) if len(rows) else math.nan
+
+
+def ratios(
+    df: pd.DataFrame, depths: list[int], peer_depths: list[int],
+    compare_depths: list[int] | None = None, small_depth: int = 64,
+) -> list[dict[str, Any]]:  # fmt: skip
     """The headline ratios, measured in this run, with their targets (None: informational)."""
     mid = 64 if 64 in depths else max(depths)
     low, high = min(depths), max(depths)
     # res may run out of memory at the deepest depth: compare at the deepest one it finished
     res_ok = [d for d in depths if not math.isnan(_value(df, "res", d, "peak_bytes"))]
     res_high = max(res_ok, default=high)
+    step = "step_time_s"
     rows = [
-        ("rev / res step time", mid, _value(df, "rev", mid, "step_time_s") / _value(df, "res", mid, "step_time_s"), 1.45),
+        ("rev / res step time", mid, _value(df, "rev", mid, step) / _value(df, "res", mid, step), 1.30),
         ("rev / pyg-groupaddrev step time", mid,
-         _value(df, "rev", mid, "step_time_s") / _value(df, PEER, mid, "step_time_s"), None),
+         _value(df, "rev", mid, step) / _value(df, PEER, mid, step), 0.8),
         (f"rev activations {high} / {low} layers", high,
          _value(df, "rev", high, "activation_bytes") / _value(df, "rev", low, "activation_bytes"), 1.10),
         (f"wt-rev activations {high} / {low} layers", high,
@@ -385,6 +466,21 @@ def ratios(df: pd.DataFrame, depths: list[int], peer_depths: list[int]) -> list[
     for d in sorted(set(peer_depths) & set(depths)):
         rows.append((f"rev / pyg-groupaddrev peak at {d} layers", d,
                      _value(df, "rev", d, "peak_bytes") / _value(df, PEER, d, "peak_bytes"), 1.0))  # fmt: skip
+    rows += _aggr_ratios(df, sorted(set(compare_depths or []) & set(depths)))
+    for graph in dict.fromkeys(df.graph[df.graph != MAIN]):
+        nodes, edges = (int(v) for v in graph.split("x"))
+        rows.append(
+            (
+                f"rev / res step time on {graph}",
+                small_depth,
+                _value(df, "rev", small_depth, step, graph)
+                / _value(df, "res", small_depth, step, graph),
+                SMALL_TARGETS.get((nodes, edges)),
+            )
+        )
+        rows.append((f"rev / pyg-groupaddrev step time on {graph}", small_depth,
+                     _value(df, "rev", small_depth, step, graph)
+                     / _value(df, PEER, small_depth, step, graph), 0.8))  # fmt: skip
     out = []
     for name, depth, value, target in rows:
         verdict = (
@@ -398,6 +494,37 @@ def ratios(df: pd.DataFrame, depths: list[int], peer_depths: list[int]) -> list[
     return out
 
 
+def _aggr_ratios(df: pd.DataFrame, depths: list[int]) -> list[tuple[str, int, float, Any]]:
+    """fused / pyg max aggregation: ResGNN's activation bytes per layer (the slope between the
+    lowest and highest compared depths), RevGNN's peak minus model state, both step times."""
+    if not depths:
+        return []
+    act, low, high = "activation_bytes", min(depths), max(depths)
+
+    def per_layer(impl: str) -> float:
+        if high == low:
+            return _value(df, "res", high, act, impl=impl) / high
+        grown = _value(df, "res", high, act, impl=impl) - _value(df, "res", low, act, impl=impl)
+        return grown / (high - low)
+
+    def ratio(arch: str, depth: int, column: str) -> float:
+        return _value(df, arch, depth, column, impl="fused") / _value(
+            df, arch, depth, column, impl="pyg"
+        )
+
+    span = f"{low}-{high}" if high > low else f"{high}"
+    return [
+        (f"res activations per layer ({span} layers), fused / pyg aggregation", high,
+         per_layer("fused") / per_layer("pyg"), 0.6),
+        (f"rev peak minus state at {high} layers, fused / pyg aggregation", high,
+         ratio("rev", high, "peak_minus_state_bytes"), 0.999),
+        (f"res step time at {high} layers, fused / pyg aggregation", high,
+         ratio("res", high, "step_time_s"), 1.10),
+        (f"rev step time at {high} layers, fused / pyg aggregation", high,
+         ratio("rev", high, "step_time_s"), 1.10),
+    ]  # fmt: skip
+
+
 def _mib(b: float) -> str:
     return "" if b is None or (isinstance(b, float) and math.isnan(b)) else f"{b / 2**20:,.1f}"
 
@@ -405,6 +532,7 @@ def _mib(b: float) -> str:
 def format_table(df: pd.DataFrame) -> str:
     """A readable table (plain text: ``tabulate`` is not a dependency)."""
     view = pd.DataFrame({
+        "graph": df.graph, "aggr": df.aggr_impl, "ch": df.channels,
         "arch": df.arch, "depth": df.depth, "status": df.status,
         "peak MiB": df.peak_bytes.map(_mib), "activations MiB": df.activation_bytes.map(_mib),
         "state MiB": df.model_state_bytes.map(_mib), "step s": df.step_time_s.map(lambda t: f"{t:.3f}"),
@@ -422,32 +550,32 @@ def run(
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device: cuda was asked for, but no CUDA device is available")
-    source = GraphSource(
-        args.nodes, args.edges, args.edge_dim, args.features, args.outputs, args.seed
-    )
-    runs = plan(args)
+    runs = points(args)
     rows = []
     started = time.perf_counter()
-    for arch, depth in tqdm(runs, desc="bench", file=sys.stderr, disable=args.no_progress):
-        rows.append(measure_isolated(arch, depth, source, args, device))
+    for point in tqdm(runs, desc="bench", file=sys.stderr, disable=args.no_progress):
+        point_args = point.args(args)
+        row = measure_isolated(point.arch, point.depth, point.source, point_args, device)
+        # rows the child did not write (timeouts, kills) still say which point they are
+        row.update(graph=point.graph, nodes=point.source.nodes, edges=point.source.edges,
+                   channels=point_args.channels, aggr_impl=point_args.aggr_impl)  # fmt: skip
+        rows.append(row)
     df = pd.DataFrame(rows)
+    df.attrs["aggr_impl"] = args.aggr_impl
     for column in ("peak_bytes", "peak_minus_state_bytes", "activation_bytes", "model_state_bytes",
                    "params", "step_time_s", "fwd_iters", "bwd_iters", "error"):  # fmt: skip
         if column not in df:
             df[column] = math.nan
     df["device"] = device_description(device)
-    df["nodes"], df["edges"], df["channels"], df["dropout"] = (
-        args.nodes,
-        args.edges,
-        args.channels,
-        args.dropout,
-    )
-    found = ratios(df, list(args.depths), list(args.peer_depths))
+    df["dropout"] = args.dropout
+    found = ratios(df, list(args.depths), list(args.peer_depths), list(args.compare_aggr_depths),
+                   args.small_depth)  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     log(f"device: {device_description(device)}; graph: {args.nodes:,} nodes, {args.edges:,} edges, "
-        f"{args.edge_dim}-dim edge features; {args.channels} channels; meter: {meter_name(device)}")  # fmt: skip
+        f"{args.edge_dim}-dim edge features; {args.channels} channels; max aggregation: "
+        f"{args.aggr_impl}; meter: {meter_name(device)}")  # fmt: skip
     log(format_table(df))
     log("")
     for r in found:
@@ -467,6 +595,20 @@ def _ints(text: str) -> list[int]:
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"depths must be positive, got {text!r}")
     return values
+
+
+def _ints_or_none(text: str) -> list[int]:
+    return _ints(text) if text.strip() else []
+
+
+def _graphs(text: str) -> list[tuple[int, int]]:
+    out = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        nodes, _, edges = item.lower().partition("x")
+        if not (nodes.isdigit() and edges.isdigit() and int(nodes) > 0 and int(edges) > 0):
+            raise argparse.ArgumentTypeError(f"expected NODESxEDGES (e.g. 500x2500), got {item!r}")
+        out.append((int(nodes), int(edges)))
+    return out
 
 
 def _archs(text: str) -> list[str]:
@@ -499,6 +641,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--conv", default="gen", choices=CONVS, help="every block's convolution (default gen)"
     )
     parser.add_argument("--heads", type=int, default=None, help="GAT's heads (--conv gat only)")
+    parser.add_argument(
+        "--aggr-impl",
+        default="fused",
+        choices=AGGR_IMPLS,
+        help="max aggregation of the main rows: fused (N x C argmax saved, bench.nn.aggr) or "
+        "pyg (PyG's scatter_reduce path); default fused",
+    )
+    parser.add_argument(
+        "--compare-aggr-depths",
+        type=_ints_or_none,
+        default=[16, 64],
+        help="depths at which res and rev also run with the other aggregation implementation "
+        "('' for none; default 16,64)",
+    )
+    parser.add_argument(
+        "--small-graphs",
+        type=_graphs,
+        default=[(500, 2500), (1000, 10_000)],
+        help="extra graphs NODESxEDGES (comma-separated; '' for none) measured with res, rev "
+        "and the peer at --small-depth and --small-channels (default 500x2500,1000x10000)",
+    )
+    parser.add_argument("--small-channels", type=int, default=16)
+    parser.add_argument("--small-depth", type=int, default=64)
+    parser.add_argument(
+        "--small-repeats", type=int, default=10, help="timed steps per small-graph point"
+    )
     parser.add_argument("--archs", type=_archs, default=list(ALL_ARCHS), help="comma-separated")
     parser.add_argument("--depths", type=_ints, default=[16, 64, 256], help="depths for every arch")
     parser.add_argument(
@@ -549,7 +717,10 @@ def main(args: argparse.Namespace) -> int:
         args.nodes, args.edges, args.channels = 200, 1000, 16
         args.depths, args.deep_depths, args.peer_depths, args.repeats = [2, 4], [], [2, 4], 1
         args.deep_repeats = 1
-    for name in ("nodes", "edges", "channels", "repeats", "deep_repeats", "features", "outputs"):
+        args.compare_aggr_depths = [2, 4]
+        args.small_graphs, args.small_depth, args.small_repeats = [(100, 400)], 4, 1
+    for name in ("nodes", "edges", "channels", "repeats", "deep_repeats", "features", "outputs",
+                 "small_channels", "small_depth", "small_repeats"):  # fmt: skip
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')}: must be a positive integer", file=sys.stderr)
             return 2
@@ -562,11 +733,12 @@ def main(args: argparse.Namespace) -> int:
     if args.conv == "gat" and (args.channels // args.groups) % (args.heads or 1):
         print("--heads: must divide channels / groups", file=sys.stderr)
         return 2
-    if args.channels % args.groups:
-        print(
-            f"--groups: channels ({args.channels}) must be divisible by groups ({args.groups})",
-            file=sys.stderr,
-        )
-        return 2
+    for flag, channels in (("channels", args.channels), ("small-channels", args.small_channels)):
+        if channels % args.groups:
+            print(
+                f"--{flag}: channels ({channels}) must be divisible by groups ({args.groups})",
+                file=sys.stderr,
+            )
+            return 2
     run(args)
     return 0

@@ -35,6 +35,9 @@ EDGE_CONVS = ("gen", "gat")  # the convolutions that read edge features
 # aggregations a SAGE block accepts (PyG's SAGEConv; GENConv's learnable softmax/power are not)
 SAGE_AGGRS = ("max", "mean", "add")
 DEFAULT_HEADS = 1  # GAT attention heads when ``heads`` is unset
+# how max aggregation runs: "fused" saves an N x C argmax (bench.nn.aggr); "pyg" is PyG's
+# scatter_reduce path (saves two E x C tensors per layer); other aggregations always use PyG's
+AGGR_IMPLS = ("fused", "pyg")
 NORMS = ("layer", "batch", "none")
 
 
@@ -58,6 +61,7 @@ class TrialConfig:
     # the convolution of every block: gen | gat | sage | gcn (bench.models.convs)
     conv: str = DEFAULT_CONV
     heads: int | None = None  # GAT attention heads (None = 1; an error for other convs)
+    aggr_impl: str = "fused"  # fused | pyg: max aggregation's implementation (AGGR_IMPLS)
     norm: str = "layer"
     lr: float = 1e-3
     epochs: int = 5  # the maximum; with ``patience`` training may stop earlier
@@ -106,6 +110,7 @@ class TrialConfig:
         values = dataclasses.asdict(self)
         values["tie"] = self.tie_mode
         values["heads"] = self.attention_heads
+        values["aggr_impl"] = self.aggr_impl_mode
         return values
 
     def replace(self, **changes: Any) -> TrialConfig:
@@ -134,6 +139,12 @@ class TrialConfig:
         """GAT's heads in effect: ``heads`` or the default for ``conv="gat"``, None otherwise."""
         return (self.heads or DEFAULT_HEADS) if self.conv == "gat" else None
 
+    @property
+    def aggr_impl_mode(self) -> str:
+        """The aggregation implementation that runs: ``aggr_impl`` for GENConv's max, "pyg"
+        otherwise (only that has a fused implementation), so a record says what ran."""
+        return self.aggr_impl if self.aggr == "max" and self.conv == "gen" else "pyg"
+
     def deq_settings(self) -> dict[str, Any]:
         """DEQ solver settings with defaults filled in (meaningful for arch 'deq' only).
 
@@ -160,6 +171,7 @@ class TrialConfig:
             )
         _choice("arch", self.arch, ARCHS)
         _choice("aggr", self.aggr, AGGRS)
+        _choice("aggr_impl", self.aggr_impl, AGGR_IMPLS)
         _choice("norm", self.norm, NORMS)
         _choice("batching", self.batching, BATCHINGS)
         _choice("device", self.device, DEVICES)

@@ -24,6 +24,10 @@ LayerNorm/ReLU/dropout) on an N-node, E-edge batch of width C (float32, 4 B each
   (``input * noise``) and a bool N*C on CUDA (fused ``native_dropout``).
 * edge level: the message ReLU output and the message (+eps) that scatter-max saves: 2 E*C
   floats. The expanded scatter index is a view of ``edge_index``: no extra storage.
+* with the fused max aggregation (``aggr_impl="fused"``, the default; :mod:`bench.nn.aggr`)
+  the scatter's two node-level tensors and both edge-level tensors are replaced by one int64
+  N*C argmax: 7 N*C floats + 8 B * N*C, nothing per edge. ``aggr_impl="pyg"`` (and every
+  non-max aggregation) keeps the counts above.
 * a block whose edge input is wider than its width (reversible groups: C/G wide, edge
   embedding C wide) re-encodes the edge embedding; the re-encoded tensor is not saved.
 
@@ -33,8 +37,8 @@ Per architecture (w = C/G, ``block(w)`` = the counts above at width w):
 * ``ckpt``: L layer inputs (N*C each) + one block(C) rebuilt in the backward.
 * ``rev`` / ``wt-rev``: O(1) in depth: the stack output and the edge embedding (saved by the
   reversible function), one group's block(w) rebuilt at a time in the backward, the running
-  output gradients (G + 2 tensors N*C) and the edge-embedding gradient (accumulated: up to 3
-  E*C while summing); the weights' gradients are part of model state.
+  output gradients (G + 2 tensors N*C) and the edge-embedding gradient (accumulated in place:
+  2 E*C while summing); the weights' gradients are part of model state.
 * ``deq``: O(1) in the iteration cap: one recorded evaluation of the two-convolution block
   (2 block(C) minus the pre-activation norm, plus norm/residual tensors) and the solver's
   history (Anderson/Broyden keep 2*m past iterates of N*C, m=6, plus a few work tensors), for
@@ -251,11 +255,17 @@ def per_layer_params(channels: int, groups: int, has_edges: bool) -> int:
 
 
 # --- activations ------------------------------------------------------------------------------
-def _block_saved(n: int, e: int, width: int, dropout: float, cuda: bool, act: int = FLOAT) -> int:
+def _block_saved(
+    n: int, e: int, width: int, dropout: float, cuda: bool, act: int = FLOAT, fused: bool = False
+) -> int:
     """Bytes autograd keeps for one ResPlusBlock of ``width`` channels (module doc), with
-    ``act`` bytes per saved float (2 under bf16/fp16 autocast)."""
-    node = act * (9 * width + 4) * n
+    ``act`` bytes per saved float (2 under bf16/fp16 autocast). ``fused``: the max aggregation
+    of :mod:`bench.nn.aggr`, which keeps one int64 N x C argmax instead of the scatter's two
+    node-level and two edge-level tensors."""
     mask = (1 if cuda else act) * n * width if dropout > 0 else 0
+    if fused:
+        return act * (7 * width + 4) * n + INDEX * n * width + mask
+    node = act * (9 * width + 4) * n
     edge = 2 * act * e * width
     return node + mask + edge
 
@@ -325,10 +335,11 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
     )
     encoders = act * n * c + edge_emb
     transient = _conv_transient(config, n, e_eff, c, body_act)
+    fused = config.aggr_impl_mode == "fused"
 
     def saved(width: int, act_bytes: int) -> int:  # one block of ``width`` channels, by conv
         if config.conv == "gen":
-            return _block_saved(n, e_eff, width, p, cuda, act_bytes)
+            return _block_saved(n, e_eff, width, p, cuda, act_bytes, fused)
         edge_width = c if has_edges else 0
         return _other_conv_saved(config, n, e_eff, width, edge_width, cuda, act_bytes)
 
@@ -340,13 +351,15 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
     elif arch in ("rev", "wt-rev"):
         w = c // config.groups
         # the edge embedding's gradient sums are in its (the encoder's) dtype
-        grads = FLOAT * n * c * (config.groups + 2) + (3 * edge_emb if has_edges else 0)
+        grads = FLOAT * n * c * (config.groups + 2) + (2 * edge_emb if has_edges else 0)
         body = FLOAT * n * c + saved(w, FLOAT) + grads
         # the largest ops run one group (width w) at a time
         transient = _conv_transient(config, n, e_eff, w, FLOAT)
     elif arch == "deq":
         f_eval = 2 * block + FLOAT * n * c * 3
-        solver = 2 * (2 * DEQ_HISTORY + 4) * FLOAT * n * c
+        # Anderson/Broyden keep at most m past iterates, and no more than the cap lets it run
+        history = min(DEQ_HISTORY, config.deq_settings()["max_iter"])
+        solver = 2 * (2 * history + 4) * FLOAT * n * c
         body = f_eval + solver + mask
     else:  # pragma: no cover - TrialConfig validation rules this out
         raise ValueError(f"unknown arch {arch!r}")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.config import (
+    AGGR_IMPLS,
     AGGRS,
     ARCHS,
     DEFAULT_CONV,
@@ -60,6 +61,7 @@ def _deq(**kw: Any) -> DeepGNN:
         grad=kw["deq_grad"],
         conv=kw["conv"],
         heads=kw["heads"],
+        aggr_impl=kw["aggr_impl"],
     )
 
 
@@ -69,6 +71,7 @@ def _residual(cls: type[ResGNN]) -> Callable[..., DeepGNN]:
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"], tie=kw["tie"],
             conv=kw["conv"], heads=kw["heads"],
+            aggr_impl=kw["aggr_impl"],
         )  # fmt: skip
 
     return build
@@ -80,7 +83,7 @@ def _reversible(cls: type[RevGNN]) -> Callable[..., DeepGNN]:
             kw["in_channels"], kw["edge_dim"], kw["out_channels"], kw["layers"], kw["channels"],
             groups=kw["groups"], dropout=kw["dropout"], aggr=kw["aggr"], norm=kw["norm"],
             tie=kw["tie"], share_mask=bool(kw["share_mask"]), conv=kw["conv"],
-            heads=kw["heads"],
+            heads=kw["heads"], aggr_impl=kw["aggr_impl"],
         )  # fmt: skip
 
     return build
@@ -117,6 +120,7 @@ def build_model(
     deq_grad: str = "implicit",
     conv: str = DEFAULT_CONV,
     heads: int | None = None,
+    aggr_impl: str = "fused",
 ) -> DeepGNN:
     """Build ``arch``; ``model(x, edge_index, edge_attr) -> logits [N, out_channels]``.
 
@@ -127,11 +131,17 @@ def build_model(
     only): one dropout mask for every layer and group, the paper's way.
     ``conv`` is every block's convolution
     (``gen``, ``gat``, ``sage``, ``gcn``); ``heads`` is GAT's (None: 1), an error for the others;
-    ``sage``/``gcn`` refuse ``edge_dim`` (they cannot read edge features)."""
+    ``sage``/``gcn`` refuse ``edge_dim`` (they cannot read edge features). ``aggr_impl``: how
+    GENConv's max aggregation runs (``"fused"``: an N x C argmax saved per layer,
+    :mod:`bench.nn.aggr`; ``"pyg"``: PyG's path)."""
     if arch not in ARCH:
         raise ConfigError("arch", f"unknown architecture {arch!r}; choose one of {', '.join(ARCH)}")
     if aggr not in AGGRS:
         raise ConfigError("aggr", f"unknown aggregation {aggr!r}; choose one of {', '.join(AGGRS)}")
+    if aggr_impl not in AGGR_IMPLS:
+        raise ConfigError(
+            "aggr_impl", f"unknown value {aggr_impl!r}; choose one of {', '.join(AGGR_IMPLS)}"
+        )
     if norm not in NORMS:
         raise ConfigError(
             "norm", f"unknown normalisation {norm!r}; choose one of {', '.join(NORMS)}"
@@ -207,6 +217,7 @@ def build_model(
         deq_grad=deq_grad,
         conv=conv,
         heads=heads,
+        aggr_impl=aggr_impl,
     )
 
 
@@ -234,6 +245,7 @@ def build_from_config(
         share_mask=bool(config.share_mask),
         conv=config.conv,
         heads=config.attention_heads,
+        aggr_impl=config.aggr_impl_mode,
         **{f"deq_{key}": value for key, value in deq.items()},
     )
 

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GENConv, Linear
 
-from bench.config import AGGRS, DEFAULT_CONV, NORMS, TIES
+from bench.config import AGGR_IMPLS, AGGRS, DEFAULT_CONV, NORMS, TIES
 from bench.errors import ConfigError
 from bench.models.convs import make_other_conv
+from bench.nn.aggr import LeanMaxGENConv
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -34,6 +35,7 @@ def make_conv(
     aggr: str,
     norm: str,
     bias: bool = True,
+    aggr_impl: str = "fused",
 ) -> GENConv:
     """GENConv as in DeeperGCN: learnable softmax temperature / power, 2-layer MLP inside.
 
@@ -45,13 +47,22 @@ def make_conv(
     map, also when the widths match, where PyG would skip it) and its linear layers have biases:
     with both, parameter counts equal the paper's (ResGNN-64 at 112 layers: 2.37M; RevGNN-64:
     1.46M; RevGNN-80: 2.25M; RevGNN-Deep: 20.03M).
+
+    ``aggr_impl="fused"`` runs max aggregation as :class:`~bench.nn.aggr.LeanMaxGENConv` (same
+    values and parameters, an N x C argmax saved instead of two E x C tensors); ``"pyg"`` is
+    PyG's own path. Other aggregations always use PyG's.
     """
     if aggr not in AGGRS:
         raise ConfigError("aggr", f"unknown aggregation {aggr!r}; choose one of {', '.join(AGGRS)}")
-    conv = GENConv(
+    if aggr_impl not in AGGR_IMPLS:
+        raise ConfigError(
+            "aggr_impl", f"unknown value {aggr_impl!r}; choose one of {', '.join(AGGR_IMPLS)}"
+        )
+    lean = aggr == "max" and aggr_impl == "fused"
+    conv = (LeanMaxGENConv if lean else GENConv)(
         in_channels,
         out_channels,
-        aggr=aggr,
+        **({} if lean else {"aggr": aggr}),
         learn_t=aggr == "softmax",
         learn_p=aggr == "power",
         norm=norm if norm != "none" else None,
@@ -72,6 +83,7 @@ def make_block_conv(
     aggr: str,
     norm: str,
     heads: int | None = None,
+    aggr_impl: str = "fused",
 ) -> nn.Module:
     """The block's convolution by name: GENConv (:func:`make_conv`) or GAT / SAGE / GCN
     (:func:`bench.models.convs.make_other_conv`), each called as ``conv(x, edge_index,
@@ -79,7 +91,7 @@ def make_block_conv(
     if conv == "gen":
         if heads is not None:
             raise ConfigError("heads", "is a GAT setting, but conv is 'gen'")
-        return make_conv(in_channels, out_channels, edge_dim, aggr, norm)
+        return make_conv(in_channels, out_channels, edge_dim, aggr, norm, aggr_impl=aggr_impl)
     return make_other_conv(conv, in_channels, out_channels, edge_dim, aggr, heads)
 
 
@@ -118,11 +130,12 @@ class ResPlusBlock(nn.Module):
         out_channels: int | None = None,
         conv: str = DEFAULT_CONV,
         heads: int | None = None,
+        aggr_impl: str = "fused",
     ) -> None:
         super().__init__()
         self.norm = make_norm(norm, channels)
         self.conv = make_block_conv(
-            conv, channels, out_channels or channels, edge_dim, aggr, norm, heads
+            conv, channels, out_channels or channels, edge_dim, aggr, norm, heads, aggr_impl
         )
         self.dropout = dropout
 

@@ -36,11 +36,16 @@ class DEQBlock(nn.Module):
         norm: str,
         conv: str = DEFAULT_CONV,
         heads: int | None = None,
+        aggr_impl: str = "fused",
     ) -> None:
         super().__init__()
-        self.conv1 = make_block_conv(conv, channels, channels, edge_dim, aggr, norm, heads)
+        self.conv1 = make_block_conv(
+            conv, channels, channels, edge_dim, aggr, norm, heads, aggr_impl
+        )
         self.norm1 = make_norm(norm, channels)
-        self.conv2 = make_block_conv(conv, channels, channels, edge_dim, aggr, norm, heads)
+        self.conv2 = make_block_conv(
+            conv, channels, channels, edge_dim, aggr, norm, heads, aggr_impl
+        )
         self.norm2 = make_norm(norm, channels)
 
     def forward(
@@ -80,11 +85,14 @@ class DEQGNN(DeepGNN):
         grad: str = "implicit",
         conv: str = DEFAULT_CONV,
         heads: int | None = None,
+        aggr_impl: str = "fused",
     ) -> None:
         check_settings(solver, tol, max_iter, grad)  # before building anything
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
         # edge features reach the block already encoded to ``channels`` by DeepGNN
-        self.block = DEQBlock(channels, channels if edge_dim else None, aggr, norm, conv, heads)
+        self.block = DEQBlock(
+            channels, channels if edge_dim else None, aggr, norm, conv, heads, aggr_impl
+        )
         self.deq = DEQFixedPoint(solver=solver, tol=tol, max_iter=max_iter, grad=grad)
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:

@@ -44,13 +44,23 @@ class ResGNN(DeepGNN):
         checkpointed: bool = False,
         conv: str = DEFAULT_CONV,
         heads: int | None = None,
+        aggr_impl: str = "fused",
     ) -> None:
         n_blocks = distinct_blocks(layers, tie)
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
         # the edge embedding is already ``channels`` wide: GENConv uses it without re-encoding
         block_edge_dim = channels if edge_dim else None
         self.blocks = nn.ModuleList(
-            ResPlusBlock(channels, block_edge_dim, aggr, norm, dropout, conv=conv, heads=heads)
+            ResPlusBlock(
+                channels,
+                block_edge_dim,
+                aggr,
+                norm,
+                dropout,
+                conv=conv,
+                heads=heads,
+                aggr_impl=aggr_impl,
+            )
             for _ in range(n_blocks)
         )
         self.layers = layers

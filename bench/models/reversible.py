@@ -48,6 +48,7 @@ class RevGNN(DeepGNN):
         share_mask: bool = False,
         conv: str = DEFAULT_CONV,
         heads: int | None = None,
+        aggr_impl: str = "fused",
     ) -> None:
         if groups < 2:
             raise ConfigError("groups", f"a reversible arch needs groups >= 2, got {groups}")
@@ -61,7 +62,16 @@ class RevGNN(DeepGNN):
         n_blocks = distinct_blocks(layers, tie)
         blocks = [
             [
-                ResPlusBlock(width, block_edge_dim, aggr, norm, dropout, conv=conv, heads=heads)
+                ResPlusBlock(
+                    width,
+                    block_edge_dim,
+                    aggr,
+                    norm,
+                    dropout,
+                    conv=conv,
+                    heads=heads,
+                    aggr_impl=aggr_impl,
+                )
                 for _ in range(groups)
             ]
             for _ in range(n_blocks)

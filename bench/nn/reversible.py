@@ -21,10 +21,10 @@ layers) simply sums the gradients of the shared tensors.
 
 Dropout: the functions must be deterministic given their inputs, so the stack draws the
 dropout masks itself. Each training forward draws ONE integer seed from torch's global RNG
-(so ``torch.manual_seed`` makes runs reproducible); the mask of layer ``l``, group ``i`` is
-regenerated on demand from ``(seed, l, i)`` with a dedicated ``torch.Generator`` on the tensors'
-device, in the forward and again in the backward: independent masks per layer and group,
-replayed exactly, with no mask stored. ``share_mask=True`` instead uses one mask for every
+(so ``torch.manual_seed`` makes runs reproducible); the G masks of layer ``l`` are drawn in one
+call from ``(seed, l)`` with a dedicated ``torch.Generator`` on the tensors' device, in the
+forward and again in the backward: independent masks per layer and group, replayed exactly,
+with only the current layer's masks alive. ``share_mask=True`` instead uses one mask for every
 layer and group (the paper authors' choice). Masks are already scaled by ``1/(1 - p)`` and are
 handed to the functions as the keyword ``dropout_mask`` (only in training mode with p > 0).
 
@@ -107,8 +107,16 @@ def _mix(seed: int, key: int) -> int:
     return (z ^ (z >> 31)) & ((1 << 63) - 1)
 
 
+_NO_MASK: dict[str, Tensor] = {}
+
+
 class _Masks:
-    """Dropout masks of one forward pass, regenerated from its seed on demand."""
+    """Dropout masks of one forward pass, regenerated from its seed on demand.
+
+    The G masks of a layer are drawn together (one generator seeding and one ``bernoulli_``
+    into a [G, N, w] buffer) the first time any group of that layer asks, and kept until another
+    layer asks: the forward asks group by group upwards, the backward downwards, and both see
+    the same buffer."""
 
     def __init__(self, seed: int | None, p: float, groups: int, shared: bool) -> None:
         self.seed = seed
@@ -116,25 +124,30 @@ class _Masks:
         self.groups = groups
         self.shared = shared
         self._generator: torch.Generator | None = None
-        self._shared_mask: Tensor | None = None
+        self._layer: int | None = None
+        self._kwargs: list[dict[str, Tensor]] = []
 
     def kwargs(self, layer: int, group: int, like: Tensor) -> dict[str, Tensor]:
         if self.seed is None:
-            return {}
-        if self.shared and self._shared_mask is not None:
-            return {"dropout_mask": self._shared_mask}
+            return _NO_MASK
+        if self._layer != (0 if self.shared else layer):
+            self._draw(0 if self.shared else layer, like)
+        return self._kwargs[group]
+
+    def _draw(self, layer: int, like: Tensor) -> None:
         if self._generator is None or self._generator.device != like.device:
             self._generator = torch.Generator(device=like.device)
-        key = 0 if self.shared else layer * self.groups + group
-        self._generator.manual_seed(_mix(self.seed, key))
+        self._generator.manual_seed(_mix(self.seed or 0, layer))
         keep = 1.0 - self.p
+        count = 1 if self.shared else self.groups
         # a fresh contiguous tensor, not empty_like: bernoulli_ fills in memory order, so a
         # mask must not follow the strides of whatever tensor it is drawn for
-        mask = torch.empty(like.shape, dtype=like.dtype, device=like.device)
-        mask.bernoulli_(keep, generator=self._generator).div_(keep)
-        if self.shared:
-            self._shared_mask = mask
-        return {"dropout_mask": mask}
+        masks = torch.empty((count, *like.shape), dtype=like.dtype, device=like.device)
+        masks.bernoulli_(keep, generator=self._generator).div_(keep)
+        self._kwargs = [
+            {"dropout_mask": masks[0 if self.shared else i]} for i in range(self.groups)
+        ]
+        self._layer = layer
 
 
 _TENSOR = object()  # placeholder for a context tensor in a context template
@@ -189,11 +202,22 @@ class ReversibleStack(nn.Module):
         self.share_mask = share_mask
         self.last_seed: int | None = None
         self.reconstruction_hook: Callable[[int, Tensor], None] | None = None
+        # id(function) -> indices of the parameters its graph reaches, valid for one parameter
+        # list (which parameters require grad): found on the first backward, reused after
+        self._plans: dict[int, list[int]] = {}
+        self._plans_params: tuple[int, ...] = ()
 
     # --- shared pieces ---------------------------------------------------------------------
     def functions(self, layer: int) -> nn.ModuleList:
         """The G group functions of layer ``layer``."""
         return self.blocks[layer % len(self.blocks)]  # type: ignore[return-value]
+
+    def _plans_for(self, params: Sequence[Tensor]) -> dict[int, list[int]]:
+        """The plan cache for this parameter list (emptied when the list changes)."""
+        key = tuple(id(p) for p in params)
+        if key != self._plans_params:
+            self._plans, self._plans_params = {}, key
+        return self._plans
 
     def _masks(self, seed: int | None) -> _Masks:
         return _Masks(seed, self.dropout, self.groups, self.share_mask)
@@ -297,21 +321,24 @@ def _sum(ts: Sequence[Tensor]) -> Tensor:
 
 
 class _GradSum:
-    """Running sums of gradients; after the first addition it owns its buffer and adds in place.
+    """Running sums of gradients, added in place into a buffer the sum owns.
 
-    Why not add in place at once: a gradient autograd hands back may be another tensor we still
-    use (e.g. an incoming gradient passed straight through), so the first sum makes a copy."""
+    A gradient autograd hands back may be a tensor still in use elsewhere (an incoming
+    gradient passed straight through, or one tensor returned for two inputs): such a one is
+    ``shared`` and the first sum makes a copy. Any other is adopted as the buffer, so a sum of
+    E x C edge-embedding gradients holds two E x C tensors at a time, not three."""
 
     def __init__(self, n: int) -> None:
         self.values: list[Tensor | None] = [None] * n
         self._owned = [False] * n
 
-    def add(self, k: int, g: Tensor | None) -> None:
+    def add(self, k: int, g: Tensor | None, shared: bool = True) -> None:
         if g is None:
             return
         current = self.values[k]
         if current is None:
             self.values[k] = g
+            self._owned[k] = not shared
         elif self._owned[k]:
             current.add_(g)
         else:
@@ -355,23 +382,26 @@ class _ReversibleFunction(torch.autograd.Function):
             for t, w in zip(ctx_saved, ctx_wants, strict=True)
         ]
         context = _fill(ctx.template, ctx_leaves)
+        wanted_ctx = [ctx_leaves[k] for k, w in enumerate(ctx_wants) if w]
         ctx_targets = [k for k, w in enumerate(ctx_wants) if w]
-        index = {id(p): k for k, p in enumerate(params)}
+        n_wanted = len(wanted_ctx)
+        plans = stack._plans_for(params)
         ctx_ids = {id(t) for t in ctx_leaves}
-        plans: dict[int, list[int]] = {}  # id(function) -> indices into params
+        index: dict[int, int] | None = None  # built only if a plan is missing
         ctx_grads, param_grads = _GradSum(n_ctx), _GradSum(len(params))
         masks = stack._masks(ctx.seed)
         G = stack.groups
         ys = stack._split(y.detach())
         gys: list[Tensor] = list(grad_y.chunk(G, dim=-1))
         hook = stack.reconstruction_hook
+        grad = torch.autograd.grad
 
         with torch.enable_grad(), ctx.autocast.restored(), frozen_running_stats(stack):
             for layer in reversed(range(stack.num_layers)):
                 fs = stack.functions(layer)
                 xs: list[Tensor] = list(ys)
                 gy0: Tensor | None = None
-                for i in reversed(range(G)):
+                for i in range(G - 1, -1, -1):
                     f = fs[i]
                     inp = (ys[i - 1] if i > 0 else _sum(xs[1:])).detach().requires_grad_()
                     out = f(inp, *context, **masks.kwargs(layer, i, inp))
@@ -379,25 +409,24 @@ class _ReversibleFunction(torch.autograd.Function):
                     if not out.requires_grad:
                         continue
                     plan = plans.get(id(f))
-                    if plan is None:  # once per function and backward: which leaves it reaches
+                    if plan is None:  # once per function and parameter set: which leaves it uses
+                        if index is None:
+                            index = {id(p): k for k, p in enumerate(params)}
                         plan = _plan(out, index, ctx_ids | {id(inp)}, f, layer, i)
                         plans[id(f)] = plan
-                    inputs = [
-                        inp,
-                        *(ctx_leaves[k] for k in ctx_targets),
-                        *(params[k] for k in plan),
-                    ]
-                    grads = torch.autograd.grad(out, inputs, gys[i], allow_unused=True)
+                    plan_params = [params[k] for k in plan]
+                    grads = grad(out, [inp, *wanted_ctx, *plan_params], gys[i], allow_unused=True)
                     g_inp = grads[0]
                     if i > 0:
                         if g_inp is not None:
                             gys[i - 1] = gys[i - 1] + g_inp
                     else:
                         gy0 = g_inp
-                    for k, g in zip(ctx_targets, grads[1 : 1 + len(ctx_targets)], strict=True):
-                        ctx_grads.add(k, g)
-                    for k, g in zip(plan, grads[1 + len(ctx_targets) :], strict=True):
-                        param_grads.add(k, g)
+                    shared = _shared_storages(grads, gys[i])
+                    for k, g in zip(ctx_targets, grads[1 : 1 + n_wanted], strict=True):
+                        ctx_grads.add(k, g, g is not None and _storage(g) in shared)
+                    for k, g in zip(plan, grads[1 + n_wanted :], strict=True):
+                        param_grads.add(k, g, g is not None and _storage(g) in shared)
                 if gy0 is not None:
                     gys = [gys[0], *(g + gy0 for g in gys[1:])]
                 if hook is not None:
@@ -406,6 +435,25 @@ class _ReversibleFunction(torch.autograd.Function):
 
         grad_x = torch.cat(gys, dim=-1) if ctx.needs_input_grad[4] else None
         return (None, None, None, None, grad_x, *ctx_grads.values, *param_grads.values)
+
+
+def _storage(t: Tensor) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+def _shared_storages(grads: Sequence[Tensor | None], incoming: Tensor) -> set[int]:
+    """Storages among one evaluation's gradients that something else also holds: the incoming
+    gradient's, and any returned for more than one input (or aliased by a view, ``_base``)."""
+    seen: set[int] = set()
+    shared = {_storage(incoming)}
+    for g in grads:
+        if g is None:
+            continue
+        ptr = _storage(g)
+        if ptr in seen or g._base is not None:
+            shared.add(ptr)
+        seen.add(ptr)
+    return shared
 
 
 def _plan(

@@ -32,6 +32,7 @@ LATER_CONFIG_COLUMNS: tuple[str, ...] = (
     "min_delta",
     "conv",
     "heads",
+    "aggr_impl",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
@@ -56,6 +57,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "stop_reason": None,
     "conv": "gen",  # exported before the conv axis: every block was GENConv
     "heads": None,  # GAT's heads; None for the other convs
+    "aggr_impl": "pyg",  # exported before the fused max aggregation: PyG's path ran
     "epoch_time_s": np.nan,
     "commit": None,
     "solver_fwd_iters_mean": np.nan,
