@@ -72,6 +72,7 @@ from bench.measure import (
     time_steps,
 )
 from bench.models.blocks import DeepGNN, ResPlusBlock
+from bench.precision import MixedPrecision
 from bench.units import parse_bytes
 
 ALL_ARCHS = ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq")
@@ -232,17 +233,23 @@ def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> Deep
                        groups=args.groups, **common, **deq)  # type: ignore[arg-type]  # fmt: skip
 
 
-def forward_backward(model: nn.Module, graph: Graph) -> None:
-    """Forward, binary cross-entropy, backward (the part of a step activations belong to)."""
-    out = model(graph.x, graph.edge_index, graph.edge_attr)
-    F.binary_cross_entropy_with_logits(out, graph.y).backward()
+def forward_backward(model: nn.Module, graph: Graph, amp: MixedPrecision | None = None) -> None:
+    """Forward, binary cross-entropy (under ``amp``'s autocast), backward: the part of a step
+    activations belong to."""
+    amp = amp or MixedPrecision.for_config("fp32", graph.x.device)
+    with amp.autocast():
+        out = model(graph.x, graph.edge_index, graph.edge_attr)
+        loss = F.binary_cross_entropy_with_logits(out, graph.y)
+    amp.backward(loss)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, graph: Graph) -> None:
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, graph: Graph,
+               amp: MixedPrecision | None = None) -> None:  # fmt: skip
     """One full training step: forward, binary cross-entropy, backward, Adam step."""
+    amp = amp or MixedPrecision.for_config("fp32", graph.x.device)
     optimizer.zero_grad(set_to_none=True)
-    forward_backward(model, graph)
-    optimizer.step()
+    forward_backward(model, graph, amp)
+    amp.step(optimizer)
 
 
 def measure_one(
@@ -253,7 +260,8 @@ def measure_one(
     entry, the forward+backward peak and the optimiser-step peak."""
     row: dict[str, Any] = {
         "arch": arch,
-        "conv": args.conv,
+        "conv": getattr(args, "conv", "gen"),
+        "precision": getattr(args, "precision", "fp32"),
         "depth": depth,
         "depth_means": "iterations" if arch == "deq" else "layers",
         "deterministic": torch.are_deterministic_algorithms_enabled(),
@@ -276,14 +284,18 @@ def measure_one(
             row["setup_bytes"] = torch.cuda.memory_allocated(device)
             row["device_memory_bytes"] = device_memory_bytes(device)
 
-        step = functools.partial(train_step, model, optimizer, graph)
+        amp = MixedPrecision.for_config(row["precision"], device)
+        step = functools.partial(train_step, model, optimizer, graph, amp)
 
         cap = args.memory_cap if device.type == "cpu" else None
         with PeakMemory(device, cap_bytes=cap):
             step()  # warm-up: gradients and Adam state now exist
         optimizer.zero_grad(set_to_none=True)
         _, memory = metered_step(
-            device, functools.partial(forward_backward, model, graph), optimizer.step, cap
+            device,
+            functools.partial(forward_backward, model, graph, amp),
+            functools.partial(amp.step, optimizer),
+            cap,
         )
         state = model_state_bytes(model, optimizer)
         row.update(peak_bytes=memory.peak_bytes, model_state_bytes=state,
@@ -302,6 +314,10 @@ def measure_one(
             row[key] = stats.get(key, math.nan)
     except (MemoryError, torch.OutOfMemoryError) as err:
         row.update(status="oom", error=str(err).splitlines()[0][:200], meter=meter_name(device))
+    except Exception as err:  # noqa: BLE001 - a point that fails is a row that says why
+        # (e.g. PyG's GroupAddRev under bf16 autocast: it recomputes in float32 and fails)
+        message = f"{type(err).__name__}: {str(err).splitlines()[0]}"[:200]
+        row.update(status="error", error=message, meter=meter_name(device))
     finally:
         model = optimizer = step = graph = None  # free before the next point is measured
         gc.collect()
@@ -642,6 +658,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--heads", type=int, default=None, help="GAT's heads (--conv gat only)")
     parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="every row's precision: forward and loss under autocast (bf16 on CPU or CUDA, fp16 "
+        "with a gradient scaler on CUDA only); one run per precision, the CSV says which",
+    )
+    parser.add_argument(
         "--aggr-impl",
         default="fused",
         choices=AGGR_IMPLS,
@@ -713,6 +736,10 @@ def main(args: argparse.Namespace) -> int:
         args.memory_cap = _memory_cap(args.memory_cap)
     except ConfigError as err:
         raise SystemExit(f"--memory-cap: {err.message}") from None
+    if args.precision == "fp16" and args.device != "cuda":
+        print("--precision: fp16 needs --device cuda (its gradient scaler); bf16 runs on CPU",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.quick:
         args.nodes, args.edges, args.channels = 200, 1000, 16
         args.depths, args.deep_depths, args.peer_depths, args.repeats = [2, 4], [], [2, 4], 1

@@ -137,7 +137,7 @@ def graph_sizes(graph: Any) -> Any:
                   graph.y.size(1), GraphSizes)  # fmt: skip
 
 
-def predict(point: Point, sizes: Any) -> Any:
+def predict(point: Point, sizes: Any, aggr_impl: str = "fused") -> Any:
     """The memory model's CUDA prediction for ``point`` (None for the PyG peer)."""
     from bench.config import TrialConfig
     from bench.memory_model import predict as model_predict
@@ -147,7 +147,7 @@ def predict(point: Point, sizes: Any) -> Any:
     config = TrialConfig.from_dict(
         {"arch": point.arch, "layers": point.layers, "channels": point.channels,
          "groups": point.groups if point.arch in ("rev", "wt-rev") else 2,
-         "dropout": point.dropout, "device": "cuda",
+         "dropout": point.dropout, "device": "cuda", "aggr_impl": aggr_impl,
          "dataset_options": {"num_tasks": sizes.outputs}},
         check_device=False,
     )  # fmt: skip
@@ -183,6 +183,7 @@ def _point_args(point: Point, base: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(
         channels=point.channels, groups=point.groups, dropout=point.dropout, aggr="max",
         deq_solver="anderson", seed=0, memory_cap=None, repeats=base.repeats,
+        aggr_impl=base.aggr_impl,
         deep_repeats=1, depths=[DEEP_FROM - 1],
     )  # fmt: skip
 
@@ -254,7 +255,7 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
     for point in bar:
         left = args.budget_s - (time.perf_counter() - started)
         series = (point.group, point.arch, point.channels)
-        prediction = predict(point, sizes[point.graph])
+        prediction = predict(point, sizes[point.graph], args.aggr_impl)
         if failures >= MAX_ERRORS_IN_A_ROW:
             measured = {"status": "skipped", "error": f"{failures} points in a row failed"}
         elif series in stopped_series:
@@ -269,6 +270,7 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
                 stopped_series.add(series)
             failures = failures + 1 if measured.get("status") == "error" else 0
         rows.append(_row(point, measured, prediction, sizes[point.graph]))
+        rows[-1]["aggr_impl"] = args.aggr_impl
         log(_point_line(rows[-1]))
         frame = pd.DataFrame(rows)
         for key in ("device", "device_memory_bytes", "torch", "cuda"):
@@ -363,7 +365,7 @@ def dry_run(args: argparse.Namespace) -> int:
     print(f"{'group':<9} {'point':<22} {'params':>12} {'predicted':>11} {'paper':>9}"
           + ("  fits" if target else ""))  # fmt: skip
     for p in points:
-        pred = predict(p, sizes[p.graph])
+        pred = predict(p, sizes[p.graph], args.aggr_impl)
         paper_gb = ("OOM" if p.paper_point.oom else _num(p.paper_point.peak_memory_gb, "{:.2f}")
                     ) if p.paper_point else ""  # fmt: skip
         fits = ""
@@ -385,6 +387,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only points whose label contains one of these words")  # fmt: skip
     parser.add_argument(
         "--skip-engines", action="store_true", help="leave out the engines' benchmark"
+    )
+    parser.add_argument(
+        "--aggr-impl",
+        default="fused",
+        choices=("fused", "pyg"),
+        help="GENConv's max aggregation: fused (the default) or pyg (PyG's scatter_reduce, "
+        "which saves two E x C tensors per layer; what the committed results/gpu/ ran)",
     )
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per point")
     parser.add_argument(

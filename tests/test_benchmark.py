@@ -131,3 +131,20 @@ def test_bad_benchmark_options_are_rejected_naming_them(
     assert exit_info.value.code == 2
     assert named in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_precision_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """bf16 rows run on CPU and say so; fp16 (a gradient scaler) is refused without CUDA."""
+    out = tmp_path / "bf16.csv"
+    args = ["bench", "--quick", "--precision", "bf16", "--archs", "res,rev", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    assert cli.main(args) == 0
+    df = pd.read_csv(out)
+    ours = df[df.arch != PEER]
+    assert (ours.precision == "bf16").all() and (ours.status == "ok").all()
+    # PyG's GroupAddRev recomputes outside the forward's autocast: float32 meets bf16 and fails
+    peer = df[df.arch == PEER]
+    assert len(peer) and (peer.status == "error").all()
+    assert peer.error.str.contains("dtype").all()
+    assert cli.main(["bench", "--precision", "fp16", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--precision" in capsys.readouterr().err
