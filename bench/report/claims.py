@@ -476,6 +476,8 @@ def tied_params_claims(df: pd.DataFrame) -> list[Claim]:
     for (slice_, _), panel in rows.groupby(["slice", "spec"], sort=True):
         for series in split_series(panel):
             params = depth_means(series.rows, "params")
+            if "tie" in series.rows and (series.rows["tie"] == "after-first").all():
+                params = params[params.index >= 2]  # one untied layer, then the shared block
             if len(params) < 2:
                 continue
             growth = params.iloc[-1] / params.iloc[0]

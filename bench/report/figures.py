@@ -181,7 +181,7 @@ def memory_vs_depth(rows: pd.DataFrame, fig: FigureSpec, out_dir: pathlib.Path,
         return []
     unit, scale = byte_unit(float(ok["peak_memory_bytes"].max()))
     quantities = {"peak_memory_bytes": f"peak memory ({unit})",
-                  "activation_bytes": f"activation memory = peak - model state ({unit})"}  # fmt: skip
+                  "activation_bytes": f"activation memory = step adds - gradients ({unit})"}  # fmt: skip
     long = ok.melt(id_vars=["slice", "model", "variant", "depth"], value_vars=list(quantities),
                    var_name="column", value_name="bytes")  # fmt: skip
     long["quantity"] = long["column"].map(quantities)
@@ -488,7 +488,8 @@ def memory_vs_depth_per_conv(
         ax.set_ylabel(panel.rsplit("\n", 1)[1])
     g.set_titles("{col_name}\n{row_name}", size=9)
     g.figure.suptitle(fig.title, fontsize=12, y=1.01)
-    _caption(g.figure, f"{ERR_NOTE} Activation memory = peak - model state (weights, gradients, "
-             "Adam moments). x at the top (OOM): out of memory at that depth.")  # fmt: skip
+    _caption(g.figure, f"{ERR_NOTE} Activation memory = what the training step adds to the "
+             "memory alive before it, less its gradients. x at the top (OOM): out of memory at "
+             "that depth.")  # fmt: skip
     g.figure.subplots_adjust(bottom=0.08, hspace=0.6)
     return save(g.figure, out_dir, fig.stem)
