@@ -71,7 +71,7 @@ from bench.measure import (
     optimizer_implementation,
     time_steps,
 )
-from bench.models.blocks import DeepGNN, ResPlusBlock
+from bench.models.blocks import DeepGNN, ResPlusBlock, block_maker
 from bench.precision import MixedPrecision
 from bench.units import parse_bytes
 
@@ -182,24 +182,9 @@ class PygGroupAddRevGNN(DeepGNN):
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
         width = channels // groups
         block_edge_dim = channels if edge_dim else None
+        make = block_maker(block_edge_dim, aggr, norm, dropout, conv, heads, aggr_impl)
         self.layers = nn.ModuleList(
-            GroupAddRev(
-                nn.ModuleList(
-                    _FullEdgeGroup(
-                        ResPlusBlock(
-                            width,
-                            block_edge_dim,
-                            aggr,
-                            norm,
-                            dropout,
-                            conv=conv,
-                            heads=heads,
-                            aggr_impl=aggr_impl,
-                        )
-                    )
-                    for _ in range(groups)
-                )
-            )
+            GroupAddRev(nn.ModuleList(_FullEdgeGroup(make(width)) for _ in range(groups)))
             for _ in range(layers)
         )
 
@@ -216,9 +201,8 @@ class PygGroupAddRevGNN(DeepGNN):
 
 def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> DeepGNN:
     edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else None
-    impl = getattr(args, "aggr_impl", "fused")  # callers building their own Namespace: default
-    common = dict(dropout=args.dropout, aggr=args.aggr, norm="layer", aggr_impl=impl,
-                  conv=getattr(args, "conv", "gen"), heads=getattr(args, "heads", None))  # fmt: skip
+    common = dict(dropout=args.dropout, aggr=args.aggr, norm="layer", aggr_impl=args.aggr_impl,
+                  conv=args.conv, heads=args.heads)  # fmt: skip
     if arch == PEER:
         return PygGroupAddRevGNN(graph.x.size(1), edge_dim, graph.y.size(1), depth, args.channels,
                                  groups=args.groups, **common)  # type: ignore[arg-type]  # fmt: skip
@@ -260,16 +244,16 @@ def measure_one(
     entry, the forward+backward peak and the optimiser-step peak."""
     row: dict[str, Any] = {
         "arch": arch,
-        "conv": getattr(args, "conv", "gen"),
-        "precision": getattr(args, "precision", "fp32"),
+        "conv": args.conv,
+        "precision": args.precision,
         "depth": depth,
         "depth_means": "iterations" if arch == "deq" else "layers",
         "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "graph": getattr(args, "graph", MAIN),
+        "graph": args.graph,
         "nodes": source.nodes,
         "edges": source.edges,
         "channels": args.channels,
-        "aggr_impl": getattr(args, "aggr_impl", "fused"),
+        "aggr_impl": args.aggr_impl,
     }
     torch.manual_seed(args.seed)
     model = optimizer = step = graph = None
@@ -307,7 +291,7 @@ def measure_one(
                    reserved_peak_bytes=memory.reserved_peak_bytes, meter=meter_name(device))  # fmt: skip
         stats = dict(model.solver_stats or {})
         repeats = args.deep_repeats if depth > max(args.depths) else args.repeats
-        repeats = getattr(args, "point_repeats", None) or repeats
+        repeats = args.point_repeats or repeats
         mean, std = time_steps(step, warmup=0, repeats=repeats, device=device)
         row.update(step_time_s=mean, step_time_std_s=std, status="ok")
         for key in ("fwd_iters", "fwd_rel_residual", "bwd_iters", "bwd_rel_residual"):
@@ -401,7 +385,22 @@ class Point:
     overrides: tuple[tuple[str, Any], ...] = ()
 
     def args(self, args: argparse.Namespace) -> argparse.Namespace:
-        return argparse.Namespace(**{**vars(args), "graph": self.graph, **dict(self.overrides)})
+        settings = {"point_repeats": None, **vars(args), "graph": self.graph}
+        return argparse.Namespace(**{**settings, **dict(self.overrides)})
+
+
+def point_args(**overrides: Any) -> argparse.Namespace:
+    """The settings one measured point reads: this command's defaults with ``overrides`` (how
+    other callers, the GPU check and tests, build them, so every setting is always there)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args([])
+    args.memory_cap, args.graph, args.point_repeats = None, MAIN, None
+    for key, value in overrides.items():
+        if not hasattr(args, key):
+            raise TypeError(f"unknown benchmark setting {key!r}")
+        setattr(args, key, value)
+    return args
 
 
 def main_source(args: argparse.Namespace) -> GraphSource:

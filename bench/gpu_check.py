@@ -92,10 +92,9 @@ def _headline() -> list[Point]:
 
 
 def _engines(depths: list[int], deep: list[int], peer: list[int]) -> list[Point]:
-    from bench.benchmark import ALL_ARCHS, plan
+    from bench.benchmark import ALL_ARCHS, plan, point_args
 
-    args = argparse.Namespace(archs=list(ALL_ARCHS), depths=depths, deep_depths=deep,
-                              peer_depths=peer)  # fmt: skip
+    args = point_args(archs=list(ALL_ARCHS), depths=depths, deep_depths=deep, peer_depths=peer)
     return [
         Point("engines", f"{arch} x {depth}", arch, depth, 64, graph="bench")
         for arch, depth in plan(args)
@@ -180,12 +179,11 @@ def prepare_paper_batch(work: Path, log: Any) -> Path:
 
 # --- running ----------------------------------------------------------------------------------
 def _point_args(point: Point, base: argparse.Namespace) -> argparse.Namespace:
-    return argparse.Namespace(
-        channels=point.channels, groups=point.groups, dropout=point.dropout, aggr="max",
-        deq_solver="anderson", seed=0, memory_cap=None, repeats=base.repeats,
-        aggr_impl=base.aggr_impl,
-        deep_repeats=1, depths=[DEEP_FROM - 1],
-    )  # fmt: skip
+    from bench.benchmark import point_args
+
+    return point_args(channels=point.channels, groups=point.groups, dropout=point.dropout,
+                      repeats=base.repeats, aggr_impl=base.aggr_impl, deep_repeats=1,
+                      depths=[DEEP_FROM - 1])  # fmt: skip
 
 
 def _row(point: Point, measured: dict[str, Any], prediction: Any, sizes: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bench import cli, gpu_check, paper
-from bench.benchmark import GraphSource, measure_isolated, save_graph, synthetic_graph
+from bench.benchmark import GraphSource, measure_isolated, point_args, save_graph, synthetic_graph
 
 
 def _args(tmp_path: Path, **over: object) -> argparse.Namespace:
@@ -56,8 +56,7 @@ def test_child_builds_its_own_graph_from_a_file(tmp_path: Path) -> None:
     loaded = GraphSource(path=str(tmp_path / "g.pt")).load("cpu")
     assert torch.equal(loaded.edge_index, graph.edge_index) and torch.equal(loaded.y, graph.y)
     assert not (tmp_path / "g.pt.tmp").exists()  # written atomically
-    args = argparse.Namespace(channels=8, groups=2, dropout=0.1, aggr="max", deq_solver="anderson",
-                              seed=0, memory_cap=None, repeats=1, deep_repeats=1, depths=[4])  # fmt: skip
+    args = point_args(channels=8, repeats=1, deep_repeats=1, depths=[4])
     row = measure_isolated("rev", 2, GraphSource(path=str(tmp_path / "g.pt")), args,
                            torch.device("cpu"), timeout=120)  # fmt: skip
     assert row["status"] == "ok", row
@@ -98,8 +97,7 @@ def test_run_writes_csv_and_summary_and_keeps_to_its_budget(
 def test_cuda_point_measures_allocator_peaks(tmp_path: Path) -> None:
     graph = synthetic_graph(2000, 20000, 8, 8, 112, seed=0)
     save_graph(graph, tmp_path / "g.pt")
-    args = argparse.Namespace(channels=32, groups=2, dropout=0.1, aggr="max", deq_solver="anderson",
-                              seed=0, memory_cap=None, repeats=1, deep_repeats=1, depths=[8])  # fmt: skip
+    args = point_args(channels=32, repeats=1, deep_repeats=1, depths=[8])
     row = measure_isolated("rev", 8, GraphSource(path=str(tmp_path / "g.pt")), args,
                            torch.device("cuda"), timeout=300)  # fmt: skip
     assert row["status"] == "ok" and row["meter"] == "cuda-allocator"

@@ -8,6 +8,9 @@ function.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GENConv, Linear
@@ -152,6 +155,21 @@ class ResPlusBlock(nn.Module):
         else:
             h = F.dropout(h, self.dropout, self.training)
         return self.conv(h, edge_index, edge_attr)
+
+
+def block_maker(
+    edge_dim: int | None,
+    aggr: str,
+    norm: str,
+    dropout: float,
+    conv: str = DEFAULT_CONV,
+    heads: int | None = None,
+    aggr_impl: str = "fused",
+) -> Callable[[int], ResPlusBlock]:
+    """``make(width)`` builds one block with a model's settings: residual layers, reversible
+    groups and the PyG peer's groups differ only in their width."""
+    return functools.partial(ResPlusBlock, edge_dim=edge_dim, aggr=aggr, norm=norm,
+                             dropout=dropout, conv=conv, heads=heads, aggr_impl=aggr_impl)  # fmt: skip
 
 
 class DeepGNN(nn.Module):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from bench.config import DEFAULT_CONV, DEFAULT_TIE
-from bench.models.blocks import DeepGNN, ResPlusBlock, block_of_layer, distinct_blocks
+from bench.models.blocks import DeepGNN, block_maker, block_of_layer, distinct_blocks
 from bench.nn.reversible import frozen_running_stats
 
 
@@ -50,19 +50,8 @@ class ResGNN(DeepGNN):
         super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
         # the edge embedding is already ``channels`` wide: GENConv uses it without re-encoding
         block_edge_dim = channels if edge_dim else None
-        self.blocks = nn.ModuleList(
-            ResPlusBlock(
-                channels,
-                block_edge_dim,
-                aggr,
-                norm,
-                dropout,
-                conv=conv,
-                heads=heads,
-                aggr_impl=aggr_impl,
-            )
-            for _ in range(n_blocks)
-        )
+        make = block_maker(block_edge_dim, aggr, norm, dropout, conv, heads, aggr_impl)
+        self.blocks = nn.ModuleList(make(channels) for _ in range(n_blocks))
         self.layers = layers
         self.tie = tie
         self.checkpointed = checkpointed

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from bench.config import DEFAULT_CONV, DEFAULT_TIE
 from bench.errors import ConfigError
-from bench.models.blocks import DeepGNN, ResPlusBlock, block_of_layer, distinct_blocks
+from bench.models.blocks import DeepGNN, block_maker, block_of_layer, distinct_blocks
 from bench.nn.reversible import ReversibleStack
 
 
@@ -60,22 +60,8 @@ class RevGNN(DeepGNN):
         width = channels // groups
         block_edge_dim = channels if edge_dim else None
         n_blocks = distinct_blocks(layers, tie)
-        blocks = [
-            [
-                ResPlusBlock(
-                    width,
-                    block_edge_dim,
-                    aggr,
-                    norm,
-                    dropout,
-                    conv=conv,
-                    heads=heads,
-                    aggr_impl=aggr_impl,
-                )
-                for _ in range(groups)
-            ]
-            for _ in range(n_blocks)
-        ]
+        make = block_maker(block_edge_dim, aggr, norm, dropout, conv, heads, aggr_impl)
+        blocks = [[make(width) for _ in range(groups)] for _ in range(n_blocks)]
         if 1 < n_blocks < layers:  # partly tied: one entry per layer, shared ones repeated
             blocks = [blocks[block_of_layer(layer, n_blocks)] for layer in range(layers)]
         self.stack = ReversibleStack(
