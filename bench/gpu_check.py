@@ -42,6 +42,7 @@ from bench.units import format_bytes, parse_bytes
 
 DATASET = "synthetic-proteins-paper"
 OUT = "results/gpu"
+ENV_COLUMNS = ("device", "device_memory_bytes", "torch", "cuda")
 DEFAULT_BUDGET_S = 450.0
 #: a point is not started with less than this left of the budget (start-up, load, 3 steps)
 MIN_POINT_S = 20.0
@@ -237,6 +238,8 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
     log(f"gpu-check on {env.get('device')} ({format_bytes(env.get('device_memory_bytes'))}), "
         f"torch {env['torch']}, CUDA {env['cuda']}; budget {args.budget_s:.0f} s")  # fmt: skip
     points = [p for p in plan_points(engines=not args.skip_engines) if _selected(p, args)]
+    csv = out / "gpu-check.csv"
+    previous = pd.read_csv(csv) if args.merge and csv.exists() else None
     sources = {
         "bench": GraphSource(10_000, 100_000, 8, 8, 112, 0),
     }
@@ -269,16 +272,31 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
             failures = failures + 1 if measured.get("status") == "error" else 0
         rows.append(_row(point, measured, prediction, sizes[point.graph]))
         rows[-1]["aggr_impl"] = args.aggr_impl
+        rows[-1].update({key: env.get(key) for key in ENV_COLUMNS})
         log(_point_line(rows[-1]))
         frame = pd.DataFrame(rows)
-        for key in ("device", "device_memory_bytes", "torch", "cuda"):
-            frame[key] = env.get(key)
+        if previous is not None:
+            frame = merge_runs(previous, frame)
         frame.to_csv(out / "gpu-check.csv", index=False)
         (out / "SUMMARY.md").write_text(summary(frame, env, time.perf_counter() - started))
     bar.close()
     log(f"wrote {out / 'gpu-check.csv'} and {out / 'SUMMARY.md'} "
         f"({len(rows)} points, {time.perf_counter() - started:.0f} s)")  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def merge_runs(previous: Any, new: Any) -> Any:
+    """A short lease's rows over an earlier run's: a point measured now (any status but
+    skipped) replaces the earlier row; every other earlier row stays, with the device it ran
+    on, in the earlier order."""
+    import pandas as pd
+
+    measured = new[new["status"] != "skipped"]
+    unseen = new[~new["label"].isin(previous["label"]) & (new["status"] == "skipped")]
+    kept = previous[~previous["label"].isin(measured["label"])]
+    order = [*previous["label"], *new["label"][~new["label"].isin(previous["label"])]]
+    merged = pd.concat([kept, measured, unseen], ignore_index=True).set_index("label")
+    return merged.loc[order].reset_index()
 
 
 def _selected(point: Point, args: argparse.Namespace) -> bool:
@@ -308,14 +326,22 @@ def _point_line(row: dict[str, Any]) -> str:
 
 def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
     """The Markdown summary: environment, then one table per group, beside paper and model."""
+    devices = list(dict.fromkeys(frame["device"].dropna())) if "device" in frame else []
+    where = (
+        f"Devices: {', '.join(devices)} (the *device* column says which ran each point; "
+        f"the last call ran on {env.get('device')}); "
+        if len(devices) > 1
+        else f"Device: {env.get('device')} ({format_bytes(env.get('device_memory_bytes'))}); "
+    )
     lines = [
         "# GPU check",
         "",
-        f"Device: {env.get('device')} ({format_bytes(env.get('device_memory_bytes'))}); "
+        where + 
         f"torch {env.get('torch')}, CUDA {env.get('cuda')}, Python {env.get('python')}; "
         f"commit {env.get('commit')}. Meter: `torch.cuda.max_memory_allocated` (peak) and "
         f"`max_memory_reserved`, one process per point, deterministic algorithms off. "
-        f"{len(frame)} points in {seconds:.0f} s (`python -m bench gpu-check`).",
+        f"{len(frame)} points; the last call took {seconds:.0f} s (`python -m bench gpu-check`"
+        + (", then `--only ... --merge`)." if len(devices) > 1 else ")."),
         "",
         "Memory in GB (10^9 bytes, as the paper prints it). Paper graph: one training part of "
         f"`{DATASET}` (ogbn-proteins' sizes, 10 parts); engines graph: 10,000 nodes, "
@@ -325,7 +351,8 @@ def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
         "",
     ]
     cols = ["label", "status", "params", "paper_params", "peak GB", "paper GB", "predicted GB",
-            "reserved GB", "setup GB", "baseline GB", "step adds GB", "opt. step GB", "step s"]  # fmt: skip
+            "reserved GB", "setup GB", "baseline GB", "step adds GB", "opt. step GB", "step s",
+            *(["device"] if len(devices) > 1 else [])]  # fmt: skip
     for group, part in frame.groupby("group", sort=False):
         lines += [f"## {group}", "", "| " + " | ".join(cols) + " |",
                   "| " + " | ".join("---" if c in ("label", "status") else "---:" for c in cols) + " |"]  # fmt: skip
@@ -338,6 +365,7 @@ def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
                 _gb(r.get("setup_bytes")), _gb(r.get("baseline_bytes")),
                 _gb(r.get("step_added_bytes")), _gb(r.get("optimizer_peak_bytes")),
                 _num(r.get("step_time_s"), "{:.3f}"),
+                *([str(r.get("device"))] if len(devices) > 1 else []),
             ]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -399,6 +427,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--work-dir", default=None, help="where the paper batch is cached "
                         "(default: the data work directory)")  # fmt: skip
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of an earlier gpu-check.csv in --out for points "
+                        "this run does not measure (a second short lease after --only)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
 
 

@@ -46,6 +46,7 @@ def _both(ref: GENConv, lean: GENConv, x: Tensor, ei: Tensor, ea: Tensor | None)
         y = conv(x, ei, ea)
         leaves = [x, *([ea] if ea is not None else []), *conv.parameters()]
         w = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(1))
+        w = w.to(y.device)
         out.append((y, torch.autograd.grad((y * w).sum(), leaves)))
     return out
 
@@ -185,3 +186,24 @@ def test_aggr_impl_setting_builds_selects_and_records() -> None:
     kept.pop("precision"), kept.pop("conv")  # later fields, left out at their defaults
     blob = json.dumps(kept, sort_keys=True, default=str)
     assert old == hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_values_gradients_and_ties_equal_the_cpu_rule(path: str) -> None:
+    """On a GPU (atomic scatters) the fused max still equals PyG in float64 and sends a tie's
+    whole gradient to the lowest edge index, as on the CPU."""
+    ei = _graph(40, 200, seed=7, spare=4).cuda()
+    x = torch.randn(40, 6, dtype=torch.float64, device="cuda", requires_grad=True)
+    ea = torch.randn(200, 3, dtype=torch.float64, device="cuda", requires_grad=True)
+    ref, lean = _pair(3, torch.float64)
+    ref, lean = ref.cuda(), lean.cuda()
+    (y_ref, g_ref), (y, g) = _both(ref, lean, x, ei, ea)
+    assert torch.equal(y, y_ref)
+    for a, b in zip(g, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    msg = torch.full((64, 3), 5.0, device="cuda", requires_grad=True)  # 64 tied edges per node
+    index = torch.zeros(64, dtype=torch.long, device="cuda")
+    (g,) = torch.autograd.grad(relu_max_aggregate(msg, index, 1).sum(), msg)
+    expected = torch.zeros(64, 3, device="cuda")
+    expected[0] = 1.0
+    assert torch.equal(g, expected)

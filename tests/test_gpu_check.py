@@ -121,3 +121,39 @@ def test_memory_snapshot_is_written_on_cuda(tmp_path: Path) -> None:
     record = run_trial(config, memory_snapshot=str(tmp_path / "snap"))
     assert record.status == "ok", record.error
     assert (tmp_path / "snap" / "step.pickle").stat().st_size > 0
+
+
+def test_merge_keeps_earlier_rows_and_their_device() -> None:
+    """A second short lease (`--only ... --merge`) replaces only what it measured."""
+    first = pd.DataFrame({
+        "label": ["a", "b", "c"], "status": ["ok", "skipped", "skipped"],
+        "peak_bytes": [1.0, None, None], "device": ["H100", "H100", "H100"],
+    })  # fmt: skip
+    second = pd.DataFrame({
+        "label": ["a", "b", "d"], "status": ["skipped", "oom", "skipped"],
+        "peak_bytes": [None, None, None], "device": ["H200"] * 3,
+    })  # fmt: skip
+    merged = gpu_check.merge_runs(first, second)
+    assert list(merged.label) == ["a", "b", "c", "d"]
+    assert list(merged.status) == ["ok", "oom", "skipped", "skipped"]
+    assert list(merged.device) == ["H100", "H200", "H100", "H200"]
+    assert merged.peak_bytes.iloc[0] == 1.0
+    text = gpu_check.summary(merged.assign(group="g"), {"device": "H200"}, 1.0)
+    assert "Devices: H100, H200" in text and "| device |" in text
+
+
+def test_merge_flag_keeps_the_csv_of_an_earlier_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = tmp_path / "batch.pt"
+    save_graph(synthetic_graph(80, 400, 8, 16, 112, seed=0), small)
+    monkeypatch.setattr(gpu_check, "prepare_paper_batch", lambda work, log: small)
+    base = {"skip_engines": True, "repeats": 1}
+    gpu_check.run(_args(tmp_path, only=["RevGNN-64 x 3"], **base), log=print, device="cpu")
+    gpu_check.run(_args(tmp_path, only=["ResGNN-64 x 3"], merge=True, **base), log=print,
+                  device="cpu")  # fmt: skip
+    written = pd.read_csv(tmp_path / "gpu" / "gpu-check.csv")
+    assert list(written.label) == ["RevGNN-64 x 3", "ResGNN-64 x 3"]
+    assert (written.status == "ok").all()
+    gpu_check.run(_args(tmp_path, only=["ResGNN-64 x 3"], **base), log=print, device="cpu")
+    assert list(pd.read_csv(tmp_path / "gpu" / "gpu-check.csv").label) == ["ResGNN-64 x 3"]
