@@ -45,6 +45,7 @@ import math
 import multiprocessing
 import os
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -294,6 +295,8 @@ def measure_one(
         repeats = args.point_repeats or repeats
         mean, std = time_steps(step, warmup=0, repeats=repeats, device=device)
         row.update(step_time_s=mean, step_time_std_s=std, status="ok")
+        if args.step_parts:
+            row.update(step_parts(model, graph, amp, repeats, device))
         for key in ("fwd_iters", "fwd_rel_residual", "bwd_iters", "bwd_rel_residual"):
             row[key] = stats.get(key, math.nan)
     except (MemoryError, torch.OutOfMemoryError) as err:
@@ -308,6 +311,33 @@ def measure_one(
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return row
+
+
+def step_parts(model: nn.Module, graph: Graph, amp: MixedPrecision, repeats: int,
+               device: torch.device) -> dict[str, float]:  # fmt: skip
+    """Median seconds of a no-grad forward and of forward+backward: a reversible step's parts
+    (its backward is ``fwd_bwd - forward_nograd``: its forward builds no graph)."""
+
+    def forward_nograd() -> None:
+        with torch.no_grad(), amp.autocast():
+            model(graph.x, graph.edge_index, graph.edge_attr)
+
+    def fwd_bwd() -> None:
+        model.zero_grad(set_to_none=True)
+        forward_backward(model, graph, amp)
+
+    out = {}
+    for name, fn in (("forward_nograd_s", forward_nograd), ("fwd_bwd_s", fwd_bwd)):
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - started)
+        out[name] = statistics.median(times)
+    return out
 
 
 def _child(conn: Any, arch: str, depth: int, source: GraphSource, args: argparse.Namespace,
@@ -385,7 +415,7 @@ class Point:
     overrides: tuple[tuple[str, Any], ...] = ()
 
     def args(self, args: argparse.Namespace) -> argparse.Namespace:
-        settings = {"point_repeats": None, **vars(args), "graph": self.graph}
+        settings = {"point_repeats": None, "step_parts": False, **vars(args), "graph": self.graph}
         return argparse.Namespace(**{**settings, **dict(self.overrides)})
 
 
@@ -395,7 +425,7 @@ def point_args(**overrides: Any) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args([])
-    args.memory_cap, args.graph, args.point_repeats = None, MAIN, None
+    args.memory_cap, args.graph, args.point_repeats, args.step_parts = None, MAIN, None, False
     for key, value in overrides.items():
         if not hasattr(args, key):
             raise TypeError(f"unknown benchmark setting {key!r}")
@@ -433,7 +463,8 @@ def points(args: argparse.Namespace) -> list[Point]:
             ]
     for nodes, edges in args.small_graphs:
         source = GraphSource(nodes, edges, args.edge_dim, args.features, args.outputs, args.seed)
-        small = (("channels", args.small_channels), ("point_repeats", args.small_repeats))
+        small = (("channels", args.small_channels), ("point_repeats", args.small_repeats),
+                 ("step_parts", True))  # fmt: skip
         for arch in ("res", "rev", PEER):
             runs.append(Point(arch, args.small_depth, source, f"{nodes}x{edges}", small))
     return runs
@@ -455,7 +486,7 @@ def _value(
 
 def ratios(
     df: pd.DataFrame, depths: list[int], peer_depths: list[int],
-    compare_depths: list[int] | None = None, small_depth: int = 64,
+    compare_depths: list[int] | None = None, small_depth: int = 64, groups: int = 2,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The headline ratios, measured in this run, with their targets (None: informational)."""
     mid = 64 if 64 in depths else max(depths)
@@ -496,6 +527,7 @@ def ratios(
         rows.append((f"rev / pyg-groupaddrev step time on {graph}", small_depth,
                      _value(df, "rev", small_depth, step, graph)
                      / _value(df, PEER, small_depth, step, graph), 0.8))  # fmt: skip
+        rows += _floor_ratios(df, graph, small_depth, groups)
     out = []
     for name, depth, value, target in rows:
         verdict = (
@@ -507,6 +539,31 @@ def ratios(
             {"ratio": name, "depth": depth, "value": value, "target": target, "verdict": verdict}
         )
     return out
+
+
+def _floor_ratios(
+    df: pd.DataFrame, graph: str, depth: int, groups: int
+) -> list[tuple[str, int, float, Any]]:
+    """Where a reversible step's time goes on a small graph. Its forward builds no graph and
+    its backward evaluates each of the G group functions once with grad and backpropagates it:
+    G block evaluations of 1/G the width. The 4/3 of a single-evaluation backward assumes a
+    block's cost is proportional to its width; on small graphs per-operation overhead makes a
+    1/G-width block cost nearly a full one, and then rev / res approaches
+    (no-grad forward + G x res forward+backward) / res forward+backward, whatever the engine
+    (the *dispatch-bound estimate*). The engine's own overhead is what its backward costs
+    beyond G residual forward+backward passes."""
+    if "fwd_bwd_s" not in df:
+        return []
+    res_fb = _value(df, "res", depth, "fwd_bwd_s", graph)
+    rev_fb = _value(df, "rev", depth, "fwd_bwd_s", graph)
+    rev_fwd = _value(df, "rev", depth, "forward_nograd_s", graph)
+    return [
+        (f"rev / res forward+backward on {graph}", depth, rev_fb / res_fb, None),
+        (f"dispatch-bound estimate: (rev no-grad forward + {groups} x res forward+backward) / "
+         f"res forward+backward on {graph}", depth, (rev_fwd + groups * res_fb) / res_fb, None),
+        (f"rev backward / ({groups} x res forward+backward) on {graph} (engine overhead)", depth,
+         (rev_fb - rev_fwd) / (groups * res_fb), None),
+    ]  # fmt: skip
 
 
 def _aggr_ratios(df: pd.DataFrame, depths: list[int]) -> list[tuple[str, int, float, Any]]:
@@ -584,7 +641,7 @@ def run(
     df["device"] = device_description(device)
     df["dropout"] = args.dropout
     found = ratios(df, list(args.depths), list(args.peer_depths), list(args.compare_aggr_depths),
-                   args.small_depth)  # fmt: skip
+                   args.small_depth, args.groups)  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)

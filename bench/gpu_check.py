@@ -336,8 +336,7 @@ def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
     lines = [
         "# GPU check",
         "",
-        where + 
-        f"torch {env.get('torch')}, CUDA {env.get('cuda')}, Python {env.get('python')}; "
+        where + f"torch {env.get('torch')}, CUDA {env.get('cuda')}, Python {env.get('python')}; "
         f"commit {env.get('commit')}. Meter: `torch.cuda.max_memory_allocated` (peak) and "
         f"`max_memory_reserved`, one process per point, deterministic algorithms off. "
         f"{len(frame)} points; the last call took {seconds:.0f} s (`python -m bench gpu-check`"

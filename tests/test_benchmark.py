@@ -148,3 +148,28 @@ def test_precision_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert peer.error.str.contains("dtype").all()
     assert cli.main(["bench", "--precision", "fp16", "--out", str(tmp_path / "x.csv")]) == 2
     assert "--precision" in capsys.readouterr().err
+
+
+def test_small_graph_step_parts(quick: tuple[pd.DataFrame, str]) -> None:
+    """Small-graph rows time a reversible step's parts: a no-grad forward is cheaper than
+    forward+backward, for every arch; the main graph's rows do not pay for it."""
+    df, text = quick
+    small = df[df.graph == "100x400"]
+    assert (small.forward_nograd_s > 0).all() and (small.fwd_bwd_s > small.forward_nograd_s).all()
+    assert df.loc[df.graph == "main", "fwd_bwd_s"].isna().all()
+    assert "dispatch-bound estimate" in text and "(engine overhead)" in text
+
+
+def test_floor_ratios_arithmetic() -> None:
+    from bench.benchmark import _floor_ratios
+
+    df = pd.DataFrame({
+        "arch": ["res", "rev"], "depth": [8, 8], "graph": ["g", "g"], "aggr_impl": ["fused"] * 2,
+        "status": ["ok", "ok"],
+        "fwd_bwd_s": [1.0, 3.0], "forward_nograd_s": [0.5, 0.6],
+    })  # fmt: skip
+    found = {name.split(" on ")[0]: value for name, _, value, _ in _floor_ratios(df, "g", 8, 2)}
+    assert found["rev / res forward+backward"] == 3.0
+    assert found["dispatch-bound estimate: (rev no-grad forward + 2 x res forward+backward) / "
+                 "res forward+backward"] == pytest.approx(2.6)  # fmt: skip
+    assert found["rev backward / (2 x res forward+backward)"] == pytest.approx(1.2)

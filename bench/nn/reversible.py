@@ -396,6 +396,7 @@ class _ReversibleFunction(torch.autograd.Function):
         hook = stack.reconstruction_hook
         grad = torch.autograd.grad
 
+        owned = False  # ys are views of the stack's output (the caller's) until one is inverted
         with torch.enable_grad(), ctx.autocast.restored(), frozen_running_stats(stack):
             for layer in reversed(range(stack.num_layers)):
                 fs = stack.functions(layer)
@@ -405,7 +406,9 @@ class _ReversibleFunction(torch.autograd.Function):
                     f = fs[i]
                     inp = (ys[i - 1] if i > 0 else _sum(xs[1:])).detach().requires_grad_()
                     out = f(inp, *context, **masks.kwargs(layer, i, inp))
-                    xs[i] = ys[i] - out.detach()
+                    # below the top layer ys are the engine's own tensors, dead once inverted:
+                    # invert in place (one group tensor fewer alive during this evaluation)
+                    xs[i] = ys[i].sub_(out.detach()) if owned else ys[i] - out.detach()
                     if not out.requires_grad:
                         continue
                     plan = plans.get(id(f))
@@ -431,7 +434,7 @@ class _ReversibleFunction(torch.autograd.Function):
                     gys = [gys[0], *(g + gy0 for g in gys[1:])]
                 if hook is not None:
                     hook(layer, torch.cat(xs, dim=-1))
-                ys = xs
+                ys, owned = xs, True
 
         grad_x = torch.cat(gys, dim=-1) if ctx.needs_input_grad[4] else None
         return (None, None, None, None, grad_x, *ctx_grads.values, *param_grads.values)

@@ -126,8 +126,12 @@ STATEMENTS: dict[str, str] = {
     "ResGNN that fits (the paper's thesis; figure 1, RevGNN-Deep and -Wide).",
     "rev-time": "A reversible training step costs about 4/3 of a residual step (the suite's "
     "design target, DESIGN.md; the paper gives no ratio). Judged here on the ablations' own "
-    "graphs: on batches of a few hundred nodes the per-layer Python work of the reversible "
-    "backward dominates; `nox -s benchmark` measures the ratio on a 10,000-node graph.",
+    "graphs. The 4/3 assumes a block's cost is proportional to its width; on batches of a few "
+    "hundred nodes per-operation overhead dominates, a group function of 1/G the width costs "
+    "nearly a full block, and a reversible layer evaluates G of them without and then with "
+    "grad, so the ratio tends to (no-grad forward + G x residual step) / residual step. "
+    "`nox -s benchmark` measures the ratio on a 10,000-node graph and splits the small graphs' "
+    "steps into those parts (the engine's own overhead beyond them).",
     "conv-flat": "Reversible activation memory is flat in depth for every convolution (GENConv, "
     "GAT, GraphSAGE, GCN), as for GENConv (figure 2): the suite's extension of the paper, "
     "which shows RevGNN (GENConv), RevGAT (ogbn-arxiv) and SAGE blocks (ogbn-products).",
