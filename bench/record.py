@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,3 +114,34 @@ class TrialRecord:
             row[f"version_{key}"] = value
         row["epochs_done"] = len(self.curve)
         return row
+
+
+@dataclass
+class FailureCount:
+    """Failed records of one kind (configuration or environment): how many of each status,
+    and the first error line seen (an example for the summary)."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    example: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+    def shown(self) -> str:
+        return ", ".join(f"{n} {status}" for status, n in self.statuses.most_common())
+
+
+def count_failures(records: Iterable[TrialRecord | None]) -> dict[str, FailureCount]:
+    """Failed records by kind of failure (``config``, ``environment``), in that order; a kind
+    with none is left out. Sweeps and tuning print one line per kind from it."""
+    counts = {kind: FailureCount() for kind in FAILURE_KINDS}
+    for record in records:
+        kind = record.kind_of_failure() if record is not None else None
+        if record is None or kind is None:
+            continue
+        counts[kind].statuses[record.status] += 1
+        counts[kind].example = (
+            counts[kind].example or ((record.error or record.status).strip().splitlines()[0])
+        )
+    return {kind: count for kind, count in counts.items() if count.total}

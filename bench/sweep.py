@@ -51,7 +51,6 @@ import sys
 import threading
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +63,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bench import launch, preflight
 from bench.config import TrialConfig
 from bench.errors import ConfigError, DeviceUnavailable
-from bench.record import TrialRecord
+from bench.record import TrialRecord, count_failures
 from bench.spec import DEFAULT_PROFILE, Point, SpecError, load_spec
 from bench.store import (
     DEFAULT_HEARTBEAT_S,
@@ -425,28 +424,17 @@ def failure_lines(study: optuna.Study, points: list[Point], command: str) -> lis
     """One line per kind of failure among the points' latest records, with the command that
     runs them again (``command`` reruns this sweep)."""
     groups = _by_key(study.get_trials(deepcopy=False))
-    statuses: dict[str, Counter[str]] = {"config": Counter(), "environment": Counter()}
-    example: dict[str, str] = {}
-    for point in points:
-        _, record = point_state(groups.get(point.key, []))
-        kind = record.kind_of_failure() if record is not None else None
-        if record is None or kind is None:
-            continue
-        statuses[kind][record.status] += 1
-        example.setdefault(kind, (record.error or record.status).strip().splitlines()[0])
+    found = count_failures(point_state(groups.get(p.key, []))[1] for p in points)
     lines = []
-    for kind, counts in statuses.items():
-        if not counts:
-            continue
-        total = sum(counts.values())
-        shown = ", ".join(f"{n} {status}" for status, n in counts.most_common())
-        points_ = f"{total} point{'s' if total != 1 else ''}"
+    for kind, failed in found.items():
+        points_ = f"{failed.total} point{'s' if failed.total != 1 else ''}"
         if kind == "config":
-            lines.append(f"configuration failures: {points_} ({shown}) are final results; "
-                         f"to run them again: {command} --retry-failed")  # fmt: skip
+            lines.append(f"configuration failures: {points_} ({failed.shown()}) are final "
+                         f"results; to run them again: {command} --retry-failed")  # fmt: skip
         else:
-            lines.append(f"environment failures: {points_} ({shown}; e.g. {example[kind]}) are "
-                         f"not results; once that is fixed, a plain rerun retries them: {command}")  # fmt: skip
+            lines.append(f"environment failures: {points_} ({failed.shown()}; e.g. "
+                         f"{failed.example}) are not results; once that is fixed, a plain rerun "
+                         f"retries them: {command}")  # fmt: skip
     return lines
 
 

@@ -34,7 +34,6 @@ import subprocess
 import sys
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,7 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bench import launch, preflight, store
 from bench.config import TrialConfig
 from bench.errors import ConfigError, is_environment_error
-from bench.record import TrialRecord
+from bench.record import TrialRecord, count_failures
 from bench.search_space import (
     OBJECTIVES,
     SearchSpace,
@@ -783,24 +782,17 @@ def main(args: argparse.Namespace) -> int:
 
 def failure_lines(study: optuna.Study, command: str) -> list[str]:
     """One line per kind of failed trial (configuration, environment) and what reruns them."""
-    counts: dict[str, Counter[str]] = {"config": Counter(), "environment": Counter()}
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        record = store.record_of(trial)
-        kind = record.kind_of_failure() if record is not None else None
-        if record is not None and kind is not None:
-            counts[kind][record.status] += 1
+    failed_trials = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     lines = []
-    for kind, statuses in counts.items():
-        if not statuses:
-            continue
-        total = sum(statuses.values())
-        shown = ", ".join(f"{n} {status}" for status, n in statuses.most_common())
+    for kind, failed in count_failures(store.record_of(t) for t in failed_trials).items():
         if kind == "config":
-            lines.append(f"configuration failures: {total} trial(s) ({shown}) are final and count "
-                         f"towards --n-trials; to sample more, raise it: {command}")  # fmt: skip
+            lines.append(f"configuration failures: {failed.total} trial(s) ({failed.shown()}) "
+                         f"are final and count towards --n-trials; to sample more, raise it: "
+                         f"{command}")  # fmt: skip
         else:
-            lines.append(f"environment failures: {total} trial(s) ({shown}) are not results and "
-                         f"do not count; once fixed, a plain rerun retries them: {command}")  # fmt: skip
+            lines.append(f"environment failures: {failed.total} trial(s) ({failed.shown()}) "
+                         f"are not results and do not count; once fixed, a plain rerun retries "
+                         f"them: {command}")  # fmt: skip
     return lines
 
 

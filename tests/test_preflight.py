@@ -22,7 +22,7 @@ import pytest
 from bench import preflight, store, tune
 from bench.config import TrialConfig
 from bench.data.paths import shared_root
-from bench.record import TrialRecord
+from bench.record import TrialRecord, count_failures
 from bench.report.load import finished
 from bench.reproduce import read_skipped, reproduce, write_skipped
 from bench.search_space import load_search_space
@@ -339,3 +339,18 @@ def test_reproduce_skips_what_it_cannot_run_and_reports_it(
     # a later run that can run it removes its entry (and the file, when none is left)
     write_skipped(results, [], {("blog", "cpu")})
     assert not (results / "skipped.json").exists()
+
+
+def test_failures_are_counted_by_kind_with_an_example() -> None:
+    def rec(status: str, error: str | None = None, kind: str | None = None) -> TrialRecord:
+        return TrialRecord(status=status, config={}, error=error, failure_kind=kind)
+
+    found = count_failures([
+        rec("ok"), None, rec("oom", "out of memory", "config"), rec("oom", kind="config"),
+        rec("error", "DataError: no folder\nmore", "environment"), rec("diverged", kind="config"),
+    ])  # fmt: skip
+    assert list(found) == ["config", "environment"]
+    assert found["config"].total == 3 and found["config"].shown() == "2 oom, 1 diverged"
+    assert found["config"].example == "out of memory"
+    assert found["environment"].example == "DataError: no folder"
+    assert count_failures([rec("ok")]) == {}
