@@ -451,10 +451,18 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     return runs
 
 
+def ratio_depth(depths: list[int]) -> int:
+    """The depth the main graph's rev / res ratios are read at: 64, else the deepest."""
+    return 64 if 64 in depths else max(depths)
+
+
 def points(args: argparse.Namespace) -> list[Point]:
     """Main graph (:func:`plan`), the other aggregation's res/rev rows, the small graphs."""
     main = main_source(args)
-    runs = [Point(arch, depth, main) for arch, depth in plan(args)]
+    mid = ratio_depth(list(args.depths))
+    parts = (("step_parts", True),)  # the rev / res ratio's parts, at the depth it is read
+    runs = [Point(arch, depth, main, MAIN, parts if arch in ("res", "rev") and depth == mid else ())
+            for arch, depth in plan(args)]  # fmt: skip
     other = (("aggr_impl", _other_impl(args.aggr_impl)),)
     for arch in ("res", "rev"):
         if arch in args.archs and args.aggr == "max":
@@ -489,7 +497,7 @@ def ratios(
     compare_depths: list[int] | None = None, small_depth: int = 64, groups: int = 2,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The headline ratios, measured in this run, with their targets (None: informational)."""
-    mid = 64 if 64 in depths else max(depths)
+    mid = ratio_depth(depths)
     low, high = min(depths), max(depths)
     # res may run out of memory at the deepest depth: compare at the deepest one it finished
     res_ok = [d for d in depths if not math.isnan(_value(df, "res", d, "peak_bytes"))]
@@ -499,6 +507,7 @@ def ratios(
         ("rev / res step time", mid, _value(df, "rev", mid, step) / _value(df, "res", mid, step), 1.30),
         ("rev / pyg-groupaddrev step time", mid,
          _value(df, "rev", mid, step) / _value(df, PEER, mid, step), 0.8),
+        *_floor_ratios(df, MAIN, mid, groups),
         (f"rev activations {high} / {low} layers", high,
          _value(df, "rev", high, "activation_bytes") / _value(df, "rev", low, "activation_bytes"), 1.10),
         (f"wt-rev activations {high} / {low} layers", high,
@@ -544,24 +553,30 @@ def ratios(
 def _floor_ratios(
     df: pd.DataFrame, graph: str, depth: int, groups: int
 ) -> list[tuple[str, int, float, Any]]:
-    """Where a reversible step's time goes on a small graph. Its forward builds no graph and
-    its backward evaluates each of the G group functions once with grad and backpropagates it:
-    G block evaluations of 1/G the width. The 4/3 of a single-evaluation backward assumes a
-    block's cost is proportional to its width; on small graphs per-operation overhead makes a
-    1/G-width block cost nearly a full one, and then rev / res approaches
-    (no-grad forward + G x res forward+backward) / res forward+backward, whatever the engine
-    (the *dispatch-bound estimate*). The engine's own overhead is what its backward costs
-    beyond G residual forward+backward passes."""
+    """Where a reversible step's time goes, between two estimates. Its forward builds no
+    graph; its backward evaluates each of the G group functions (1/G the width) once with grad
+    and backpropagates it. Where a block's cost is proportional to its width, that backward
+    costs one residual forward+backward, so rev / res = 1 + (no-grad forward / forward+backward)
+    (the *width-proportional estimate*: DESIGN.md's 4/3 when a backward costs twice a forward;
+    nearer 3/2 when it is as cheap as the fused max makes it). Where per-operation overhead
+    dominates (small graphs) a 1/G-width block costs nearly a full one, and rev / res tends to
+    (rev no-grad forward + G x res forward+backward) / res forward+backward, whatever the engine
+    (the *dispatch-bound estimate*). The engine's own overhead is what its backward costs beyond
+    G residual forward+backward passes."""
     if "fwd_bwd_s" not in df:
         return []
+    where = "" if graph == MAIN else f" on {graph}"
     res_fb = _value(df, "res", depth, "fwd_bwd_s", graph)
     rev_fb = _value(df, "rev", depth, "fwd_bwd_s", graph)
     rev_fwd = _value(df, "rev", depth, "forward_nograd_s", graph)
+    res_fwd = _value(df, "res", depth, "forward_nograd_s", graph)
     return [
-        (f"rev / res forward+backward on {graph}", depth, rev_fb / res_fb, None),
+        (f"rev / res forward+backward{where}", depth, rev_fb / res_fb, None),
+        (f"width-proportional estimate: 1 + res no-grad forward / res forward+backward{where}",
+         depth, 1 + res_fwd / res_fb, None),
         (f"dispatch-bound estimate: (rev no-grad forward + {groups} x res forward+backward) / "
-         f"res forward+backward on {graph}", depth, (rev_fwd + groups * res_fb) / res_fb, None),
-        (f"rev backward / ({groups} x res forward+backward) on {graph} (engine overhead)", depth,
+         f"res forward+backward{where}", depth, (rev_fwd + groups * res_fb) / res_fb, None),
+        (f"rev backward / ({groups} x res forward+backward){where} (engine overhead)", depth,
          (rev_fb - rev_fwd) / (groups * res_fb), None),
     ]  # fmt: skip
 

@@ -156,7 +156,12 @@ def test_small_graph_step_parts(quick: tuple[pd.DataFrame, str]) -> None:
     df, text = quick
     small = df[df.graph == "100x400"]
     assert (small.forward_nograd_s > 0).all() and (small.fwd_bwd_s > small.forward_nograd_s).all()
-    assert df.loc[df.graph == "main", "fwd_bwd_s"].isna().all()
+    main = df[df.graph == "main"]  # the main graph: only res and rev where rev / res is read
+    timed = main[main.fwd_bwd_s.notna()]
+    assert set(zip(timed.arch, timed.depth, timed.aggr_impl, strict=True)) == {
+        ("res", 4, "fused"),
+        ("rev", 4, "fused"),
+    }
     assert "dispatch-bound estimate" in text and "(engine overhead)" in text
 
 
@@ -173,3 +178,6 @@ def test_floor_ratios_arithmetic() -> None:
     assert found["dispatch-bound estimate: (rev no-grad forward + 2 x res forward+backward) / "
                  "res forward+backward"] == pytest.approx(2.6)  # fmt: skip
     assert found["rev backward / (2 x res forward+backward)"] == pytest.approx(1.2)
+    assert found["width-proportional estimate: 1 + res no-grad forward / res forward+backward"] == (
+        pytest.approx(1.5)
+    )
