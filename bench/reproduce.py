@@ -112,7 +112,10 @@ def reproduce(
             storage = open_storage(url, heartbeat_interval=None)
             for study_name in study_names(url, spec.name):
                 study = optuna.load_study(study_name=study_name, storage=storage)
-                export_study(study, results_dir / f"{study_name}.csv")
+                profile = study.user_attrs.get("profile")
+                keys = ({p.key for p in spec.points(profile)}
+                        if profile in spec.profiles else None)  # fmt: skip
+                export_study(study, results_dir / f"{study_name}.csv", keys=keys)
     write_skipped(results_dir, result.skipped, attempted)
     log(summary(result))
     if report_dir is not None:

@@ -284,12 +284,21 @@ def trial_rows(
 
 
 def export_study(
-    study: optuna.Study, out_path: Path, extra_columns: dict[str, Any] | None = None
+    study: optuna.Study,
+    out_path: Path,
+    extra_columns: dict[str, Any] | None = None,
+    keys: set[str] | None = None,
 ) -> Path:
-    """Write ``study``'s trials as a tidy CSV (one row per trial, rows in grid order)."""
+    """Write ``study``'s trials as a tidy CSV (one row per trial, rows in grid order).
+
+    ``keys``: the point keys of the spec as it is now; trials of points no longer in it (the
+    spec changed since they ran) stay in the storage but not in the export, so the report
+    judges what the spec asks for."""
     import pandas as pd
 
     rows = trial_rows(study, extra_columns)
+    if keys is not None:
+        rows = [r for r in rows if r.get("point_key") is None or r["point_key"] in keys]
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=list(LEAD_COLUMNS))

@@ -751,7 +751,8 @@ def main(args: argparse.Namespace) -> int:
     for line in failure_lines(study, points, rerun_command(args)):
         print(line)
     if result.complete and not args.worker_job:
-        export_study(study, args.results_dir / f"{result.study_name}.csv")
+        export_study(study, args.results_dir / f"{result.study_name}.csv",
+                     keys={p.key for p in points})  # fmt: skip
     return 0 if result.complete else 1
 
 

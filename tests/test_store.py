@@ -151,6 +151,9 @@ def test_export_rows_are_tidy_and_ordered(tmp_path: Path) -> None:
     assert frame["dataset_options"].iloc[0] == '{"a": 1}'
     again = export_study(study, tmp_path / "again.csv", {"kind": "ablation"})
     assert again.read_text() == path.read_text()  # deterministic
+    # the spec changed and point k1 left it: its trials stay stored but leave the export
+    kept = pd.read_csv(export_study(study, tmp_path / "k0.csv", keys={"k0"}))
+    assert list(kept["trial_number"]) == [1, 2] and set(kept["point_key"]) == {"k0"}
 
 
 def test_export_command(tmp_path: Path) -> None:
