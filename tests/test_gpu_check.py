@@ -68,12 +68,16 @@ def test_child_builds_its_own_graph_from_a_file(tmp_path: Path) -> None:
     assert row["step_added_bytes"] == row["fwd_bwd_peak_bytes"] - row["baseline_bytes"]
 
 
-def test_run_writes_csv_and_summary_and_keeps_to_its_budget(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def small_paper_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny batch stands in for the proteins part the GPU check would cut."""
     small = tmp_path / "batch.pt"
     save_graph(synthetic_graph(80, 400, 8, 16, 112, seed=0), small)
     monkeypatch.setattr(gpu_check, "prepare_paper_batch", lambda work, log: small)
+
+
+@pytest.mark.usefixtures("small_paper_batch")
+def test_run_writes_csv_and_summary_and_keeps_to_its_budget(tmp_path: Path) -> None:
     args = _args(tmp_path, only=["RevGNN-64 x 3", "ResGNN-64 x 3", "RevGNN-64 x 28"],
                  skip_engines=True, repeats=1)  # fmt: skip
     lines: list[str] = []
@@ -142,12 +146,8 @@ def test_merge_keeps_earlier_rows_and_their_device() -> None:
     assert "Devices: H100, H200" in text and "| device |" in text
 
 
-def test_merge_flag_keeps_the_csv_of_an_earlier_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    small = tmp_path / "batch.pt"
-    save_graph(synthetic_graph(80, 400, 8, 16, 112, seed=0), small)
-    monkeypatch.setattr(gpu_check, "prepare_paper_batch", lambda work, log: small)
+@pytest.mark.usefixtures("small_paper_batch")
+def test_merge_flag_keeps_the_csv_of_an_earlier_call(tmp_path: Path) -> None:
     base = {"skip_engines": True, "repeats": 1}
     gpu_check.run(_args(tmp_path, only=["RevGNN-64 x 3"], **base), log=print, device="cpu")
     gpu_check.run(_args(tmp_path, only=["ResGNN-64 x 3"], merge=True, **base), log=print,
