@@ -403,6 +403,10 @@ def measure_isolated(
     }  # fmt: skip
 
 
+#: settings a point may override that the command line does not have
+POINT_DEFAULTS: dict[str, Any] = {"point_repeats": None, "step_parts": False}
+
+
 @dataclass(frozen=True)
 class Point:
     """One measurement: an arch at a depth on a graph, with the settings that differ from the
@@ -415,7 +419,7 @@ class Point:
     overrides: tuple[tuple[str, Any], ...] = ()
 
     def args(self, args: argparse.Namespace) -> argparse.Namespace:
-        settings = {"point_repeats": None, "step_parts": False, **vars(args), "graph": self.graph}
+        settings = {**POINT_DEFAULTS, **vars(args), "graph": self.graph}
         return argparse.Namespace(**{**settings, **dict(self.overrides)})
 
 
@@ -425,7 +429,7 @@ def point_args(**overrides: Any) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args([])
-    args.memory_cap, args.graph, args.point_repeats, args.step_parts = None, MAIN, None, False
+    vars(args).update(memory_cap=None, graph=MAIN, **POINT_DEFAULTS)
     for key, value in overrides.items():
         if not hasattr(args, key):
             raise TypeError(f"unknown benchmark setting {key!r}")

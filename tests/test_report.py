@@ -607,3 +607,20 @@ def test_groups_claim_fails_when_params_do_not_match_the_architecture() -> None:
     claims = [c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == "groups-params"]
     assert [c.verdict for c in claims] == [NOT_SUPPORTED]
     assert "architecture predicts" in claims[0].evidence
+
+
+def test_gpu_note_is_computed_from_the_measured_rows() -> None:
+    from bench.report import gpu
+
+    def run(res_gb: float, rev_gb: float) -> pd.DataFrame:
+        return pd.DataFrame({
+            "group": ["figure 1"] * 2, "label": ["ResGNN-64", "RevGNN-64"], "status": ["ok"] * 2,
+            "peak_bytes": [res_gb * 1e9, rev_gb * 1e9], "aggr_impl": ["fused"] * 2,
+            "predicted_peak_bytes": [res_gb * 1e9, rev_gb * 1.1e9],
+        })  # fmt: skip
+
+    note = gpu.measured_note(run(4.0, 1.0), run(40.0, 1.2))
+    assert "within 10%" in note and "4.0x less" in note and "13.0x" in note  # paper 27.1 / 2.09
+    assert "40.00 GB (10.0x today's)" in note
+    assert gpu.measured_note(None, None) == ""
+    assert "pyg-max" not in gpu.measured_note(run(4.0, 1.0), None)

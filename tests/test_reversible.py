@@ -218,6 +218,18 @@ def test_inverse_rebuilds_input() -> None:
     assert not torch.allclose(stack.inverse(y, c, seed=None), x, atol=1e-3)  # wrong masks
 
 
+def test_backward_leaves_the_callers_output_untouched() -> None:
+    """The backward inverts in place only below the top layer: the output handed to the
+    caller (which the top layer's inverse reads) keeps its values and version."""
+    torch.manual_seed(0)
+    stack = ReversibleStack([[_Mix(4, 3) for _ in range(3)] for _ in range(4)], dropout=0.2)
+    x = torch.randn(5, 12, requires_grad=True)
+    y = stack(x, torch.randn(5, 3))
+    before, version = y.detach().clone(), y._version
+    y.square().sum().backward()
+    assert torch.equal(y.detach(), before) and y._version == version
+
+
 def test_engine_errors_name_the_setting() -> None:
     with pytest.raises(ConfigError) as err:
         ReversibleStack([[_Mix(4, 1)]])

@@ -64,7 +64,8 @@ def build_report(results_dir: pathlib.Path, out_dir: pathlib.Path,
     written += _write_pair(gpu.display(predicted), predicted, out_dir / "tables",
                            "paper_vs_predicted", "The paper's points: paper, prediction, GPU")  # fmt: skip
     report = _report_md(df, summary, claims, figure_notes, out_dir, results_dir)
-    report += "\n" + gpu.section(predicted, gpu_rows) + drift_md
+    earlier = gpu.read_gpu(results_dir, gpu.EARLIER_CSV)
+    report += "\n" + gpu.section(predicted, gpu_rows, earlier) + drift_md
     (out_dir / "REPORT.md").write_text(report, encoding="utf-8")
     return sorted([*written, out_dir / "REPORT.md"])
 
