@@ -70,10 +70,12 @@ from bench.measure import (
     metered_step,
     model_state_bytes,
     optimizer_implementation,
+    retain_freed_cpu_memory,
     time_steps,
 )
 from bench.models.blocks import DeepGNN, ResPlusBlock, block_maker
 from bench.precision import MixedPrecision
+from bench.stats import Interval, summarize
 from bench.units import parse_bytes
 
 ALL_ARCHS = ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq")
@@ -255,7 +257,10 @@ def measure_one(
         "edges": source.edges,
         "channels": args.channels,
         "aggr_impl": args.aggr_impl,
+        "round": args.round,
     }
+    if device.type == "cpu":
+        row["cpu_heap"] = retain_freed_cpu_memory()
     torch.manual_seed(args.seed)
     model = optimizer = step = graph = None
     try:
@@ -404,7 +409,7 @@ def measure_isolated(
 
 
 #: settings a point may override that the command line does not have
-POINT_DEFAULTS: dict[str, Any] = {"point_repeats": None, "step_parts": False}
+POINT_DEFAULTS: dict[str, Any] = {"point_repeats": None, "step_parts": False, "round": 0}
 
 
 @dataclass(frozen=True)
@@ -479,7 +484,29 @@ def points(args: argparse.Namespace) -> list[Point]:
                  ("step_parts", True))  # fmt: skip
         for arch in ("res", "rev", PEER):
             runs.append(Point(arch, args.small_depth, source, f"{nodes}x{edges}", small))
-    return runs
+    return runs + timing_rounds(args, runs)
+
+
+def timing_rounds(args: argparse.Namespace, runs: list[Point]) -> list[Point]:
+    """Rounds 1 .. R-1 of the points the step-time ratios read (res, rev and the peer at the
+    ratio depth of each graph), each a fresh process, the round's points back to back.
+
+    Why: a step time moves by up to 20% between processes (allocator and page-fault state), far
+    more than between the steps of one process, so a ratio of two single points is not a
+    verdict. Each round gives one rev / res (and rev / peer) ratio measured side by side; the
+    verdict reads the t-interval of their logarithms (:func:`time_ratio`)."""
+    mid = ratio_depth(list(args.depths))
+    timed = [
+        p for p in runs
+        if p.arch in ("res", "rev", PEER) and "aggr_impl" not in dict(p.overrides)
+        and (p.graph != MAIN or p.depth == mid)
+    ]  # fmt: skip
+    return [
+        Point(p.arch, p.depth, p.source, p.graph,
+              (*((k, v) for k, v in p.overrides if k != "step_parts"), ("round", r)))
+        for r in range(1, args.time_rounds)
+        for p in timed
+    ]  # fmt: skip
 
 
 def _other_impl(impl: str) -> str:
@@ -490,10 +517,35 @@ def _value(
     df: pd.DataFrame, arch: str, depth: int, column: str, graph: str = MAIN,
     impl: str | None = None,
 ) -> float:  # fmt: skip
-    """The value of one point (``impl`` None: the main rows' implementation)."""
+    """The value of one point in its first round (``impl`` None: the main rows' implementation)."""
+    rows = _rounds(df, arch, depth, column, graph, impl)
+    return float(rows.iloc[0]) if len(rows) else math.nan
+
+
+def _rounds(
+    df: pd.DataFrame, arch: str, depth: int, column: str, graph: str = MAIN,
+    impl: str | None = None,
+) -> pd.Series:  # fmt: skip
+    """One point's ``column`` in every round it ran, indexed by round (first round first)."""
     rows = df[(df.arch == arch) & (df.depth == depth) & (df.status == "ok") & (df.graph == graph)]
     rows = rows[rows.aggr_impl == (impl or df.attrs.get("aggr_impl", "fused"))]
-    return float(rows[column].iloc[0]) if len(rows) else math.nan
+    rounds = rows["round"] if "round" in rows else pd.Series(0, index=rows.index)
+    return rows.set_index(rounds.fillna(0).astype(int))[column].sort_index()
+
+
+def time_ratio(df: pd.DataFrame, arch: str, other: str, depth: int, graph: str = MAIN) -> Interval:
+    """``arch`` / ``other`` step time from the rounds both finished: the geometric mean of the
+    per-round ratios and the exponentiated 95% t-interval of their logarithms (a ratio's
+    noise is multiplicative: a step 20% slow in one round is 20% slow whatever its size);
+    ``std`` is the geometric standard deviation, a factor."""
+    a, b = (
+        _rounds(df, arch, depth, "step_time_s", graph),
+        _rounds(df, other, depth, "step_time_s", graph),
+    )
+    common = sorted(set(a.index) & set(b.index))
+    logs = summarize([math.log(a[r] / b[r]) for r in common])
+    return Interval(*(math.exp(v) for v in (logs.mean, logs.std)), logs.n,
+                    *(math.exp(v) for v in (logs.lo, logs.hi)))  # fmt: skip
 
 
 def ratios(
@@ -506,11 +558,9 @@ def ratios(
     # res may run out of memory at the deepest depth: compare at the deepest one it finished
     res_ok = [d for d in depths if not math.isnan(_value(df, "res", d, "peak_bytes"))]
     res_high = max(res_ok, default=high)
-    step = "step_time_s"
-    rows = [
-        ("rev / res step time", mid, _value(df, "rev", mid, step) / _value(df, "res", mid, step), 1.30),
-        ("rev / pyg-groupaddrev step time", mid,
-         _value(df, "rev", mid, step) / _value(df, PEER, mid, step), 0.8),
+    rows: list[tuple[str, int, float | Interval, float | None]] = [
+        ("rev / res step time", mid, time_ratio(df, "rev", "res", mid), 1.30),
+        ("rev / pyg-groupaddrev step time", mid, time_ratio(df, "rev", PEER, mid), 0.8),
         *_floor_ratios(df, MAIN, mid, groups),
         (f"rev activations {high} / {low} layers", high,
          _value(df, "rev", high, "activation_bytes") / _value(df, "rev", low, "activation_bytes"), 1.10),
@@ -528,30 +578,38 @@ def ratios(
     rows += _aggr_ratios(df, sorted(set(compare_depths or []) & set(depths)))
     for graph in dict.fromkeys(df.graph[df.graph != MAIN]):
         nodes, edges = (int(v) for v in graph.split("x"))
-        rows.append(
-            (
-                f"rev / res step time on {graph}",
-                small_depth,
-                _value(df, "rev", small_depth, step, graph)
-                / _value(df, "res", small_depth, step, graph),
-                SMALL_TARGETS.get((nodes, edges)),
-            )
-        )
+        rows.append((f"rev / res step time on {graph}", small_depth,
+                     time_ratio(df, "rev", "res", small_depth, graph),
+                     SMALL_TARGETS.get((nodes, edges))))  # fmt: skip
         rows.append((f"rev / pyg-groupaddrev step time on {graph}", small_depth,
-                     _value(df, "rev", small_depth, step, graph)
-                     / _value(df, PEER, small_depth, step, graph), 0.8))  # fmt: skip
+                     time_ratio(df, "rev", PEER, small_depth, graph), 0.8))  # fmt: skip
         rows += _floor_ratios(df, graph, small_depth, groups)
     out = []
     for name, depth, value, target in rows:
-        verdict = (
-            "INFO"
-            if target is None
-            else ("n/a" if math.isnan(value) else ("PASS" if value <= target else "FAIL"))
-        )
-        out.append(
-            {"ratio": name, "depth": depth, "value": value, "target": target, "verdict": verdict}
-        )
+        found = {"ratio": name, "depth": depth, "target": target}
+        if isinstance(value, Interval):  # a step-time ratio over rounds
+            found.update(value=value.mean, lo=value.lo, hi=value.hi, rounds=value.n)
+        else:
+            found.update(value=value, lo=math.nan, hi=math.nan, rounds=math.nan)
+        found["verdict"] = verdict(found)
+        out.append(found)
     return out
+
+
+def verdict(found: dict[str, Any]) -> str:
+    """PASS / FAIL against the target; a step-time ratio is judged on its interval over the
+    rounds: PASS when all of it lies at or below the target, FAIL when all of it lies above,
+    NOISE when it straddles the target (the rounds cannot tell), n/a with fewer than 2 rounds."""
+    value, target = found["value"], found["target"]
+    if target is None:
+        return "INFO"
+    if math.isnan(value):
+        return "n/a"
+    if math.isnan(found["rounds"]):  # deterministic (memory) or single-point ratios
+        return "PASS" if value <= target else "FAIL"
+    if found["rounds"] < 2:
+        return "n/a"
+    return "PASS" if found["hi"] <= target else ("FAIL" if found["lo"] > target else "NOISE")
 
 
 def _floor_ratios(
@@ -633,6 +691,20 @@ def format_table(df: pd.DataFrame) -> str:
     return view.to_string(index=False)
 
 
+def format_rounds(df: pd.DataFrame) -> str:
+    """Step seconds of the points that ran in several rounds, one column per round."""
+    timed = df[df.status == "ok"]
+    timed = timed[
+        timed.set_index(["graph", "arch", "depth", "aggr_impl"]).index.isin(
+            timed[timed["round"] > 0].set_index(["graph", "arch", "depth", "aggr_impl"]).index
+        )
+    ]
+    table = timed.pivot_table(index=["graph", "arch", "depth"], columns="round",
+                              values="step_time_s", aggfunc="first")  # fmt: skip
+    table.columns = [f"round {r} s" for r in table.columns]
+    return "step time per round:\n" + table.map(lambda t: f"{t:.3f}").to_string()
+
+
 def run(
     args: argparse.Namespace, log: Callable[[str], None] | None = None
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -649,7 +721,8 @@ def run(
         row = measure_isolated(point.arch, point.depth, point.source, point_args, device)
         # rows the child did not write (timeouts, kills) still say which point they are
         row.update(graph=point.graph, nodes=point.source.nodes, edges=point.source.edges,
-                   channels=point_args.channels, aggr_impl=point_args.aggr_impl)  # fmt: skip
+                   channels=point_args.channels, aggr_impl=point_args.aggr_impl,
+                   round=point_args.round)  # fmt: skip
         rows.append(row)
     df = pd.DataFrame(rows)
     df.attrs["aggr_impl"] = args.aggr_impl
@@ -667,11 +740,19 @@ def run(
     log(f"device: {device_description(device)}; graph: {args.nodes:,} nodes, {args.edges:,} edges, "
         f"{args.edge_dim}-dim edge features; {args.channels} channels; max aggregation: "
         f"{args.aggr_impl}; meter: {meter_name(device)}")  # fmt: skip
-    log(format_table(df))
+    log(format_table(df[df["round"] == 0]))
     log("")
+    if df["round"].max() > 0:
+        log(format_rounds(df))
+        log("")
     for r in found:
         target = "" if r["target"] is None else f" (target <= {r['target']:.2f})"
-        log(f"{r['verdict']:>4}  {r['ratio']}: {r['value']:.3f}{target}")
+        spread = ""
+        if r["rounds"] >= 2:
+            spread = f" [{r['lo']:.3f}, {r['hi']:.3f}] over {r['rounds']} rounds"
+        elif r["rounds"] == 1:
+            spread = " (1 round: no interval)"
+        log(f"{r['verdict']:>5}  {r['ratio']}: {r['value']:.3f}{spread}{target}")
     log(f"\nwrote {out} ({len(df)} rows) in {time.perf_counter() - started:.0f} s")
     return df, found
 
@@ -780,6 +861,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeats", type=int, default=2, help="timed steps per point (after warm-up)"
     )
     parser.add_argument("--deep-repeats", type=int, default=1, help="timed steps beyond --depths")
+    parser.add_argument(
+        "--time-rounds",
+        type=int,
+        default=5,
+        help="rounds of the step-time ratio points (res, rev, peer at the ratio depth of each "
+        "graph), each point a fresh process; the time verdicts read the interval over the "
+        "rounds (default 5; 1 for single points and no time verdicts)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(
@@ -821,8 +910,9 @@ def main(args: argparse.Namespace) -> int:
         args.deep_repeats = 1
         args.compare_aggr_depths = [2, 4]
         args.small_graphs, args.small_depth, args.small_repeats = [(100, 400)], 4, 1
+        args.time_rounds = 2
     for name in ("nodes", "edges", "channels", "repeats", "deep_repeats", "features", "outputs",
-                 "small_channels", "small_depth", "small_repeats"):  # fmt: skip
+                 "small_channels", "small_depth", "small_repeats", "time_rounds"):  # fmt: skip
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')}: must be a positive integer", file=sys.stderr)
             return 2

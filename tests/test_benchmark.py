@@ -48,7 +48,7 @@ def test_every_arch_and_the_peer_ran(quick: tuple[pd.DataFrame, str]) -> None:
 
 def test_depth_facts(quick: tuple[pd.DataFrame, str]) -> None:
     df, _ = quick
-    main = df[(df.graph == "main") & (df.aggr_impl == "fused")]
+    main = df[(df.graph == "main") & (df.aggr_impl == "fused") & (df["round"] == 0)]
     by = main.set_index(["arch", "depth"])
     # residual activations grow with depth; weight tying keeps parameters constant
     assert (
@@ -71,7 +71,7 @@ def test_memory_ratios_pass(quick: tuple[pd.DataFrame, str]) -> None:
     verdicts = {}
     for line in text.splitlines():
         head, _, rest = line.strip().partition("  ")
-        if head in ("PASS", "FAIL", "INFO", "n/a"):
+        if head in ("PASS", "FAIL", "NOISE", "INFO", "n/a"):
             verdicts[rest.split(":")[0]] = head
     assert verdicts["rev activations 4 / 2 layers"] == "PASS"
     assert verdicts["wt-rev activations 4 / 2 layers"] == "PASS"
@@ -86,6 +86,49 @@ def test_memory_ratios_pass(quick: tuple[pd.DataFrame, str]) -> None:
     assert "rev / res step time on 100x400" in verdicts
 
 
+def test_time_ratio_points_ran_in_rounds(quick: tuple[pd.DataFrame, str]) -> None:
+    """--quick runs 2 rounds of the points the time ratios read (res, rev and the peer at the
+    ratio depth of each graph), and only of those; the ratios print their interval."""
+    df, text = quick
+    again = df[df["round"] == 1]
+    assert set(zip(again.graph, again.arch, again.depth, strict=True)) == {
+        (graph, arch, 4) for graph in ("main", "100x400") for arch in ("res", "rev", PEER)
+    }
+    assert (again.aggr_impl == "fused").all() and again.fwd_bwd_s.isna().all()
+    assert "rev / res step time on 100x400: " in text and "over 2 rounds" in text
+    assert "step time per round:" in text
+    # every point reused freed memory (glibc on Linux), and its row says so
+    assert (df.cpu_heap == "freed blocks <= 32 MiB retained").all()
+
+
+def _timed(rev: list[float], res: list[float]) -> pd.DataFrame:
+    n = len(rev)
+    return pd.DataFrame({
+        "arch": ["rev"] * n + ["res"] * n, "depth": 8, "graph": "main", "aggr_impl": "fused",
+        "status": "ok", "round": [*range(n), *range(n)], "step_time_s": [*rev, *res],
+    })  # fmt: skip
+
+
+def test_time_ratio_interval_and_verdicts() -> None:
+    """The ratio over rounds is the geometric mean of the per-round ratios, with the t-interval
+    of their logarithms; the verdict needs the whole interval on one side of the target."""
+    from bench.benchmark import time_ratio, verdict
+
+    ratio = time_ratio(_timed([2.0, 2.4, 2.2], [1.0, 1.2, 1.1]), "rev", "res", 8)
+    assert ratio.n == 3 and ratio.mean == pytest.approx(2.0) and ratio.lo == pytest.approx(2.0)
+    noisy = time_ratio(_timed([1.2, 1.5, 1.3], [1.0, 1.0, 1.0]), "rev", "res", 8)
+    assert noisy.mean == pytest.approx((1.2 * 1.5 * 1.3) ** (1 / 3))
+    assert noisy.lo < 1.3 < noisy.hi
+    one = time_ratio(_timed([1.2], [1.0]), "rev", "res", 8)
+
+    def judged(r: object, target: float) -> str:
+        return verdict({"value": r.mean, "lo": r.lo, "hi": r.hi, "rounds": r.n, "target": target})
+
+    assert judged(ratio, 2.1) == "PASS" and judged(ratio, 1.9) == "FAIL"
+    assert judged(noisy, 1.3) == "NOISE" and judged(noisy, 2.0) == "PASS"
+    assert judged(one, 1.3) == "n/a"  # one round: no interval, no verdict
+
+
 def test_aggregation_and_small_graph_rows(quick: tuple[pd.DataFrame, str]) -> None:
     """Both max-aggregation implementations ran for res and rev; the small graph ran res, rev
     and the peer at its own size and width; every row says which graph and implementation."""
@@ -98,7 +141,8 @@ def test_aggregation_and_small_graph_rows(quick: tuple[pd.DataFrame, str]) -> No
     assert set(small.arch) == {"res", "rev", PEER}
     assert (small.nodes == 100).all() and (small.edges == 400).all() and (small.depth == 4).all()
     # fused saves no per-edge tensor: less activation memory per res layer than PyG's path
-    res = df[(df.arch == "res") & (df.graph == "main")].set_index(["aggr_impl", "depth"])
+    res = df[(df.arch == "res") & (df.graph == "main") & (df["round"] == 0)]
+    res = res.set_index(["aggr_impl", "depth"])
     per_layer = {
         impl: res.loc[(impl, 4), "activation_bytes"] - res.loc[(impl, 2), "activation_bytes"]
         for impl in ("fused", "pyg")
@@ -154,7 +198,7 @@ def test_small_graph_step_parts(quick: tuple[pd.DataFrame, str]) -> None:
     """Small-graph rows time a reversible step's parts: a no-grad forward is cheaper than
     forward+backward, for every arch; the main graph's rows do not pay for it."""
     df, text = quick
-    small = df[df.graph == "100x400"]
+    small = df[(df.graph == "100x400") & (df["round"] == 0)]  # later rounds time steps only
     assert (small.forward_nograd_s > 0).all() and (small.fwd_bwd_s > small.forward_nograd_s).all()
     main = df[df.graph == "main"]  # the main graph: only res and rev where rev / res is read
     timed = main[main.fwd_bwd_s.notna()]
