@@ -693,14 +693,10 @@ def format_table(df: pd.DataFrame) -> str:
 
 def format_rounds(df: pd.DataFrame) -> str:
     """Step seconds of the points that ran in several rounds, one column per round."""
-    timed = df[df.status == "ok"]
-    timed = timed[
-        timed.set_index(["graph", "arch", "depth", "aggr_impl"]).index.isin(
-            timed[timed["round"] > 0].set_index(["graph", "arch", "depth", "aggr_impl"]).index
-        )
-    ]
-    table = timed.pivot_table(index=["graph", "arch", "depth"], columns="round",
-                              values="step_time_s", aggfunc="first")  # fmt: skip
+    table = df[df.status == "ok"].pivot_table(
+        index=["graph", "arch", "depth", "aggr_impl"], columns="round", values="step_time_s"
+    )
+    table = table[table.notna().sum(axis=1) > 1]
     table.columns = [f"round {r} s" for r in table.columns]
     return "step time per round:\n" + table.map(lambda t: f"{t:.3f}").to_string()
 

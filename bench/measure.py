@@ -428,7 +428,7 @@ def retain_freed_cpu_memory() -> str:
 
     Why: by default every tensor above ~128 KiB is a fresh ``mmap``, so each step of a graph
     network faults its E x C tensors in page by page again. On a virtual machine that
-    first-touch cost is large and erratic (a 25 MiB ``fill_`` measured 2 to 72 ms; the same
+    first-touch cost is large and erratic (a 25 MiB ``fill_`` measured 0.9 to 72 ms; the same
     ResGNN forward 0.31 s or 0.48 s in two processes), so step times -- and ratios of them --
     measured the kernel's page faults as much as the model. Retained blocks make a CPU step
     reuse its memory as CUDA's caching allocator does. Call it at process start: it changes

@@ -113,6 +113,7 @@ def test_time_ratio_interval_and_verdicts() -> None:
     """The ratio over rounds is the geometric mean of the per-round ratios, with the t-interval
     of their logarithms; the verdict needs the whole interval on one side of the target."""
     from bench.benchmark import time_ratio, verdict
+    from bench.stats import Interval
 
     ratio = time_ratio(_timed([2.0, 2.4, 2.2], [1.0, 1.2, 1.1]), "rev", "res", 8)
     assert ratio.n == 3 and ratio.mean == pytest.approx(2.0) and ratio.lo == pytest.approx(2.0)
@@ -121,7 +122,7 @@ def test_time_ratio_interval_and_verdicts() -> None:
     assert noisy.lo < 1.3 < noisy.hi
     one = time_ratio(_timed([1.2], [1.0]), "rev", "res", 8)
 
-    def judged(r: object, target: float) -> str:
+    def judged(r: Interval, target: float) -> str:
         return verdict({"value": r.mean, "lo": r.lo, "hi": r.hi, "rounds": r.n, "target": target})
 
     assert judged(ratio, 2.1) == "PASS" and judged(ratio, 1.9) == "FAIL"
