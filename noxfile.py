@@ -86,6 +86,6 @@ def report(session: nox.Session) -> None:
 def reproduce(session: nox.Session) -> None:
     """The main job: the cpu and real profiles of every ablation (resuming), then the report.
     A study this machine cannot run (e.g. a dataset that is not here) is skipped and listed in
-    REPORT.md; the rest go on (bench/reproduce.py)."""
+    REPORT.md; the rest go on (bench/harness/reproduce.py)."""
     _install(session)
     session.run("python", "-m", "bench", "reproduce", *session.posargs)

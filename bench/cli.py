@@ -11,26 +11,29 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "trial": ("bench.trial", "train one configuration in its own process; print its record"),
     "ablate": (
-        "bench.sweep",
+        "bench.harness.sweep",
         "run an ablation spec (ablations/*.toml) as a resumable Optuna study",
     ),
-    "export": ("bench.store", "write stored trials as tidy CSV tables under results/"),
-    "tune": ("bench.tune", "tune a search space under a memory budget with Optuna"),
+    "export": ("bench.harness.export", "write stored trials as tidy CSV tables under results/"),
+    "tune": ("bench.tuning.command", "tune a search space under a memory budget with Optuna"),
     "report": ("bench.report", "regenerate report/ (tables, figures, REPORT.md) from results/"),
     "datasets": (
         "bench.data.catalog",
         "list datasets, where they come from, whether they are here",
     ),
-    "bench": ("bench.benchmark", "the engines side by side: memory, time, params"),
+    "bench": (
+        "bench.instruments.benchmark.command",
+        "the engines side by side: memory, time, params",
+    ),
     "gpu-check": (
-        "bench.gpu_check",
+        "bench.instruments.gpu_check",
         "the paper's memory numbers at its scale on one GPU, in minutes (results/gpu/)",
     ),
     "reproduce": (
-        "bench.reproduce",
+        "bench.harness.reproduce",
         "every ablation's cpu and real profiles it can run here, then the report",
     ),
-    "drift": ("bench.drift", "reversible reconstruction error vs depth, fp32 and bf16"),
+    "drift": ("bench.instruments.drift", "reversible reconstruction error vs depth, fp32 and bf16"),
 }
 
 

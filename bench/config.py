@@ -71,7 +71,9 @@ class TrialConfig:
     min_delta: float | None = None  # None = 0: any gain resets the patience
     seed: int = 0
     device: str = "cpu"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only): mixed precision, bench.precision
+    precision: str = (
+        "fp32"  # fp32 | bf16 | fp16 (CUDA only): mixed precision, bench.measure.precision
+    )
     batching: str = "mini"  # "mini": random node partitions (the paper's way); "full": whole graph
     train_parts: int = 10
     eval_parts: int = 5

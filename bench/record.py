@@ -41,7 +41,7 @@ class TrialRecord:
     peak_memory_bytes: int | None = None  # whole-step peak (max of the two below): the headline
     model_state_bytes: int | None = None  # parameters + gradients + optimiser state
     memory_meter: str | None = None  # "cuda-allocator" or "cpu-live-tensors"
-    # the metered step, split (see bench.measure.StepMemory); maxima over the metered steps
+    # the metered step, split (see bench.measure.meters.StepMemory); maxima over the metered steps
     # taken after the first (warm-up) step, so Adam's moments exist in every one of them
     baseline_bytes: int | None = None  # live at the step's entry (model state, data)
     fwd_bwd_peak_bytes: int | None = None  # absolute peak of forward + backward

@@ -11,11 +11,11 @@ from torch_geometric.nn import GENConv
 import bench.nn.aggr as aggr
 from bench.config import TrialConfig
 from bench.errors import ConfigError
-from bench.memory_model import GraphSizes, activation_bytes
+from bench.harness.spec import point_key
+from bench.measure.memory_model import GraphSizes, activation_bytes
 from bench.models import build_model
 from bench.models.blocks import ResPlusBlock
 from bench.nn.aggr import LeanMaxGENConv, relu_max_aggregate
-from bench.spec import point_key
 
 
 @pytest.fixture(params=["packed", "float"])
@@ -180,7 +180,7 @@ def test_aggr_impl_setting_builds_selects_and_records() -> None:
     import hashlib
     import json
 
-    from bench.spec import KEY_EXCLUDED_FIELDS
+    from bench.harness.spec import KEY_EXCLUDED_FIELDS
 
     kept = {k: v for k, v in values.items() if k not in KEY_EXCLUDED_FIELDS and v is not None}
     kept.pop("precision"), kept.pop("conv")  # later fields, left out at their defaults

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench import cli
-from bench.benchmark import ALL_ARCHS, PEER
+from bench.instruments.benchmark.options import ALL_ARCHS, PEER
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def _timed(rev: list[float], res: list[float]) -> pd.DataFrame:
 def test_time_ratio_interval_and_verdicts() -> None:
     """The ratio over rounds is the geometric mean of the per-round ratios, with the t-interval
     of their logarithms; the verdict needs the whole interval on one side of the target."""
-    from bench.benchmark import time_ratio, verdict
+    from bench.instruments.benchmark.ratios import time_ratio, verdict
     from bench.stats import Interval
 
     ratio = time_ratio(_timed([2.0, 2.4, 2.2], [1.0, 1.2, 1.1]), "rev", "res", 8)
@@ -211,14 +211,14 @@ def test_small_graph_step_parts(quick: tuple[pd.DataFrame, str]) -> None:
 
 
 def test_floor_ratios_arithmetic() -> None:
-    from bench.benchmark import _floor_ratios
+    from bench.instruments.benchmark.ratios import floor_ratios
 
     df = pd.DataFrame({
         "arch": ["res", "rev"], "depth": [8, 8], "graph": ["g", "g"], "aggr_impl": ["fused"] * 2,
         "status": ["ok", "ok"],
         "fwd_bwd_s": [1.0, 3.0], "forward_nograd_s": [0.5, 0.6],
     })  # fmt: skip
-    found = {name.split(" on ")[0]: value for name, _, value, _ in _floor_ratios(df, "g", 8, 2)}
+    found = {name.split(" on ")[0]: value for name, _, value, _ in floor_ratios(df, "g", 8, 2)}
     assert found["rev / res forward+backward"] == 3.0
     assert found["dispatch-bound estimate: (rev no-grad forward + 2 x res forward+backward) / "
                  "res forward+backward"] == pytest.approx(2.6)  # fmt: skip

@@ -17,8 +17,9 @@ from torch import Tensor, nn
 from bench.config import ARCHS, CONVS, TrialConfig
 from bench.data.registry import get_spec
 from bench.errors import ConfigError
-from bench.measure import PeakMemory, count_parameters
-from bench.memory_model import GraphSizes, activation_bytes, predict_params
+from bench.harness.spec import point_key
+from bench.measure.memory_model import GraphSizes, activation_bytes, predict_params
+from bench.measure.meters import PeakMemory, count_parameters
 from bench.models import build_from_config, build_model
 from bench.models.deq import DEQGNN
 from bench.nn import ReversibleStack
@@ -26,7 +27,6 @@ from bench.report import figures
 from bench.report.claims import NOT_SUPPORTED, SUPPORTED, all_claims, claim_verdict
 from bench.report.load import derive
 from bench.report.select import FIGURE_BY_KEY, ablation_rows
-from bench.spec import point_key
 
 EDGE_DIM = {"gen": 8, "gat": 8, "sage": None, "gcn": None}  # what each conv can read
 HEADS = {"gat": 2}
@@ -385,7 +385,7 @@ def test_search_space_samples_heads_for_gat_only_and_repairs_channels() -> None:
     import optuna
     import tomllib
 
-    from bench.search_space import parse_search_space
+    from bench.tuning.space import parse_search_space
 
     space = parse_search_space(tomllib.loads(CONV_SPACE))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -404,7 +404,8 @@ def test_search_space_samples_heads_for_gat_only_and_repairs_channels() -> None:
 def test_search_space_refuses_heads_without_gat() -> None:
     import tomllib
 
-    from bench.search_space import SearchSpaceError, parse_search_space
+    from bench.tuning.params import SearchSpaceError
+    from bench.tuning.space import parse_search_space
 
     text = CONV_SPACE.replace('"gen", "gat", "sage", "gcn"', '"gen", "sage"')
     with pytest.raises(SearchSpaceError) as info:
@@ -415,7 +416,7 @@ def test_search_space_refuses_heads_without_gat() -> None:
 # --- paper numbers and the benchmark flag -------------------------------------------------------
 def test_arxiv_profile_has_the_papers_revgat_shape() -> None:
     from bench import paper
-    from bench.spec import load_spec
+    from bench.harness.spec import load_spec
 
     revgat = next(p for p in paper.ARXIV if p.label == "RevGAT")
     assert (revgat.test_score, revgat.test_std, revgat.params) == (74.02, 0.18, None)
@@ -442,9 +443,10 @@ def test_benchmark_refuses_what_a_conv_cannot_do(
 ) -> None:
     import argparse
 
-    from bench import benchmark
+    from bench.instruments.benchmark.command import main
+    from bench.instruments.benchmark.options import add_arguments
 
     parser = argparse.ArgumentParser()
-    benchmark.add_arguments(parser)
-    assert benchmark.main(parser.parse_args(argv)) == 2
+    add_arguments(parser)
+    assert main(parser.parse_args(argv)) == 2
     assert capsys.readouterr().err.startswith(flag)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import preflight
 from bench.config import TrialConfig
 from bench.data import download, load
 from bench.data.paths import shared_root
 from bench.errors import DataError
+from bench.harness import preflight
 
 SHARED = shared_root()
 pytestmark = pytest.mark.skipif(

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 import bench.nn.deq as deq_engine
 from bench.errors import ConfigError
-from bench.measure import PeakMemory
+from bench.measure.meters import PeakMemory
 from bench.models.deq import DEQGNN
 from bench.nn.deq import DEQFixedPoint, solve_fixed_point
 

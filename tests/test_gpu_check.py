@@ -11,8 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import cli, gpu_check, paper
-from bench.benchmark import GraphSource, measure_isolated, point_args, save_graph, synthetic_graph
+from bench import cli, paper
+from bench.instruments import gpu_check
+from bench.instruments.benchmark.graph import GraphSource, save_graph, synthetic_graph
+from bench.instruments.benchmark.plan import point_args
+from bench.instruments.benchmark.point import measure_isolated
 
 
 def _args(tmp_path: Path, **over: object) -> argparse.Namespace:

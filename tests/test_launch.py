@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from bench.spec import load_spec
-from bench.store import load_records, open_storage
+from bench.harness.spec import load_spec
+from bench.harness.storage import load_records, open_storage
 
 pytest.importorskip("submitit")
 REPO = Path(__file__).resolve().parents[1]

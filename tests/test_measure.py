@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measure import (
+from bench.measure.meters import (
     CPU_METER,
     MemoryCapExceeded,
     PeakMemory,

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.config import ARCHS, TrialConfig
-from bench.measure import count_parameters
-from bench.memory_model import GraphSizes, predict, predict_params
+from bench.measure.memory_model import GraphSizes, predict, predict_params
+from bench.measure.meters import count_parameters
 from bench.models import build_model
 from bench.trial import run_trial
 from bench.units import format_bytes

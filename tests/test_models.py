@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.errors import ConfigError
-from bench.measure import PeakMemory, count_parameters, model_state_bytes
+from bench.measure.meters import PeakMemory, count_parameters, model_state_bytes
 from bench.models import ARCH, build_model
 from bench.models.blocks import DeepGNN, ResPlusBlock
 from bench.models.residual import ResGNN

@@ -9,15 +9,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from bench.tuning.params import SearchSpaceError
 
 from bench import cli
 from bench.config import ARCHS, TrialConfig
-from bench.memory_model import GraphSizes, predict
-from bench.precision import MixedPrecision
+from bench.harness.spec import point_key
+from bench.measure.memory_model import GraphSizes, predict
+from bench.measure.precision import MixedPrecision
 from bench.report.load import derive
-from bench.search_space import SearchSpaceError, parse_search_space
-from bench.spec import point_key
 from bench.trial import run_trial
+from bench.tuning.space import parse_search_space
 
 SIZES = GraphSizes(
     nodes=3000, edges=70000, features=16, edge_dim=8, outputs=32,
@@ -167,7 +168,7 @@ def test_fp16_trial_on_cuda_uses_a_gradient_scaler() -> None:
 
 
 def test_drift_command_writes_a_table_the_figure_reads(tmp_path: Path) -> None:
-    from bench.drift import COLUMNS
+    from bench.instruments.drift import COLUMNS
     from bench.report.drift import drift_figure, read_drift
 
     out = tmp_path / "drift" / "drift.csv"

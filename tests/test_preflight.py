@@ -19,16 +19,22 @@ import optuna
 import pandas as pd
 import pytest
 
-from bench import preflight, store, tune
 from bench.config import TrialConfig
 from bench.data.paths import shared_root
+from bench.harness import preflight
+from bench.harness.export import trial_rows
+from bench.harness.progress import failure_lines
+from bench.harness.reproduce import reproduce
+from bench.harness.skipped import read_skipped, write_skipped
+from bench.harness.spec import load_spec
+from bench.harness.storage import load_records, open_storage, storage_url
+from bench.harness.sweep import run_sweep
 from bench.record import TrialRecord, count_failures
 from bench.report.load import finished
-from bench.reproduce import read_skipped, reproduce, write_skipped
-from bench.search_space import load_search_space
-from bench.spec import load_spec
-from bench.store import load_records, open_storage, storage_url
-from bench.sweep import failure_lines, run_sweep
+from bench.tuning.run import run_study
+from bench.tuning.space import load_search_space
+from bench.tuning.study import TuneRun, environment_failure
+from bench.tuning.study import finished as trial_finished
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = shared_root()  # the project's offline graphs, when present
@@ -235,7 +241,7 @@ def test_environment_failure_is_retried_by_a_plain_rerun(
     assert lines[0].endswith("a plain rerun retries them: python -m bench ablate blog")
 
     # exports and the report never count it as a result
-    frame = pd.DataFrame(store.trial_rows(study))
+    frame = pd.DataFrame(trial_rows(study))
     env_row = frame[frame["dataset"] == "blogcatalog"].iloc[0]
     assert env_row["failure_kind"] == "environment" and not env_row["current"]
     kept = finished(frame)
@@ -249,7 +255,7 @@ def test_environment_failure_is_retried_by_a_plain_rerun(
                       run_fn=counting_run, check=False)  # fmt: skip
     assert log.read_text().split() == ["blogcatalog"]
     assert again.complete and again.environment == 0 and again.ran_here == 1
-    frame = pd.DataFrame(store.trial_rows(study))
+    frame = pd.DataFrame(trial_rows(study))
     current = frame[frame["current"].astype(bool)]
     assert sorted(current["status"]) == ["ok", "ok"] and len(frame) == 3
     third = run_sweep(spec, results_dir=tmp_path, progress=False, device="cpu",
@@ -289,7 +295,7 @@ n_trials = 2
 seed = 0
 pruner = "none"
 """ ))  # fmt: skip
-    run = tune.TuneRun(space=space, settings=space.settings, results_dir=tmp_path)
+    run = TuneRun(space=space, settings=space.settings, results_dir=tmp_path)
     seen: list[int] = []
 
     def broken(config: TrialConfig, **_: Any) -> TrialRecord:
@@ -297,18 +303,18 @@ pruner = "none"
         return TrialRecord("error", config.to_dict(), error="DataError: gone",
                            failure_kind="environment")  # fmt: skip
 
-    study = tune.run_study(run, broken, log=lambda _: None)
+    study = run_study(run, broken, log=lambda _: None)
     assert len(seen) == 1  # the worker stops at the first environment failure
     (trial,) = study.get_trials()
-    assert not tune.finished(trial) and tune.environment_failure(trial)
+    assert not trial_finished(trial) and environment_failure(trial)
 
     def works(config: TrialConfig, **_: Any) -> TrialRecord:
         seen.append(config.layers)
         return TrialRecord("ok", config.to_dict(), best_valid=0.5, test_at_best_valid=0.5)
 
-    study = tune.run_study(run, works, log=lambda _: None)
+    study = run_study(run, works, log=lambda _: None)
     assert seen[1] == seen[0]  # the same configuration, re-queued
-    assert sum(tune.finished(t) for t in study.get_trials()) == 2  # the failure did not count
+    assert sum(trial_finished(t) for t in study.get_trials()) == 2  # the failure did not count
     assert len(study.get_trials()) == 3
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from bench.config import TrialConfig
 from bench.errors import DataError
-from bench.memory_model import per_layer_params
+from bench.measure.memory_model import per_layer_params
 from bench.report import build_report
-from bench.report.accuracy import depth_intervals
+from bench.report.accuracy_figure import depth_intervals
 from bench.report.aggregate import linear_fit, oom_depths, summarise
 from bench.report.claims import (
     CONTRADICTED,
@@ -256,6 +256,23 @@ def test_a_growing_rev_is_not_supported_and_too_few_depths_is_no_data() -> None:
     few = [c for c in all_claims(derive(pd.DataFrame(depth_rows("depth", ("res", "rev"), [2, 4]))))
            if c.key == "rev-flat"]  # fmt: skip
     assert [c.verdict for c in few] == [NO_DATA]
+
+
+def test_no_model_state_share_is_printed_from_round_off() -> None:
+    """A flat peak (growth below the meter's resolution) has no growth to share out: the share
+    of two round-off slopes (7.5e-14 / 9.9e-13 B per layer, seen) must not be printed."""
+    rows = depth_rows("weight-tying", ("wt-res", "wt-rev"), [2, 4, 8, 16])
+    for r in rows:
+        if r["arch"] == "wt-rev":
+            r["peak_memory_bytes"] += 1e-12 * r["layers"]  # round-off, not growth
+            r["model_state_bytes"] += 1e-13 * r["layers"]
+    (flat,) = [c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == "wt-rev-flat"]
+    assert "model state is" not in flat.evidence
+    for r in rows:
+        if r["arch"] == "wt-rev":
+            r["peak_memory_bytes"] += 4096 * r["layers"]  # real growth: the share is shown
+    (flat,) = [c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == "wt-rev-flat"]
+    assert "model state is" in flat.evidence
 
 
 def test_deq_whose_solver_stops_early_is_not_enough_data() -> None:

@@ -438,7 +438,7 @@ def test_bf16_reconstruction_drift_through_1000_layers_is_bounded() -> None:
     boundary and drift less than in float32 (a bf16 function is flat under float32-sized input
     errors); a run where one does gets a one-bf16-step error that later inversions amplify.
     Bounded: finite and below the inputs' own scale in every run, tiny in the median run."""
-    from bench.drift import measure
+    from bench.instruments.drift import measure
 
     deepest = []
     for seed in range(3):

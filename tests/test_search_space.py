@@ -11,12 +11,9 @@ import pytest
 
 from bench.config import REVERSIBLE_ARCHS, TrialConfig
 from bench.errors import ConfigError
-from bench.search_space import (
-    SearchSpaceError,
-    format_bytes,
-    load_search_space,
-    parse_bytes,
-)
+from bench.tuning.params import SearchSpaceError
+from bench.tuning.space import load_search_space
+from bench.units import format_bytes, parse_bytes
 
 TINY = {"num_nodes": 200}
 VALID = """
@@ -194,8 +191,8 @@ memory_budget = "1MiB"
 
 
 @pytest.fixture(scope="module")
-def predictor():  # noqa: ANN201 - a callable from bench.tune
-    from bench.tune import memory_predictor
+def predictor():  # noqa: ANN201 - a callable from bench.tuning
+    from bench.tuning.objective import memory_predictor
 
     return memory_predictor()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.spec import SpecError, available_specs, find_spec, load_spec, point_key
+from bench.harness.spec import SpecError, available_specs, find_spec, load_spec, point_key
 
 BASE = """
 description = "test"

@@ -14,8 +14,8 @@ import torch
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError
-from bench.measure import metered_step
-from bench.memory_model import per_layer_params
+from bench.measure.memory_model import per_layer_params
+from bench.measure.meters import metered_step
 from bench.models import build_model
 from bench.trial import run_trial
 

@@ -11,10 +11,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from bench.record import TrialRecord
-from bench.store import (
+from bench.harness.export import export_study
+from bench.harness.storage import (
     adopt_unbeaten,
-    export_study,
     load_records,
     open_storage,
     record_of,
@@ -22,6 +21,7 @@ from bench.store import (
     storage_url,
     study_names,
 )
+from bench.record import TrialRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # study.ask() on a heartbeat storage warns that heartbeats are meant for optimize(); the sweep

@@ -18,10 +18,11 @@ import optuna
 import pytest
 
 from bench.config import TrialConfig
+from bench.harness.queue import claim, reconcile, study_name
+from bench.harness.spec import load_spec
+from bench.harness.storage import load_records, open_storage, storage_url
+from bench.harness.sweep import run_sweep
 from bench.record import TrialRecord
-from bench.spec import load_spec
-from bench.store import load_records, open_storage, storage_url
-from bench.sweep import claim, reconcile, run_sweep, study_name
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -186,7 +187,7 @@ def test_lost_trial_is_requeued(spec_path: Path, run_log: Path, tmp_path: Path) 
 def test_duplicate_claims_are_pruned_with_a_reason_not_failed(
     spec_path: Path, run_log: Path, tmp_path: Path
 ) -> None:
-    from bench.store import trial_rows
+    from bench.harness.export import trial_rows
 
     url = storage_url(None, "mini", tmp_path)
     points = load_spec(spec_path).points("cpu")

@@ -23,7 +23,7 @@ from bench.data import cache, dataset_names, load
 from bench.data import synthetic as synthetic_module
 from bench.data.partition import induced_batch, partition_batches, random_partition
 from bench.data.registry import SPECS
-from bench.spec import load_spec
+from bench.harness.spec import load_spec
 
 PRESET = SPECS["synthetic-proteins-paper"]
 N_FULL, DEG_FULL = PRESET.options["num_nodes"], PRESET.options["avg_degree"]

@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from bench.tuning.params import SearchSpaceError
 from torch import Tensor, nn
 
 from bench import cli, paper
 from bench.config import TIES, TrialConfig
 from bench.errors import ConfigError
-from bench.measure import count_parameters
-from bench.memory_model import GraphSizes, predict_params
+from bench.harness.spec import KEY_EXCLUDED_FIELDS, load_spec, point_key
+from bench.measure.memory_model import GraphSizes, predict_params
+from bench.measure.meters import count_parameters
 from bench.models import build_model
 from bench.nn import ReversibleStack
-from bench.search_space import SearchSpaceError, parse_search_space
-from bench.spec import KEY_EXCLUDED_FIELDS, load_spec, point_key
+from bench.tuning.space import parse_search_space
 
 # the paper's proteins input: 16 node features (8 summed edge features + 8 species one-hot),
 # 8 edge features, 112 binary tasks

@@ -21,10 +21,15 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from bench import store, tune
 from bench.config import TrialConfig
+from bench.harness.export import LEAD_COLUMNS
+from bench.harness.storage import load_records, open_storage, record_of, storage_url
 from bench.record import TrialRecord
-from bench.search_space import SearchSpace, load_search_space
+from bench.tuning.objective import memory_predictor
+from bench.tuning.results import export, front_table
+from bench.tuning.run import run_study
+from bench.tuning.space import SearchSpace, load_search_space
+from bench.tuning.study import PRUNE_REASON, PredictFn, TuneRun, finished
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = """
@@ -60,11 +65,11 @@ def in_process(
 
 
 @pytest.fixture(scope="module")
-def predict() -> tune.PredictFn:
-    return tune.memory_predictor()
+def predict() -> PredictFn:
+    return memory_predictor()
 
 
-def make_space(tmp_path: Path, predict: tune.PredictFn, epochs: int = 2) -> SearchSpace:
+def make_space(tmp_path: Path, predict: PredictFn, epochs: int = 2) -> SearchSpace:
     """A space whose budget the memory model puts between the 8- and 64-channel configs."""
     probe = load_search_space(_write(tmp_path, SPACE.format(epochs=epochs, budget=10**12)))
     narrow = [predict(c) for c in probe.corner_configs() if c.channels == 8]
@@ -80,10 +85,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def make_run(
-    space: SearchSpace, tmp_path: Path, multi: bool = False, **settings: Any
-) -> tune.TuneRun:
-    return tune.TuneRun(
+def make_run(space: SearchSpace, tmp_path: Path, multi: bool = False, **settings: Any) -> TuneRun:
+    return TuneRun(
         space=space,
         settings=dataclasses.replace(space.settings, **settings),
         multi=multi,
@@ -92,32 +95,30 @@ def make_run(
 
 
 def records(study: optuna.Study) -> list[tuple[optuna.trial.FrozenTrial, TrialRecord | None]]:
-    return store.load_records(study)
+    return load_records(study)
 
 
-def test_study_prunes_respects_budget_and_resumes(tmp_path: Path, predict: tune.PredictFn) -> None:
+def test_study_prunes_respects_budget_and_resumes(tmp_path: Path, predict: PredictFn) -> None:
     space = make_space(tmp_path, predict)
     budget = space.settings.memory_budget
-    study = tune.run_study(
+    study = run_study(
         make_run(space, tmp_path, n_trials=5), in_process, predict, log=lambda _: None
     )
     first = {t.number: (t.state, t.params) for t in study.get_trials()}
     assert sorted(first) == [0, 1, 2, 3, 4]
 
     # a second invocation with a higher target carries on: nothing lost, nothing run twice
-    study = tune.run_study(
+    study = run_study(
         make_run(space, tmp_path, n_trials=7), in_process, predict, log=lambda _: None
     )
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(7))
     assert {t.number: (t.state, t.params) for t in trials if t.number < 5} == first
-    assert all(tune.finished(t) for t in trials)
+    assert all(finished(t) for t in trials)
 
     pairs = records(study)
     assert all(record is not None for _, record in pairs)  # every trial keeps its whole record
-    predicted = [
-        t for t, _ in pairs if t.user_attrs.get(tune.PRUNE_REASON, "").startswith("predicted")
-    ]
+    predicted = [t for t, _ in pairs if t.user_attrs.get(PRUNE_REASON, "").startswith("predicted")]
     assert predicted, "the budget should have pruned a wide configuration before it ran"
     for trial, record in pairs:
         assert trial.user_attrs["memory_budget_bytes"] == budget
@@ -131,14 +132,14 @@ def test_study_prunes_respects_budget_and_resumes(tmp_path: Path, predict: tune.
             assert trial.value == pytest.approx(record.best_valid)
             assert record.config["memory_cap_bytes"] == budget
         if trial.state == TrialState.PRUNED:
-            assert trial.user_attrs[tune.PRUNE_REASON]
+            assert trial.user_attrs[PRUNE_REASON]
     assert any(t.state == TrialState.COMPLETE for t, _ in pairs)
 
     # the export: the store's tidy columns plus the tuner's
-    path = tune.export(make_run(space, tmp_path))
+    path = export(make_run(space, tmp_path))
     frame = pd.read_csv(path)
     assert path.name == "tune-tiny.csv" and len(frame) == 7
-    assert list(frame.columns[:6]) == list(store.LEAD_COLUMNS)
+    assert list(frame.columns[:6]) == list(LEAD_COLUMNS)
     assert set(frame["kind"]) == {"tune"} and set(frame["objectives"]) == {"valid_score"}
     assert frame["is_pareto"].sum() == 1
     best = frame[frame["is_pareto"]].iloc[0]
@@ -161,7 +162,7 @@ def test_study_prunes_respects_budget_and_resumes(tmp_path: Path, predict: tune.
         {**records(study)[study.best_trial.number][1].config, "memory_cap_bytes": None}
     )
     assert config == expected
-    from bench.spec import load_spec
+    from bench.harness.spec import load_spec
 
     points = load_spec(spec_path).points("cpu")
     assert len(points) == 3  # the best configuration over three seeds
@@ -180,35 +181,33 @@ def _main_output(argv: list[str]) -> str:
     return buffer.getvalue()
 
 
-def test_measured_over_budget_is_stopped_and_pruned(
-    tmp_path: Path, predict: tune.PredictFn
-) -> None:
+def test_measured_over_budget_is_stopped_and_pruned(tmp_path: Path, predict: PredictFn) -> None:
     """A memory model that under-predicts cannot let a trial exceed the budget: the measured
     peak stops it (memory_cap_bytes = budget) and the trial is pruned with the reason."""
     space = make_space(tmp_path, predict)
     smallest, _ = space.min_predicted_peak(predict)
     run = make_run(space, tmp_path, n_trials=2, memory_budget=smallest // 2)
-    study = tune.run_study(run, in_process, predict=lambda _config: 1, log=lambda _: None)
+    study = run_study(run, in_process, predict=lambda _config: 1, log=lambda _: None)
     pairs = records(study)
     assert len(pairs) == 2
     for trial, record in pairs:
         assert trial.state == TrialState.PRUNED
-        assert trial.user_attrs[tune.PRUNE_REASON].startswith("measured over budget")
+        assert trial.user_attrs[PRUNE_REASON].startswith("measured over budget")
         assert trial.user_attrs["over_budget"] is True
         assert record.status == "oom"
 
 
-def test_multi_objective_pareto_front_is_exported(tmp_path: Path, predict: tune.PredictFn) -> None:
+def test_multi_objective_pareto_front_is_exported(tmp_path: Path, predict: PredictFn) -> None:
     space = make_space(tmp_path, predict, epochs=2)
     run = make_run(space, tmp_path, multi=True, n_trials=4, memory_budget=None)
     lines: list[str] = []
-    study = tune.run_study(run, in_process, predict, log=lines.append)
+    study = run_study(run, in_process, predict, log=lines.append)
     assert study.study_name == "tune-tiny-multi" and len(lines) == 4
     assert study.best_trials
-    table = tune.front_table(study)
+    table = front_table(study)
     assert all(str(t.number) in table for t in study.best_trials)
 
-    frame = pd.read_csv(tune.export(run))
+    frame = pd.read_csv(export(run))
     assert set(frame["objectives"]) == {"valid_score,peak_memory_bytes"}
     done = frame[frame["optuna_state"] == "COMPLETE"]
     assert (done["values_0"] == done["best_valid"]).all()
@@ -227,7 +226,7 @@ def test_multi_objective_pareto_front_is_exported(tmp_path: Path, predict: tune.
 
 
 def test_nothing_fits_is_refused_before_any_trial(
-    tmp_path: Path, predict: tune.PredictFn, capsys
+    tmp_path: Path, predict: PredictFn, capsys
 ) -> None:  # noqa: ANN001
     space = make_space(tmp_path, predict)
     from bench.cli import main
@@ -243,13 +242,13 @@ def test_nothing_fits_is_refused_before_any_trial(
     called: list[TrialConfig] = []
     run = make_run(space, tmp_path, memory_budget=1024)
     with pytest.raises(Exception, match="nothing fits"):
-        tune.run_study(run, lambda c, **_: called.append(c), predict)  # type: ignore[arg-type, return-value]
+        run_study(run, lambda c, **_: called.append(c), predict)  # type: ignore[arg-type, return-value]
     assert called == []
 
 
 @pytest.mark.slow
 def test_killed_worker_resumes_without_losing_or_duplicating(
-    tmp_path: Path, predict: tune.PredictFn
+    tmp_path: Path, predict: PredictFn
 ) -> None:
     """The command itself (isolated trials): kill it while a trial runs; the rerun re-queues
     the dead trial once its heartbeat is stale and ends with exactly n finished trials."""
@@ -261,20 +260,18 @@ def test_killed_worker_resumes_without_losing_or_duplicating(
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, start_new_session=True
     )
-    url = store.storage_url(None, "tune-tiny", results)
+    url = storage_url(None, "tune-tiny", results)
     killed_at = None
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)
             try:
-                study = optuna.load_study(
-                    study_name="tune-tiny", storage=store.open_storage(url, None)
-                )
+                study = optuna.load_study(study_name="tune-tiny", storage=open_storage(url, None))
             except KeyError:
                 continue
             trials = study.get_trials(deepcopy=False)
-            if sum(map(tune.finished, trials)) >= 1 and any(
+            if sum(map(finished, trials)) >= 1 and any(
                 t.state == TrialState.RUNNING for t in trials
             ):
                 killed_at = [t.number for t in trials if t.state == TrialState.RUNNING][0]
@@ -288,12 +285,12 @@ def test_killed_worker_resumes_without_losing_or_duplicating(
 
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    study = optuna.load_study(study_name="tune-tiny", storage=store.open_storage(url, None))
+    study = optuna.load_study(study_name="tune-tiny", storage=open_storage(url, None))
     trials = study.get_trials()
-    assert sum(map(tune.finished, trials)) == 3
+    assert sum(map(finished, trials)) == 3
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     lost = trials[killed_at]
-    assert lost.state == TrialState.FAIL and store.record_of(lost) is None
+    assert lost.state == TrialState.FAIL and record_of(lost) is None
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed_at]
-    assert len(retries) == 1 and tune.finished(retries[0])  # re-run once, same point
+    assert len(retries) == 1 and finished(retries[0])  # re-run once, same point
     assert retries[0].params == lost.params

@@ -7,19 +7,12 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from bench.report import accuracy, drift, figures, gpu, tables
+from bench.report import drift, figures, gpu, tables
+from bench.report.accuracy_figure import accuracy_figure
 from bench.report.aggregate import oom_depths, status_counts, summarise
-from bench.report.claims import (
-    FIGURE_OF,
-    KIND,
-    STATEMENTS,
-    THRESHOLD_SOURCES,
-    THRESHOLDS,
-    VERDICT_ORDER,
-    Claim,
-    all_claims,
-    claim_verdict,
-)
+from bench.report.claims import all_claims
+from bench.report.claims.base import VERDICT_ORDER, Claim, claim_verdict
+from bench.report.claims.rules import FIGURE_OF, KIND, STATEMENTS, THRESHOLD_SOURCES, THRESHOLDS
 from bench.report.fmt import markdown_table, write_csv
 from bench.report.load import read_results
 from bench.report.select import FIGURES, FigureSpec, ablation_rows, tune_rows
@@ -153,7 +146,7 @@ def _draw(
     draw: dict[str, Callable[..., list[pathlib.Path]]] = {
         "fig1": figures.score_vs_memory, "fig6": figures.groups_figure,
         "fig7": figures.step_time_figure, "fig9": figures.memory_vs_depth_per_conv,
-        "fig10": accuracy.accuracy_figure,
+        "fig10": accuracy_figure,
     }  # fmt: skip
     if fig.key in draw:
         paths = draw[fig.key](rows, fig, folder)
@@ -207,7 +200,7 @@ def _environment_md(df: pd.DataFrame) -> str:
 
 def _skipped_md(results_dir: pathlib.Path) -> str:
     """The studies the last ``reproduce`` could not run here, and why (nothing if none)."""
-    from bench.reproduce import read_skipped
+    from bench.harness.skipped import read_skipped
 
     skips = read_skipped(results_dir)
     if not skips:

@@ -73,7 +73,7 @@ def measured_note(gpu: pd.DataFrame | None, earlier: pd.DataFrame | None) -> str
 
 def paper_vs_predicted(gpu: pd.DataFrame | None) -> pd.DataFrame:
     """One row per paper point (figure 1 and the headline models), raw values."""
-    from bench.gpu_check import Point, paper_sizes, predict
+    from bench.instruments.gpu_check import Point, paper_sizes, predict
 
     sizes = paper_sizes()
     measured = {}

@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench import paper
 from bench.report.aggregate import depth_means
-from bench.report.claims import Claim, series_pairs, split_series
+from bench.report.claims.base import Claim, series_pairs, split_series
 from bench.report.fmt import (
     byte_unit,
     fmt_bytes,
@@ -119,7 +119,7 @@ def groups_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims_table(claims: list[Claim]) -> pd.DataFrame:
-    from bench.report.claims import KIND
+    from bench.report.claims.rules import KIND
 
     return pd.DataFrame([{"claim": c.key, "kind": KIND.get(c.key, "paper's claim"),
                           "figure": c.figure, "slice": c.slice, "case": c.case,
@@ -140,7 +140,7 @@ def parameter_count_rows() -> pd.DataFrame:
     """Each paper point's parameter count beside our model's at the same arch, depth, width,
     groups and weight tying, built on the proteins input (exact, no data or training)."""
     from bench.config import TrialConfig
-    from bench.memory_model import GraphSizes, predict_params
+    from bench.measure.memory_model import GraphSizes, predict_params
 
     sizes = GraphSizes(nodes=1, edges=1, batch_nodes=1, batch_edges=1, batch_train_nodes=1,
                        **paper.PROTEINS_INPUT)  # fmt: skip

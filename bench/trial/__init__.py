@@ -22,7 +22,7 @@ score taken at the best validation score.
 
 Measurement choices (also in the record's docs):
 
-* Memory (:func:`bench.measure.metered_step`): the batch is moved to the device and the
+* Memory (:func:`bench.measure.meters.metered_step`): the batch is moved to the device and the
   gradients are dropped *before* a metered step, so its ``baseline_bytes`` holds the model
   state and the data; the step is split into forward+backward (``fwd_bwd_peak_bytes``;
   ``step_added_bytes`` = that minus the baseline: what the step itself adds) and clipping +

@@ -255,8 +255,8 @@ def _dry_run(config: TrialConfig, as_json: bool, target_memory: int | None = Non
 
     ``--device cuda`` predicts a GPU run from any machine (the batch alone on the device,
     CUDA's dropout masks and foreach Adam); ``--target-memory`` says whether it fits."""
-    from bench import memory_model
     from bench.data import load
+    from bench.measure import memory_model
 
     dataset = load(config.dataset, root=config.data_root, **config.dataset_options)
     sizes = memory_model.sizes_for(config, dataset)

@@ -141,7 +141,7 @@ def record_without_child_record(
     ``oom_kills``: how many processes the kernel's OOM killer ended in our memory cgroup while
     the child ran (None: unreadable here). A SIGKILL with none is another process's doing:
     status ``killed``, an environment failure that the next run retries."""
-    from bench.env_info import git_commit, library_versions
+    from bench.measure.provenance import git_commit, library_versions
 
     record = TrialRecord(
         status="error",

@@ -107,7 +107,7 @@ def run_trial(
     a truthy return stops the trial (status ``pruned``). ``stop`` (set from another thread)
     does the same after the current step. ``on_start``/``on_phase`` serve the child protocol.
     """
-    from bench.env_info import device_description, git_commit, library_versions
+    from bench.measure.provenance import device_description, git_commit, library_versions
 
     clock = time.perf_counter()
     config = config.validated()
@@ -199,10 +199,10 @@ def _train(
     """Setup, then the epochs; fills ``state``/``record`` as it goes so a failure keeps them."""
     import torch
 
-    from bench import memory_model
     from bench.data import load
     from bench.data.partition import derived_seed, trial_batches
-    from bench.measure import (
+    from bench.measure import memory_model
+    from bench.measure.meters import (
         count_parameters,
         device_memory_bytes,
         meter_name,
@@ -210,8 +210,8 @@ def _train(
         model_state_bytes,
         optimizer_implementation,
     )
+    from bench.measure.precision import MixedPrecision
     from bench.models import build_from_config
-    from bench.precision import MixedPrecision
 
     _seed_everything(config.seed, config.device, config.deterministic_algorithms)
     device = torch.device(config.device)
@@ -460,7 +460,7 @@ def _evaluate(
     """Valid and test scores from one pass over the evaluation clusters (no gradients)."""
     import torch
 
-    from bench.measure import PeakMemory
+    from bench.measure.meters import PeakMemory
 
     model.eval()
     data = dataset.data

@@ -69,6 +69,6 @@ def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
 
 def device_description(device: str) -> str:
     """Human description of the device a trial ran on (one wording for the whole suite)."""
-    from bench.measure import device_description as describe
+    from bench.measure.meters import device_description as describe
 
     return describe(device)

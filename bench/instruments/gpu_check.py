@@ -14,7 +14,7 @@ Each point is one training step measured like ``bench bench`` does it: in its ow
 which loads the batch from disk onto its own device (a CUDA tensor handed to a spawned child
 would be the parent's allocation, invisible to the child's allocator statistics); a warm-up
 step; then a metered step split into forward+backward and optimiser step
-(:func:`bench.measure.metered_step`): ``torch.cuda.max_memory_allocated`` (the headline, what
+(:func:`bench.measure.meters.metered_step`): ``torch.cuda.max_memory_allocated`` (the headline, what
 the paper read), ``max_memory_reserved``, the baseline after setup and at the step's entry;
 then timed steps. Deterministic algorithms stay off (their slower scatter kernels would be
 timed). Beside each point: the paper's number and the memory model's prediction.
@@ -93,7 +93,8 @@ def _headline() -> list[Point]:
 
 
 def _engines(depths: list[int], deep: list[int], peer: list[int]) -> list[Point]:
-    from bench.benchmark import ALL_ARCHS, plan, point_args
+    from bench.instruments.benchmark.options import ALL_ARCHS
+    from bench.instruments.benchmark.plan import plan, point_args
 
     args = point_args(archs=list(ALL_ARCHS), depths=depths, deep_depths=deep, peer_depths=peer)
     return [
@@ -114,7 +115,7 @@ def plan_points(engines: bool = True) -> list[Point]:
 # --- sizes and predictions --------------------------------------------------------------------
 def paper_sizes() -> Any:
     """Expected sizes of one proteins training part (for predictions without the graph)."""
-    from bench.memory_model import GraphSizes
+    from bench.measure.memory_model import GraphSizes
 
     nodes, edges = paper.proteins_batch()
     return _sizes(nodes, edges, paper.PROTEINS_NODE_FEATURES, paper.PROTEINS_EDGE_DIM,
@@ -129,8 +130,8 @@ def _sizes(nodes: int, edges: int, features: int, edge_dim: int, outputs: int, c
 
 
 def graph_sizes(graph: Any) -> Any:
-    """Sizes of a :class:`bench.benchmark.Graph` (loss over every node, as the check's step)."""
-    from bench.memory_model import GraphSizes
+    """Sizes of a :class:`bench.instruments.benchmark.graph.Graph` (loss over every node, as the check's step)."""
+    from bench.measure.memory_model import GraphSizes
 
     edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else 0
     return _sizes(graph.x.size(0), graph.edge_index.size(1), graph.x.size(1), edge_dim,
@@ -140,7 +141,7 @@ def graph_sizes(graph: Any) -> Any:
 def predict(point: Point, sizes: Any, aggr_impl: str = "fused") -> Any:
     """The memory model's CUDA prediction for ``point`` (None for the PyG peer)."""
     from bench.config import TrialConfig
-    from bench.memory_model import predict as model_predict
+    from bench.measure.memory_model import predict as model_predict
 
     if point.arch not in ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq"):
         return None
@@ -158,7 +159,7 @@ def predict(point: Point, sizes: Any, aggr_impl: str = "fused") -> Any:
 def prepare_paper_batch(work: Path, log: Any) -> Path:
     """Cut the first training part of ``synthetic-proteins-paper`` (as a trial's first epoch
     draws it) and save it for the measuring processes; cached by the work directory."""
-    from bench.benchmark import Graph, save_graph
+    from bench.instruments.benchmark.graph import Graph, save_graph
 
     path = work / "paper-batch.pt"
     if path.exists():
@@ -180,7 +181,7 @@ def prepare_paper_batch(work: Path, log: Any) -> Path:
 
 # --- running ----------------------------------------------------------------------------------
 def _point_args(point: Point, base: argparse.Namespace) -> argparse.Namespace:
-    from bench.benchmark import point_args
+    from bench.instruments.benchmark.plan import point_args
 
     return point_args(channels=point.channels, groups=point.groups, dropout=point.dropout,
                       repeats=base.repeats, aggr_impl=base.aggr_impl, deep_repeats=1,
@@ -207,7 +208,7 @@ def _row(point: Point, measured: dict[str, Any], prediction: Any, sizes: Any) ->
 def _environment() -> dict[str, Any]:
     import torch
 
-    from bench.env_info import git_commit
+    from bench.measure.provenance import git_commit
 
     info: dict[str, Any] = {
         "torch": torch.__version__,
@@ -227,7 +228,8 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
     import pandas as pd
     import torch
 
-    from bench.benchmark import GraphSource, measure_isolated
+    from bench.instruments.benchmark.graph import GraphSource
+    from bench.instruments.benchmark.point import measure_isolated
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -379,7 +381,7 @@ def _num(value: Any, fmt: str) -> str:
 
 def dry_run(args: argparse.Namespace) -> int:
     """The plan and each point's predicted CUDA memory, from the expected batch sizes."""
-    from bench.memory_model import GraphSizes
+    from bench.measure.memory_model import GraphSizes
 
     sizes = {"paper": paper_sizes(), "bench": _sizes(10_000, 100_000, 8, 8, 112, GraphSizes)}
     points = [p for p in plan_points(engines=not args.skip_engines) if _selected(p, args)]

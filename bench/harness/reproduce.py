@@ -1,6 +1,6 @@
 """``python -m bench reproduce``: every ablation's cpu and real profiles (resuming), then the report.
 
-What ``nox -s reproduce`` runs. Each (spec, profile) study is a sweep (:func:`bench.sweep.run_sweep`)
+What ``nox -s reproduce`` runs. Each (spec, profile) study is a sweep (:func:`bench.harness.sweep.run_sweep`)
 whose preflight checks what its points need; a study this machine cannot run (a real dataset
 that is not here, no GPU) is *skipped*, with the preflight's lines as the reason, and the rest go
 on. Nothing is stored for a skipped study, so the report has no error slices for it; instead the
@@ -11,31 +11,17 @@ that can run a skipped study removes its entry.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.preflight import PreflightError
-from bench.spec import SpecError, load_spec, spec_dirs
+from bench.harness.preflight import PreflightError
+from bench.harness.skipped import Skip, write_skipped
+from bench.harness.spec import SpecError, load_spec, spec_dirs
 
-SKIPPED_FILE = "skipped.json"
 DEFAULT_PROFILES = ("cpu", "real")
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A study not run here, and why (one preflight line per unmet requirement)."""
-
-    spec: str
-    profile: str
-    reasons: tuple[str, ...]
-
-    @property
-    def study(self) -> str:
-        return f"{self.spec}-{self.profile}"
 
 
 @dataclass
@@ -70,11 +56,13 @@ def reproduce(
     workers: int | None = None,
 ) -> ReproduceResult:
     """Run every (spec, profile) study it can, export each spec, record the skips, then build
-    the report (unless ``report_dir`` is None). ``run_fn`` as in :func:`bench.sweep.run_sweep`."""
+    the report (unless ``report_dir`` is None). ``run_fn`` as in :func:`bench.harness.sweep.run_sweep`."""
     import optuna
 
-    from bench.store import export_study, open_storage, storage_url, study_names
-    from bench.sweep import failure_lines, run_sweep
+    from bench.harness.export import export_study
+    from bench.harness.progress import failure_lines
+    from bench.harness.storage import open_storage, storage_url, study_names
+    from bench.harness.sweep import run_sweep
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results_dir = Path(results_dir)
@@ -139,32 +127,6 @@ def summary(result: ReproduceResult) -> str:
     return "\n".join(lines)
 
 
-def read_skipped(results_dir: Path) -> list[Skip]:
-    """The skips recorded under ``results_dir`` (none when the file is absent)."""
-    path = Path(results_dir) / SKIPPED_FILE
-    if not path.exists():
-        return []
-    entries = json.loads(path.read_text(encoding="utf-8"))
-    return [Skip(e["spec"], e["profile"], tuple(e["reasons"])) for e in entries]
-
-
-def write_skipped(
-    results_dir: Path, skipped: Sequence[Skip], attempted: set[tuple[str, str]]
-) -> Path | None:
-    """Replace the entries of the studies tried now (kept: those not tried); no file if none."""
-    kept = [s for s in read_skipped(results_dir) if (s.spec, s.profile) not in attempted]
-    entries = sorted([*kept, *skipped], key=lambda s: (s.spec, s.profile))
-    path = Path(results_dir) / SKIPPED_FILE
-    if not entries:
-        path.unlink(missing_ok=True)
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = [{**asdict(s), "reasons": list(s.reasons)} for s in entries]
-    path.write_text(json.dumps(blob, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-# --- the command ----------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "specs", nargs="*", help="spec names or paths (default: every ablations/*.toml)"

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import TrialConfig
+from bench.data.paths import REPO_ROOT
 from bench.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -163,7 +164,7 @@ def point_key(config: TrialConfig) -> str:
 def spec_dirs() -> list[Path]:
     """Where spec names are looked up: ./ablations, then the checkout's ablations/."""
     here = Path("ablations")
-    shipped = Path(__file__).resolve().parents[1] / "ablations"
+    shipped = REPO_ROOT / "ablations"
     return [here] if here.resolve() == shipped else [here, shipped]
 
 

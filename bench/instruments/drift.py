@@ -36,9 +36,9 @@ import torch
 from torch import Tensor
 
 from bench.config import PRECISIONS, REVERSIBLE_ARCHS
-from bench.measure import device_description
+from bench.measure.meters import device_description
+from bench.measure.precision import MixedPrecision
 from bench.models import build_model
-from bench.precision import MixedPrecision
 
 COLUMNS = (
     "arch", "precision", "seed", "layers", "channels", "groups", "nodes", "edges", "dropout",

@@ -1,0 +1,141 @@
+"""``python -m bench export NAME``: a study's trials as a tidy CSV under ``results/``, one row per
+trial in grid order (lead columns, the record's flat fields, the sweep's bookkeeping); what the
+report reads."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from bench.harness.storage import load_records, open_storage, record_of, storage_url, study_names
+from bench.record import TrialRecord
+
+LEAD_COLUMNS = ("study", "spec", "profile", "kind", "trial_number", "optuna_state")
+# sweep bookkeeping (user attrs written by bench.harness.sweep), appended after the record's columns
+POINT_ATTRS = ("label", "point", "point_key", "attempt")
+
+
+def trial_rows(
+    study: optuna.Study, extra_columns: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One flat dict per trial: lead columns, ``TrialRecord.flat()``, then sweep bookkeeping.
+
+    ``current`` is True for the row that stands for its grid point: the latest attempt that
+    finished with a record (earlier attempts were superseded by ``--retry-failed``). An
+    environment failure (``failure_kind`` = ``environment``: data missing, device gone) is never
+    current: it is not a result of its configuration, and the next sweep retries it. Trials
+    without a record (lost, duplicate claims, waiting) get their configuration from the
+    ``config`` user attribute written when the point was queued, and an empty ``status``."""
+    extra = {
+        "spec": study.user_attrs.get("spec", study.study_name),
+        "profile": study.user_attrs.get("profile"),
+        "kind": study.user_attrs.get("kind"),
+        **(extra_columns or {}),
+    }
+    pairs = load_records(study)
+    latest: dict[str, int] = {}
+    for trial, record in pairs:
+        key = trial.user_attrs.get("point_key")
+        if record is not None and key is not None and not record.is_environment_failure:
+            latest[key] = max(latest.get(key, -1), trial.number)
+    rows = []
+    for trial, record in pairs:
+        row: dict[str, Any] = {"study": study.study_name}
+        row.update({k: extra.get(k) for k in LEAD_COLUMNS if k in extra})
+        row.update({k: v for k, v in extra.items() if k not in LEAD_COLUMNS})
+        row["trial_number"] = trial.number
+        row["optuna_state"] = trial.state.name
+        if record is not None:
+            row.update(record.flat())
+            row["failure_kind"] = record.kind_of_failure()  # also for records stored before it
+        else:
+            config = trial.user_attrs.get("config") or {}
+            row.update(TrialRecord(status="", config=config).flat())
+            row["status"] = None
+            row["epochs_done"] = None
+        for key in POINT_ATTRS:
+            row[key] = trial.user_attrs.get(key)
+        point_key = trial.user_attrs.get("point_key")
+        row["current"] = (
+            record is not None
+            and not record.is_environment_failure
+            and (point_key is None or latest.get(point_key) == trial.number)
+        )
+        rows.append(row)
+
+    def order(row: dict[str, Any]) -> tuple[Any, ...]:
+        point = row.get("point")
+        return (point is None, point if point is not None else 0, row["trial_number"])
+
+    return sorted(rows, key=order)
+
+
+def export_study(
+    study: optuna.Study,
+    out_path: Path,
+    extra_columns: dict[str, Any] | None = None,
+    keys: set[str] | None = None,
+) -> Path:
+    """Write ``study``'s trials as a tidy CSV (one row per trial, rows in grid order).
+
+    ``keys``: the point keys of the spec as it is now; trials of points no longer in it (the
+    spec changed since they ran) stay in the storage but not in the export, so the report
+    judges what the spec asks for."""
+    import pandas as pd
+
+    rows = trial_rows(study, extra_columns)
+    if keys is not None:
+        rows = [r for r in rows if r.get("point_key") is None or r["point_key"] in keys]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(LEAD_COLUMNS))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_path, index=False)
+    return out_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="spec (or tuning study) name, e.g. depth")
+    parser.add_argument("--profile", help="export only the study NAME-PROFILE (default: all)")
+    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/NAME.db)")
+    parser.add_argument(
+        "--results-dir", type=Path, default=Path("results"), help="default: results"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    name = Path(args.name).stem if args.name.endswith(".toml") else args.name
+    url = storage_url(args.storage, name, args.results_dir)
+    if args.storage is None and not (args.results_dir / f"{name}.db").exists():
+        print(
+            f"export: nothing stored for {name!r} (no {args.results_dir / name}.db); "
+            f"run 'python -m bench ablate {name}' first",
+            file=sys.stderr,
+        )
+        return 1 if args.profile else 0
+    names = study_names(url, name)
+    if args.profile:
+        names = [n for n in names if n == f"{name}-{args.profile}"]
+    if not names:
+        which = f"{name}-{args.profile}" if args.profile else f"{name} or {name}-*"
+        print(f"export: no study named {which} in {url}", file=sys.stderr)
+        return 1 if args.profile else 0
+    storage = open_storage(url, heartbeat_interval=None)
+    for study_name in names:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        path = export_study(study, args.results_dir / f"{study_name}.csv")
+        counts: dict[str, int] = {}
+        for trial in study.get_trials(deepcopy=False):
+            status = trial.user_attrs.get("status") or trial.state.name.lower()
+            record = record_of(trial)
+            if record is not None and record.is_environment_failure:
+                status += " (environment: not a result)"
+            counts[status] = counts.get(status, 0) + 1
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        print(f"wrote {path} ({len(study.trials)} trials: {summary})")
+    return 0

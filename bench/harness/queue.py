@@ -1,0 +1,210 @@
+"""A sweep's study as a work queue: enqueue the missing points, claim one atomically, drop
+duplicates, close a trial with the state its record deserves.
+
+One study per (spec, profile), named ``<spec>-<profile>``. Every point of the grid (x seed) has
+a stable key (a hash of its configuration). The study is a work queue:
+
+1. *Reconcile* (at start, and whenever a worker finds the queue empty): trials whose worker
+   stopped beating are failed (``optuna.storages.fail_stale_trials``); every point with no
+   record and no WAITING/RUNNING trial is enqueued as a WAITING trial carrying its key, attempt
+   number and configuration in user attributes; with ``--retry-failed`` (at start only) points
+   whose latest record failed get a new attempt.
+2. *Claim*: a worker flips one WAITING trial to RUNNING with ``storage.set_trial_state_values``,
+   which is atomic: PostgreSQL locks the row (``SELECT ... FOR UPDATE``) and our SQLite
+   storages take the write lock first (``BEGIN IMMEDIATE``, see :mod:`bench.harness.storage`), so the
+   losing worker sees RUNNING and moves on.
+3. *Deduplicate*: two sweeps reconciling at the same moment may both enqueue a point. The trial
+   with the lowest number wins deterministically: a claimed trial that finds a lower-numbered
+   trial of the same key WAITING/RUNNING (or a record of the same or a later attempt) is closed
+   as FAIL with ``duplicate_of`` and not run.
+4. *Run* the stored configuration with :func:`bench.trial.run_trial_isolated` (own process),
+   beating the heartbeat meanwhile, attach the whole record (:func:`bench.harness.storage.save_record`)
+   and finish the trial: COMPLETE (value = best validation score) for ``ok`` and scored
+   ``timeout`` records, PRUNED for ``pruned``, FAIL for the rest. A FAIL trial always has a
+   record: it is a finished failure of its configuration (oom, diverged, ...). A trial whose
+   worker died (heartbeat stale) or was interrupted is closed as PRUNED with a
+   ``pruned_reason`` and no record, and its point is enqueued again; every trial reports its
+   per-epoch validation score as an intermediate value (the dashboard's learning curves). A record whose ``failure_kind`` is
+   ``environment`` (data missing, device gone, trial killed from outside) is not the
+   configuration's result: the next sweep's first reconcile enqueues its point again, without
+   ``--retry-failed`` (later reconciles of the same sweep do not, so a sweep always ends).
+
+Before any of this, :mod:`bench.harness.preflight` checks once what the points need (datasets, device,
+storage, packages); if anything is missing the sweep stops with one line per problem and
+nothing stored (:class:`~bench.harness.preflight.PreflightError`).
+
+Workers keep polling while other trials are RUNNING, so a point whose worker died elsewhere is
+picked up once its heartbeat goes stale: the command ends when every point has a record.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from bench.harness.spec import Point
+from bench.harness.storage import adopt_unbeaten, open_storage, record_of, save_record
+from bench.record import TrialRecord
+
+FAILED_STATUSES = ("oom", "diverged", "timeout", "error")
+LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING)
+POLL_S = 2.0
+
+
+def study_name(spec: str, profile: str) -> str:
+    return f"{spec}-{profile}"
+
+
+def open_study(url: str, name: str, attrs: dict[str, Any], heartbeat: int | None) -> optuna.Study:
+    """Create or load the study (safe when many workers start at once) and tag it."""
+    storage = open_storage(url, heartbeat_interval=heartbeat)
+    study = optuna.create_study(
+        study_name=name, storage=storage, direction="maximize", load_if_exists=True
+    )
+    for key, value in attrs.items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
+    return study
+
+
+def trials_by_key(trials: list[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
+    groups: dict[str, list[FrozenTrial]] = {}
+    for trial in trials:
+        key = trial.user_attrs.get("point_key")
+        if key is not None:
+            groups.setdefault(key, []).append(trial)
+    return groups
+
+
+def point_state(trials: list[FrozenTrial]) -> tuple[str, TrialRecord | None]:
+    """``live`` (queued or running), ``done`` (latest record) or ``missing``."""
+    if any(t.state in LIVE_STATES for t in trials):
+        return "live", None
+    finished = [(t, record_of(t)) for t in trials]
+    finished = [(t, r) for t, r in finished if r is not None]
+    if finished:
+        return "done", max(finished, key=lambda pair: pair[0].number)[1]
+    return "missing", None
+
+
+def reconcile(
+    study: optuna.Study,
+    points: list[Point],
+    retry_failed: bool = False,
+    retry_environment: bool = False,
+) -> int:
+    """Fail stale trials, then enqueue every point that is missing (or failed, if asked).
+
+    ``retry_environment`` (a sweep's first reconcile) also enqueues points whose latest record
+    is an environment failure; ``retry_failed`` every failed point. Returns how many trials
+    were enqueued. Safe to run concurrently: a point enqueued twice is resolved when claimed
+    (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        adopt_unbeaten(study._storage, study._study_id)
+        close_stale(study)
+    groups = trials_by_key(study.get_trials(deepcopy=False))
+    added = 0
+    for point in points:
+        trials = groups.get(point.key, [])
+        state, record = point_state(trials)
+        if state == "live":
+            continue
+        if state == "done" and not _retry(record, retry_failed, retry_environment):
+            continue
+        attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in trials), default=0)
+        study.enqueue_trial(
+            {},
+            user_attrs={
+                "point_key": point.key,
+                "point": point.index,
+                "attempt": attempt,
+                "label": point.label,
+                "config": point.config.to_dict(),
+            },
+        )
+        added += 1
+    return added
+
+
+PRUNED_REASON_ATTR = "pruned_reason"
+
+
+def close_without_running(study: optuna.Study, trial_id: int, reason: str) -> bool:
+    """Close a trial that is no result (a duplicate claim, a lost or interrupted run) as
+    PRUNED with ``reason``, so a dashboard does not show it as a failed configuration. False if
+    another process finished it first."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, PRUNED_REASON_ATTR, reason)
+        return bool(storage.set_trial_state_values(trial_id, state=TrialState.PRUNED))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+def close_stale(study: optuna.Study) -> int:
+    """Close the RUNNING trials whose worker stopped beating (what ``fail_stale_trials`` does,
+    but PRUNED with a reason instead of FAIL); the next reconcile queues their points again."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not storage.get_heartbeat_interval():
+        return 0
+    reason = "lost: its worker stopped beating (killed or cut off); the point was queued again"
+    stale = storage._get_stale_trial_ids(study._study_id)
+    return sum(close_without_running(study, trial_id, reason) for trial_id in stale)
+
+
+def _retry(record: TrialRecord | None, retry_failed: bool, retry_environment: bool) -> bool:
+    if record is None:
+        return False
+    if retry_environment and record.is_environment_failure:
+        return True
+    return retry_failed and record.status in FAILED_STATUSES
+
+
+def claim(study: optuna.Study) -> FrozenTrial | None:
+    """Atomically take one WAITING trial (lowest number first), or None if none is left."""
+    storage = study._storage
+    waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+    for trial in sorted(waiting, key=lambda t: t.number):
+        try:
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                if getattr(storage, "heartbeat_interval", None):  # beaten from the first moment
+                    storage.record_heartbeat(trial._trial_id)
+                return storage.get_trial(trial._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def duplicate_of(study: optuna.Study, trial: FrozenTrial) -> int | None:
+    """The number of the trial that owns ``trial``'s point instead, if any (lowest wins)."""
+    key, attempt = trial.user_attrs.get("point_key"), trial.user_attrs.get("attempt", 1)
+    if key is None:
+        return None
+    for other in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if other.number == trial.number or other.user_attrs.get("point_key") != key:
+            continue
+        if other.state in LIVE_STATES and other.number < trial.number:
+            return other.number
+        if record_of(other) is not None and other.user_attrs.get("attempt", 1) >= attempt:
+            return other.number
+    return None
+
+
+def finish(study: optuna.Study, trial: FrozenTrial, record: TrialRecord) -> None:
+    """Attach ``record`` and close the trial with the matching Optuna state."""
+    save_record(study, trial, record)
+    value = record.best_valid
+    scored = value is not None and math.isfinite(value)
+    if record.status == "pruned":
+        study.tell(trial.number, state=TrialState.PRUNED)
+    elif record.status in ("ok", "timeout") and scored:
+        study.tell(trial.number, value)
+    else:
+        study.tell(trial.number, state=TrialState.FAIL)

@@ -1,0 +1,7 @@
+"""Instruments: commands that measure the engines themselves rather than run ablations.
+
+``benchmark`` (``python -m bench bench``: the engines side by side, memory and time with
+intervals), ``gpu_check`` (``python -m bench gpu-check``: the paper's memory figures at its
+scale on one GPU), ``drift`` (``python -m bench drift``: the reversible inverse's reconstruction
+error against depth).
+"""

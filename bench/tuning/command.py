@@ -1,0 +1,196 @@
+"""``python -m bench tune SPEC``: the command line of a tuning study (settings from the file
+overridden by flags), its closing summary, and ``--best``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from bench.errors import ConfigError
+from bench.harness import launch, preflight
+from bench.harness.storage import (
+    DEFAULT_HEARTBEAT_S,
+    record_of,
+)
+from bench.record import count_failures
+from bench.tuning.objective import memory_predictor
+from bench.tuning.params import SearchSpaceError
+from bench.tuning.results import (
+    best_config,
+    best_trial,
+    export,
+    front_table,
+    trial_command,
+    write_spec,
+)
+from bench.tuning.run import run_study, run_worker
+from bench.tuning.settings import parse_setting
+from bench.tuning.space import load_search_space
+from bench.tuning.study import TuneRun, open_study, trial_counts
+from bench.units import format_bytes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "spec", help="search space: a name in ablations/tune/ or a path to a TOML file"
+    )
+    parser.add_argument(
+        "--storage", help="Optuna storage URL (default: sqlite:///results/tune-SPEC.db)"
+    )
+    parser.add_argument("--n-trials", type=int, help="total finished trials the study should hold")
+    parser.add_argument("--timeout", type=float, help="seconds: start no new trial after this")
+    parser.add_argument(
+        "--memory-budget",
+        help="peak training memory allowed, e.g. 16GiB or 500MB ('none': no budget)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    parser.add_argument(
+        "--multi-objective", action="store_true", help="Pareto front of score vs memory (NSGA-II)"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="override the spec's device")
+    parser.add_argument("--seed", type=int, help="sampler seed (default: the spec's)")
+    parser.add_argument(
+        "--best", action="store_true", help="print the best configuration as a trial command"
+    )
+    parser.add_argument("--write-spec", type=Path, help="with --best: write it as an ablation spec")
+    parser.add_argument(
+        "--results-dir", type=Path, default=Path("results"), help="default: results"
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=DEFAULT_HEARTBEAT_S,
+        help="seconds between a worker's heartbeats; a trial silent for 3 heartbeats (its worker "
+        f"died) is queued again (default {DEFAULT_HEARTBEAT_S})",
+    )
+    parser.add_argument("--no-export", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--workers-total", type=int, default=1, help=argparse.SUPPRESS)
+    launch.add_arguments(parser)
+
+
+def run_from_args(args: argparse.Namespace) -> TuneRun:
+    """Settings = the spec's [tune] table overridden by the command line (validated)."""
+    space = load_search_space(args.spec)
+    if args.device:
+        space = space.with_device(args.device)
+    next(iter(space.corner_configs()))  # e.g. a CUDA spec on a machine without CUDA
+    settings = space.settings
+    overrides = {
+        "n_trials": args.n_trials,
+        "timeout": args.timeout,
+        "memory_budget": args.memory_budget,
+        "seed": args.seed,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            settings = replace(settings, **{name: parse_setting(name, value)})
+    if args.heartbeat < 1:
+        raise ConfigError("heartbeat", f"must be at least 1 second, got {args.heartbeat}")
+    if args.workers < 1:
+        raise ConfigError("workers", f"must be at least 1, got {args.workers}")
+    if args.write_spec and not args.best:
+        raise ConfigError("write_spec", "only makes sense with --best")
+    return TuneRun(
+        space=space,
+        settings=settings,
+        multi=args.multi_objective,
+        storage=args.storage,
+        results_dir=args.results_dir,
+        workers=max(args.workers, args.workers_total),
+        worker_index=args.worker_index,
+        heartbeat_interval=args.heartbeat,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        run = run_from_args(args)
+        if args.launcher != "local" and not args.best:
+            launch.validate(args, args.storage)  # before anything is checked or stored
+        if args.best:
+            return _show_best(run, args.write_spec)
+        if not (args.worker_index or args.workers_total > 1):  # the parent checks, once
+            configs = list(run.space.corner_configs())
+            preflight.report_and_exit(preflight.check(configs, run.url), prog="tune")
+        predict = memory_predictor() if run.settings.memory_budget is not None else None
+        if args.worker_index or args.workers_total > 1:
+            run_worker(run, predict=predict)
+            return 0
+        budget = format_bytes(run.settings.memory_budget) if run.settings.memory_budget else "none"
+        print(
+            f"tuning {run.space.path} -> study {run.study_name} in {run.url}; "
+            f"{run.settings.n_trials} trials, budget {budget}, objectives {','.join(run.objective_names)}"
+        )
+        jobs = args if args.launcher != "local" else None
+        study = run_study(run, predict=predict, jobs=jobs)
+    except SearchSpaceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"error: {err.for_cli()}", file=sys.stderr)
+        return 2
+    done, running = trial_counts(study)
+    print(f"\n{done} finished trials ({running} still running elsewhere)")
+    print("Pareto front:" if run.multi else "best trial:")
+    print(front_table(study))
+    for line in failure_lines(study, rerun_command(args)):
+        print(line)
+    if not args.no_export:
+        print(f"wrote {export(run)}")
+    return 0
+
+
+def failure_lines(study: optuna.Study, command: str) -> list[str]:
+    """One line per kind of failed trial (configuration, environment) and what reruns them."""
+    failed_trials = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    lines = []
+    for kind, failed in count_failures(record_of(t) for t in failed_trials).items():
+        if kind == "config":
+            lines.append(f"configuration failures: {failed.total} trial(s) ({failed.shown()}) "
+                         f"are final and count towards --n-trials; to sample more, raise it: "
+                         f"{command}")  # fmt: skip
+        else:
+            lines.append(f"environment failures: {failed.total} trial(s) ({failed.shown()}) "
+                         f"are not results and do not count; once fixed, a plain rerun retries "
+                         f"them: {command}")  # fmt: skip
+    return lines
+
+
+def rerun_command(args: argparse.Namespace) -> str:
+    """The ``tune`` command that resumes this study (same storage, budget and objectives)."""
+    words = ["python", "-m", "bench", "tune", str(args.spec)]
+    for flag in ("storage", "n_trials", "memory_budget", "device", "seed"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += ["--" + flag.replace("_", "-"), str(value)]
+    if Path(args.results_dir) != Path("results"):
+        words += ["--results-dir", str(args.results_dir)]
+    if args.multi_objective:
+        words.append("--multi-objective")
+    return shlex.join(words)
+
+
+def _show_best(run: TuneRun, spec_path: Path | None) -> int:
+    try:
+        study = open_study(run, load_only=True)
+    except KeyError:
+        raise ConfigError(
+            "best", f"no study {run.study_name} in {run.url}; tune it first"
+        ) from None
+    trial = best_trial(study)
+    config = best_config(run, trial)
+    values = ", ".join(
+        f"{n}={v:.6g}" for n, v in zip(run.objective_names, trial.values, strict=True)
+    )
+    print(f"# best of {run.study_name}: trial {trial.number} ({values})")
+    print(trial_command(config))
+    if spec_path is not None:
+        print(f"wrote {write_spec(spec_path, run, trial, config)}")
+    return 0
