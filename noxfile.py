@@ -36,6 +36,13 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """The reference pages (docs/) built with MkDocs in strict mode into build/site/."""
+    session.install("-c", "constraints.txt", "mkdocs")
+    session.run("mkdocs", "build", "--strict", "--quiet")
+
+
+@nox.session
 def benchmark(session: nox.Session) -> None:
     """The engines side by side (memory, time, params); writes results/benchmark/benchmark.csv."""
     _install(session)
