@@ -63,12 +63,42 @@ def ablation(session: nox.Session) -> None:
     """`nox -s ablation -- NAME [args]` runs ablations/NAME.toml; no NAME lists the specs."""
     if not session.posargs:
         session.log("ablations: " + ", ".join(ABLATIONS))
-        session.log("run one with: nox -s ablation -- NAME [--profile cpu|real|paper] [...]")
+        session.log('run one with: nox -s "ablation(NAME)" -- [--profile cpu|real|paper] [...]')
         return
-    _install(session)
     name, *rest = session.posargs
-    session.run("python", "-m", "bench", "ablate", name, *rest)
+    _run_ablation(session, name, rest)
+
+
+def _run_ablation(session: nox.Session, name: str, args: list[str]) -> None:
+    _install(session)
+    session.run("python", "-m", "bench", "ablate", name, *args)
     session.run("python", "-m", "bench", "export", name)
+
+
+def _description(spec: str) -> str:
+    """The spec's own one-line description (its TOML's ``description``)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with (ROOT / "ablations" / f"{spec}.toml").open("rb") as handle:
+        return str(tomllib.load(handle).get("description", spec))
+
+
+def _ablation_session(spec: str) -> None:
+    """One session per spec, `nox -s "ablation(SPEC)" -- [args]`, listed by `nox -l` with the
+    spec's description."""
+
+    def run(session: nox.Session) -> None:
+        _run_ablation(session, spec, list(session.posargs))
+
+    run.__doc__ = _description(spec)
+    run.__name__ = f"ablation_{spec.replace('-', '_')}"
+    nox.session(name=f"ablation({spec})")(run)
+
+
+for _spec in ABLATIONS:
+    _ablation_session(_spec)
 
 
 @nox.session

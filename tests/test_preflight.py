@@ -186,7 +186,9 @@ def test_fresh_clone_ablate_real_exits_2_fast_and_stores_nothing(
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     seconds = time.perf_counter() - start
     assert done.returncode == 2, done.stderr
-    assert seconds < 10, f"took {seconds:.1f} s"
+    # no data is loaded and no trial starts: far below one trial's time even on a loaded machine
+    # (a speed target belongs in a benchmark; this only catches a run that trained)
+    assert seconds < 45, f"took {seconds:.1f} s"
     lines = [line for line in done.stderr.splitlines() if "BlogCatalog" in line]
     assert len(lines) == 1 and "fix:" in lines[0] and "needed by 8 points" in lines[0]
     assert not (tmp_path / "results").exists()  # no database, no export

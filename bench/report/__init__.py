@@ -21,10 +21,13 @@ __all__ = ["add_arguments", "build_report", "main"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", default="results", metavar="DIR",
-                        help="folder of exported tables (*.csv) (default: results)")  # fmt: skip
+    parser.add_argument("--results-dir", "--results", dest="results_dir", default="results",
+                        metavar="DIR", help="folder of exported tables (*.csv) (default: results; "
+                        "--results is the old spelling)")  # fmt: skip
     parser.add_argument(
+        "--report-dir",
         "--out",
+        dest="report_dir",
         default="report",
         metavar="DIR",
         help="folder to (re)write: REPORT.md, tables/, figures/ (default: report)",
@@ -37,7 +40,9 @@ def main(args: argparse.Namespace) -> int:
     """Exit 0 with the list of written files; exit 2 with one clear line for bad input."""
     try:
         written = build_report(
-            pathlib.Path(args.results), pathlib.Path(args.out), draw_figures=not args.no_figures
+            pathlib.Path(args.results_dir),
+            pathlib.Path(args.report_dir),
+            draw_figures=not args.no_figures,
         )
     except DataError as exc:
         print(f"report: {exc}", file=sys.stderr)

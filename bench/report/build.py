@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from collections.abc import Callable
 
 import pandas as pd
 
-from bench.report import drift, figures, gpu, tables
+from bench.report import board, drift, figures, gpu, tables
 from bench.report.accuracy_figure import accuracy_figure
 from bench.report.aggregate import oom_depths, status_counts, summarise
 from bench.report.claims import all_claims
-from bench.report.claims.base import VERDICT_ORDER, Claim, claim_verdict
+from bench.report.claims.base import Claim, claim_verdict
 from bench.report.claims.rules import FIGURE_OF, KIND, STATEMENTS, THRESHOLD_SOURCES, THRESHOLDS
 from bench.report.fmt import markdown_table, write_csv
-from bench.report.load import read_results
+from bench.report.load import device_table, read_results, slice_table
 from bench.report.select import FIGURES, FigureSpec, ablation_rows, tune_rows
+from bench.report.stale import MARK as stale_mark
+from bench.report.stale import stale_configs
 
 CAVEAT = (
-    "**Read ratios and slopes, not absolute numbers.** The paper measured GPU bytes "
-    "(`torch.cuda.max_memory_allocated`) on ogbn-proteins on a V100 32GB. Trials measured with the "
-    "`cpu-live-tensors` meter count live tensor bytes on the CPU, often on a synthetic or smaller "
-    "graph: they are not GPU bytes on ogbn-proteins (no allocator caching or fragmentation, other "
-    "graph sizes). The claims below are therefore judged by ratios, slopes and trends; absolute "
-    "numbers are comparable with the paper's only for `paper`-profile trials on a GPU."
+    "**Read ratios and slopes, not absolute numbers**, except on a GPU slice: the paper measured "
+    "GPU bytes (`torch.cuda.max_memory_allocated`) on ogbn-proteins on a V100; the CPU meter "
+    "(`cpu-live-tensors`) counts live tensor bytes, on smaller graphs."
 )
 
 
@@ -34,15 +34,17 @@ def build_report(results_dir: pathlib.Path, out_dir: pathlib.Path,
     df = read_results(results_dir)
     _clear(out_dir)
     summary = summarise(df)
+    stale = stale_configs(df)
+    summary["code"] = summary["config_id"].map(lambda c: stale.get(c, ""))
     claims = all_claims(df)
-    written = _write_tables(df, summary, claims, out_dir / "tables")
+    written = _write_tables(df, summary, claims, out_dir / "tables", results_dir)
     figure_notes = {}
     figures.style()
     for fig in FIGURES:
         if not draw_figures:
             figure_notes[fig.key] = ([], "figures were not drawn (--no-figures)", df.iloc[0:0])
             continue
-        paths, note, rows = _draw(fig, df, out_dir / "figures")
+        paths, note, rows = _draw(fig, df, out_dir / "figures", gpu.read_gpu(results_dir))
         written += paths
         figure_notes[fig.key] = (paths, note, rows)
     drift_md = ""
@@ -56,7 +58,7 @@ def build_report(results_dir: pathlib.Path, out_dir: pathlib.Path,
     predicted = gpu.paper_vs_predicted(gpu_rows)
     written += _write_pair(gpu.display(predicted), predicted, out_dir / "tables",
                            "paper_vs_predicted", "The paper's points: paper, prediction, GPU")  # fmt: skip
-    report = _report_md(df, summary, claims, figure_notes, out_dir, results_dir)
+    report = _report_md(df, summary, claims, figure_notes, out_dir, results_dir, gpu_rows)
     earlier = gpu.read_gpu(results_dir, gpu.EARLIER_CSV)
     report += "\n" + gpu.section(predicted, gpu_rows, earlier) + drift_md
     (out_dir / "REPORT.md").write_text(report, encoding="utf-8")
@@ -82,7 +84,7 @@ def _write_pair(table: pd.DataFrame, raw: pd.DataFrame, folder: pathlib.Path, st
 
 
 def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, claims: list[Claim],
-                  folder: pathlib.Path) -> list[pathlib.Path]:  # fmt: skip
+                  folder: pathlib.Path, results_dir: pathlib.Path) -> list[pathlib.Path]:  # fmt: skip
     written = []
     sections = tables.summary_sections(summary)
     write_csv(summary, folder / "summary.csv")
@@ -98,7 +100,8 @@ def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, claims: list[Claim],
     written += _write_pair(tables.display_oom(oom), oom, folder, "oom", "Out-of-memory depths")
     groups = tables.groups_table(summary)
     written += _write_pair(groups, groups, folder, "groups", "Group ablation")
-    pvm = tables.paper_vs_measured(df, summary)
+    gpu_rows = gpu.read_gpu(results_dir)
+    pvm = tables.paper_vs_measured(df, summary, gpu_rows, board.gpu_commit(results_dir, gpu_rows))
     written += _write_pair(pvm, pvm, folder, "paper_vs_measured", "The paper's numbers beside ours")
     claims_df = tables.claims_table(claims)
     written += _write_pair(claims_df, claims_df, folder, "claims", "Claims and verdicts")
@@ -130,7 +133,7 @@ def _tune(df: pd.DataFrame) -> tuple[pd.DataFrame, str, str] | None:
 
 
 def _draw(
-    fig: FigureSpec, df: pd.DataFrame, folder: pathlib.Path
+    fig: FigureSpec, df: pd.DataFrame, folder: pathlib.Path, gpu_rows: pd.DataFrame | None
 ) -> tuple[list[pathlib.Path], str, pd.DataFrame]:
     """Draw one figure; (paths, note, trials behind it). No paths: the note says why."""
     if fig.key == "fig8":
@@ -144,7 +147,8 @@ def _draw(
         reason = note or f"no ablation trials of spec(s) {', '.join(fig.specs)}"
         return [], reason, rows
     draw: dict[str, Callable[..., list[pathlib.Path]]] = {
-        "fig1": figures.score_vs_memory, "fig6": figures.groups_figure,
+        "fig1": functools.partial(figures.score_vs_memory, gpu=gpu_rows),
+        "fig6": figures.groups_figure,
         "fig7": figures.step_time_figure, "fig9": figures.memory_vs_depth_per_conv,
         "fig10": accuracy_figure,
     }  # fmt: skip
@@ -159,13 +163,15 @@ def _draw(
 
 
 def _report_md(df: pd.DataFrame, summary: pd.DataFrame, claims: list[Claim],
-               figure_notes: dict, out_dir: pathlib.Path, results_dir: pathlib.Path) -> str:  # fmt: skip
+               figure_notes: dict, out_dir: pathlib.Path, results_dir: pathlib.Path,
+               gpu_rows: pd.DataFrame | None) -> str:  # fmt: skip
     parts = [
         "# Reproduction report: *Training Graph Neural Networks with 1000 Layers*\n",
         f"Generated by `python -m bench report` from {len(df)} trials in "
-        f"{df['source_file'].nunique()} result table(s) under `{results_dir.name}/` "
-        f"({len(summary)} configurations). Regenerate, never edit by hand.\n",
-        _environment_md(df),
+        f"{df['source_file'].nunique()} result tables under `{results_dir.name}/` "
+        f"({len(summary)} configurations); regenerate, never edit by hand.\n",
+        board.board_md(claims, gpu_rows, board.gpu_commit(results_dir, gpu_rows)),
+        _slices_md(df),
         _skipped_md(results_dir),
         _claims_md(claims),
         _figures_md(figure_notes, out_dir),
@@ -174,28 +180,22 @@ def _report_md(df: pd.DataFrame, summary: pd.DataFrame, claims: list[Claim],
     return "\n".join(part for part in parts if part)
 
 
-def _environment_md(df: pd.DataFrame) -> str:
-    rows = []
-    version_cols = sorted(c for c in df.columns if c.startswith("version_"))
-    for slice_, g in df.groupby("slice", sort=True):
-        versions = ", ".join(f"{c.removeprefix('version_')} {'/'.join(sorted(g[c].dropna().astype(str).unique()))}"
-                             for c in version_cols if g[c].notna().any())  # fmt: skip
-        commits = ", ".join(sorted(g["commit"].dropna().astype(str).str[:10].unique())) or "—"
-        rows.append({"slice (profile · dataset · device [meter])": slice_, "trials": len(g),
-                     "statuses": status_counts(g["status"]),
-                     "studies": ", ".join(sorted(g["study"].astype(str).unique())),
-                     "commit": commits, "versions": versions or "—"})  # fmt: skip
-    devices = df[["device_name", "memory_meter"]].drop_duplicates()
-    mixed = ""
-    if len(devices) > 1:
-        mixed = (f"\n**Results from {len(devices)} devices/meters.** They are kept apart: never "
-                 "averaged together or drawn on one axis; every table row, claim and figure panel "
-                 "names its slice (profile · dataset · device [meter]).\n")  # fmt: skip
+def _slices_md(df: pd.DataFrame) -> str:
+    """Every slice named once: its graph in full, device, meter, code; every other row, title
+    and legend uses the name only."""
+    table = slice_table(df)
+    stale = stale_configs(df)
+    flagged = (f"\n**{len(stale)} configuration(s) mix code versions** ({stale_mark}): their "
+               "trials ran on different commits, so their pooled numbers may mix measurements; "
+               "`python -m bench reproduce --rerun-stale` reruns them on today's code.\n"
+               if stale else "")  # fmt: skip
     dropped = {k: v for k, v in df.attrs.get("dropped", {}).items() if v}
     left_out = ("\nLeft out: " + ", ".join(f"{v} {k}" for k, v in sorted(dropped.items()))
                 + ".\n") if dropped else ""  # fmt: skip
-    return ("## Where and on what these were measured\n\n" + markdown_table(pd.DataFrame(rows))
-            + mixed + left_out + "\n" + CAVEAT + "\n")  # fmt: skip
+    return ("## Slices\n\nA slice is one graph (dataset and options) on one device and meter; "
+            "numbers of different slices are never pooled, drawn on one axis or divided.\n\n"
+            + markdown_table(table) + "\n" + markdown_table(device_table(df)) + flagged
+            + left_out + "\n" + CAVEAT + "\n")  # fmt: skip
 
 
 def _skipped_md(results_dir: pathlib.Path) -> str:
@@ -213,47 +213,27 @@ def _skipped_md(results_dir: pathlib.Path) -> str:
 
 
 def _claims_md(claims: list[Claim]) -> str:
-    def overview(keys: list[str]) -> str:
-        rows = []
-        for key in keys:
-            cases = [c for c in claims if c.key == key]
-            counts = " / ".join(str(sum(c.verdict == v for c in cases)) for v in VERDICT_ORDER)
-            rows.append({"claim": key, "statement": STATEMENTS[key],
-                         "verdict": f"**{claim_verdict(claims, key)}**",
-                         f"cases ({' / '.join(VERDICT_ORDER)})": counts})  # fmt: skip
-        return markdown_table(pd.DataFrame(rows))
-
+    text = ["## How claims are judged\n",
+            "Memory, parameter and time thresholds give a case *supported* or *not supported*. "
+            "Score comparisons use the 95% Student t-interval of the difference of test scores "
+            "over seeds (paired by seed where both sides share the data split, else Welch's; "
+            "`bench/stats.py`): *supported* above the claim's margin, *contradicted* below it, "
+            "*inconclusive* when it contains the margin, *not enough data* with fewer than two "
+            "seeds a side. Memory is read as *step memory*, what a training step adds to the "
+            "memory alive before it (activations and gradients, `step_added_bytes`). A "
+            f"configuration flagged {stale_mark} mixes code versions.\n"]  # fmt: skip
     paper_keys = [k for k in STATEMENTS if k not in KIND]
     other_keys = [k for k in STATEMENTS if k in KIND]
-    text = ["## The paper's claims and what our measurements say\n",
-            "Memory, parameter and time thresholds give a case *supported* or *not supported*. "
-            "Score comparisons are judged by the 95% Student t-interval of the difference of "
-            "test scores over seeds (paired by seed where both sides share the data split, else "
-            "Welch's; `bench/stats.py`): *supported* when the interval lies above the claim's "
-            "margin, *contradicted* when it lies below, *inconclusive* when it contains the "
-            "margin (the seeds cannot tell), *not enough data* with fewer than two seeds a side: "
-            "no score verdict rests on one seed. A claim takes the first of "
-            f"{', '.join(f'*{v}*' for v in VERDICT_ORDER)} that any of its cases has: it is "
-            "supported only when every case tested is, and not enough data when none could be "
-            "tested. Memory "
-            "ratios are judged on what a training step adds to the memory alive before it "
-            "(activations and gradients; `step_added_bytes`), never on absolute peaks that the "
-            "data held before the step dilutes; the evidence shows both.\n",
-            overview(paper_keys),
-            "\n### Sanity checks and design targets (not claims of the paper)\n",
-            overview(other_keys)]  # fmt: skip
-    one_slice = len({c.slice for c in claims if c.slice != "—"}) <= 1
-    columns = (
-        ["case", "evidence", "verdict"] if one_slice else ["slice", "case", "evidence", "verdict"]
-    )
     for key in [*paper_keys, *other_keys]:
         cases = [c for c in claims if c.key == key]
         table = pd.DataFrame([{"slice": c.slice, "case": c.case, "evidence": c.evidence,
                                "verdict": c.verdict} for c in cases])  # fmt: skip
         kind = f" ({KIND[key]})" if key in KIND else ""
-        text.append(f"\n### `{key}`{kind}: {STATEMENTS[key]}\n\nThreshold: {THRESHOLDS[key]}. "
-                    f"Where it comes from: {THRESHOLD_SOURCES[key]}. "
-                    f"Figure: {FIGURE_OF[key].replace('fig', '')}.\n\n{markdown_table(table, columns)}")  # fmt: skip
+        fig = FIGURE_OF[key].replace("fig", "")
+        text.append(f"\n### {key}\n\n{STATEMENTS[key]}{kind} Verdict: "
+                    f"**{claim_verdict(claims, key)}**. Figure {fig}.\n\nThreshold: "
+                    f"{THRESHOLDS[key]}. Where it comes from: {THRESHOLD_SOURCES[key]}.\n\n"
+                    f"{markdown_table(table)}")  # fmt: skip
     return "\n".join(text)
 
 
@@ -263,33 +243,34 @@ def _figures_md(figure_notes: dict, out_dir: pathlib.Path) -> str:
         paths, note, rows = figure_notes[fig.key]
         text.append(f"### {fig.title}\n")
         png = [p for p in paths if p.suffix == ".png"]
-        if png:
-            text.append(f"![{fig.title}](figures/{png[0].name})\n")
-        else:
+        if not png:
             text.append(f"_Not drawn — not enough data: {note}._\n")
             continue
+        text.append(f"![{fig.title}](figures/{png[0].name})\n")
         if note:
             text.append(f"Note: {note}.\n")
-        text.append("Trials behind it:\n\n" + markdown_table(_trial_counts(rows)))
+        text.append(f"Trials: {_trial_counts(rows)}.\n")
     return "\n".join(text)
 
 
-def _trial_counts(rows: pd.DataFrame) -> pd.DataFrame:
+def _trial_counts(rows: pd.DataFrame) -> str:
+    """'depth-cpu on <slice>: 12 (oom 2)', one per study and slice."""
     out = []
     for (study, slice_), g in rows.groupby(["study", "slice"], sort=True):
         failures = g[g["status"] != "ok"]["status"]
-        out.append({"study": study, "slice": slice_, "trials": len(g),
-                    "ok": int((g["status"] == "ok").sum()),
-                    "failures by status": status_counts(failures) if len(failures) else "none"})  # fmt: skip
-    return pd.DataFrame(out)
+        extra = f" ({status_counts(failures).replace(':', ' ')})" if len(failures) else ""
+        out.append(f"{study} on {slice_}: {len(g)}{extra}")
+    return "; ".join(out)
 
 
 def _tables_md(folder: pathlib.Path) -> str:
     text = ["## Tables\n",
             "Every configuration, mean ± std over seeds and the test score's 95% t-interval: "
             "[tables/summary.md](tables/summary.md) "
-            "([csv](tables/summary.csv)). Claims with all evidence: [tables/claims.md](tables/claims.md).\n"]  # fmt: skip
-    for stem in ("paper_vs_measured", "groups", "oom", "pareto"):
+            "([csv](tables/summary.csv)). Claims with all evidence: [tables/claims.md](tables/claims.md). "
+            "The paper's ratios, points and parameter counts beside ours (GPU measurements with "
+            "card and commit): [tables/paper_vs_measured.md](tables/paper_vs_measured.md).\n"]  # fmt: skip
+    for stem in ("groups", "oom", "pareto"):
         path = folder / f"{stem}.md"
         if path.exists():
             title, _, body = path.read_text(encoding="utf-8").partition("\n")

@@ -21,6 +21,7 @@ import seaborn as sns  # noqa: E402
 
 from bench.errors import DataError  # noqa: E402
 from bench.report.figures import MODEL_NAMES, save  # noqa: E402
+from bench.report.load import device_short  # noqa: E402
 
 PRECISION_NAMES = {"fp32": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}
 PRECISION_COLORS = dict(
@@ -65,7 +66,7 @@ def drift_figure(
                                 linewidth=0)  # fmt: skip
         layers = int(rows["layers"].max())
         ax.set(xscale="log", yscale="log", xlabel="layers inverted (rebuilt from the output)",
-               title=f"{model}, {layers} layers\n{device}")  # fmt: skip
+               title=f"{model}, {layers} layers, {device_short(device)}")  # fmt: skip
         ax.legend(fontsize=8, loc="upper left")
     axes[0, 0].set_ylabel("max |rebuilt - true| / max |true input|")
     fig.suptitle("Reconstruction drift of reversible stacks by precision", fontsize=12)
@@ -86,7 +87,7 @@ def section(df: pd.DataFrame, paths: list[pathlib.Path]) -> str:
         ["median", "max", "count"]
     )
     rows = [
-        f"| {MODEL_NAMES.get(a, a)} | {PRECISION_NAMES.get(p, p)} | {d} | {m:.2g} | {w:.2g} | {int(n)} |"
+        f"| {MODEL_NAMES.get(a, a)} | {PRECISION_NAMES.get(p, p)} | {device_short(d)} | {m:.2g} | {w:.2g} | {int(n)} |"
         for (a, p, d), (m, w, n) in stats.iterrows()
     ]  # fmt: skip
     png = [p for p in paths if p.suffix == ".png"]

@@ -1,9 +1,12 @@
 """The report's figures (seaborn on matplotlib's Agg backend), PNG and SVG.
 
-Every panel holds one measurement slice (profile, dataset, device, meter): numbers from
-different devices are never drawn on one axis. Points are means over seeds of ok trials with
-±1 std bars; a configuration that ran out of memory is an ``x`` at the top of the axis at the
-depth where it failed, labelled OOM."""
+Every panel holds one measurement slice (a graph on a device): numbers from different slices
+are never drawn on one axis. One memory measure throughout, step memory (what a training step
+adds to the memory alive before it; the claims read the same), and one interval kind: points
+are means over seeds of ok trials with their 95% Student t-interval (none for one seed). A
+configuration that ran out of memory is an ``x`` at the top of the axis at the depth where it
+failed, labelled OOM. Memory grows linearly in depth, so memory axes are linear and fitted
+lines are straight lines on them; a line is fitted through 3 or more depths only."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from matplotlib.ticker import (  # noqa: E402
     EngFormatter,
     FixedLocator,
     FuncFormatter,
+    MaxNLocator,
     NullFormatter,
     NullLocator,
     ScalarFormatter,
@@ -34,6 +38,7 @@ from bench.report.aggregate import linear_fit  # noqa: E402
 from bench.report.fmt import byte_unit, fmt_bytes  # noqa: E402
 from bench.report.load import variant_labels  # noqa: E402
 from bench.report.select import FigureSpec  # noqa: E402
+from bench.stats import summarize  # noqa: E402
 
 MODEL_NAMES = {"res": "ResGNN", "rev": "RevGNN", "wt-res": "WT-ResGNN", "wt-rev": "WT-RevGNN",
                "deq": "DEQ-GNN", "ckpt": "ResGNN (checkpointed)"}  # fmt: skip
@@ -48,7 +53,36 @@ PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
 # minor ticks of a log axis: label only 2x and 5x a power of ten (every one crowds the axis)
 SPARSE = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".lstrip("0.")[:1] in ("2", "5") else "")
 BELOW_AXIS_PT = 48  # slope boxes start this far under an axis (below ticks and x label)
-ERR_NOTE = "Points: mean over seeds of ok trials; bars: ±1 std (ddof=1)."
+ERR_NOTE = (
+    "Points: mean over seeds of ok trials; bars: 95% Student t-interval of the mean (none "
+    "for a single seed)."
+)
+STEP_LABEL = "step memory"  # what the claims read: the step's forward+backward peak - baseline
+MIN_FIT_DEPTHS = 3  # a line through fewer points is no evidence of a slope
+
+
+def t_interval(values: pd.Series) -> tuple[float, float]:
+    """seaborn's ``errorbar``: the 95% Student t-interval of the mean (a point for one value)."""
+    iv = summarize(values)
+    return (iv.lo, iv.hi) if np.isfinite(iv.lo) else (iv.mean, iv.mean)
+
+
+def step_memory(rows: pd.DataFrame) -> str:
+    """The column figures read: step memory, or the peak for exports from before it existed."""
+    ok = rows.loc[rows["status"] == "ok", "step_added_bytes"]
+    return "step_added_bytes" if len(ok) and ok.notna().all() else "peak_memory_bytes"
+
+
+def _linear_x(ax: plt.Axes, values: list[float]) -> None:
+    """A linear depth axis with ticks at the depths used (memory is linear in depth: on a log
+    axis a straight line would look exponential)."""
+    values = sorted({float(v) for v in values if np.isfinite(v)})
+    if values:
+        pad = 0.04 * (values[-1] - values[0] or 1)
+        ax.set_xlim(max(0.0, values[0] - pad), values[-1] + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    ax.xaxis.set_major_formatter(PLAIN)
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def style() -> None:
@@ -67,10 +101,13 @@ def save(fig: plt.Figure, out_dir: pathlib.Path, stem: str) -> list[pathlib.Path
 
 
 def _prepare(rows: pd.DataFrame) -> pd.DataFrame:
-    """Model display names and a variant label (config columns that differ besides the arch)."""
+    """Model display names and a variant label (config columns that differ besides the arch
+    within a slice: what differs between slices is the slice's business, not a variant's)."""
     rows = rows.copy()
     rows["model"] = rows["arch"].map(MODEL_NAMES).fillna(rows["arch"])
-    rows["variant"] = variant_labels(rows, exclude=VARIANT_EXCLUDE)
+    rows["variant"] = ""
+    for _, part in rows.groupby("slice", sort=True):
+        rows.loc[part.index, "variant"] = variant_labels(part, exclude=VARIANT_EXCLUDE)
     return rows
 
 
@@ -104,8 +141,11 @@ def _mark_oom(ax: plt.Axes, oom: pd.DataFrame) -> None:
                     fontweight="bold")  # fmt: skip
 
 
-def _cap_line(ax: plt.Axes, rows: pd.DataFrame, scale: float) -> None:
-    """The memory budget a trial OOMs above (``memory_cap_bytes``), when it fits the axis."""
+def _cap_line(ax: plt.Axes, rows: pd.DataFrame, scale: float, column: str) -> None:
+    """The memory budget a trial OOMs above (``memory_cap_bytes``), drawn only on a peak axis
+    (the cap bounds the whole peak, not what a step adds), when it fits the axis."""
+    if column != "peak_memory_bytes":
+        return
     caps = rows["memory_cap_bytes"].dropna().unique()
     top = ax.get_ylim()[1]
     if len(caps) == 1 and caps[0] / scale <= 3 * top:
@@ -116,22 +156,22 @@ def _cap_line(ax: plt.Axes, rows: pd.DataFrame, scale: float) -> None:
 
 
 def _fit_lines(ax: plt.Axes, ok: pd.DataFrame, column: str, scale: float, x_unit: str) -> int:
-    """Least-squares line per series, drawn dashed; slopes written in a box under the axis.
-    Returns the number of text lines in the box (the layout reserves room for them)."""
+    """Least-squares line per series (3 or more depths), drawn dashed; slopes written in a box
+    in the panel's upper left. Returns the number of text lines in the box."""
     lines = []
     for (model, variant), series in ok.groupby(["model", "variant"], sort=True):
         means = series.groupby("depth")[column].mean()
         fit = linear_fit(means.index.to_numpy(), means.to_numpy())
-        if fit is None:
+        if fit is None or fit.n < MIN_FIT_DEPTHS:
             continue
         xs = np.linspace(means.index.min(), means.index.max(), 200)
         ax.plot(xs, fit(xs) / scale, ls="--", lw=1, color=PALETTE.get(model, "black"), alpha=0.7)
         name = f"{model} [{variant}]" if variant else model
         lines.append(f"{name}: {fmt_bytes(fit.slope, signed=True)}/{x_unit}")
     if lines:
-        ax.annotate("fitted slopes:\n" + "\n".join(lines), (0, 0), xycoords="axes fraction",
-                    xytext=(0, -BELOW_AXIS_PT), textcoords="offset points", va="top", ha="left",
-                    fontsize=8, bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"})  # fmt: skip
+        ax.annotate("fitted slopes:\n" + "\n".join(lines), (0.02, 0.98), xycoords="axes fraction",
+                    va="top", ha="left", fontsize=7.5, zorder=7,
+                    bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.9})  # fmt: skip
         return len(lines) + 1
     return 0
 
@@ -174,54 +214,59 @@ def _slice_titles(g: sns.FacetGrid, many: bool, title: str, only_slice: str, cap
 
 def memory_vs_depth(rows: pd.DataFrame, fig: FigureSpec, out_dir: pathlib.Path,
                     x_label: str = "layers") -> list[pathlib.Path]:  # fmt: skip
-    """Peak and activation memory vs depth per arch, with fits and OOM marks (figures 2-5)."""
+    """Step memory vs depth per arch, fitted lines and OOM marks, one panel per slice (figures
+    2-5)."""
     rows = _prepare(rows)
-    ok = rows[(rows["status"] == "ok") & rows["peak_memory_bytes"].notna()]
+    column = step_memory(rows)
+    ok = rows[(rows["status"] == "ok") & rows[column].notna()]
     if ok.empty:
         return []
-    unit, scale = byte_unit(float(ok["peak_memory_bytes"].max()))
-    quantities = {"peak_memory_bytes": f"peak memory ({unit})",
-                  "activation_bytes": f"activation memory = step adds - gradients ({unit})"}  # fmt: skip
-    long = ok.melt(id_vars=["slice", "model", "variant", "depth"], value_vars=list(quantities),
-                   var_name="column", value_name="bytes")  # fmt: skip
-    long["quantity"] = long["column"].map(quantities)
-    long["value"] = long["bytes"] / scale
+    unit, scale = byte_unit(float(ok[column].max()))
+    label = f"{STEP_LABEL} ({unit})" if column == "step_added_bytes" else f"peak memory ({unit})"
+    long = ok.assign(value=ok[column] / scale, quantity=label)
     g = sns.relplot(
         data=long, x="depth", y="value", hue="model", hue_order=_hue_order(rows), palette=PALETTE,
-        style=_style(long), col="quantity", col_order=list(quantities.values()),
-        row="slice", kind="line", markers=True, dashes=False, errorbar="sd", err_style="bars",
-        height=3.6, aspect=1.35, facet_kws={"sharey": "row", "sharex": True},
+        style=_style(long), col="slice", col_wrap=min(2, long["slice"].nunique()), kind="line",
+        markers=True, dashes=False, errorbar=t_interval, err_style="bars", height=3.8,
+        aspect=1.3, facet_kws={"sharey": False, "sharex": False},
     )  # fmt: skip
     box_lines = 0
-    for (slice_, quantity), ax in g.axes_dict.items():
-        column = next(c for c, q in quantities.items() if q == quantity)
+    for slice_, ax in g.axes_dict.items():
+        part = rows[rows["slice"] == slice_]
         box_lines = max(
             box_lines, _fit_lines(ax, ok[ok["slice"] == slice_], column, scale, "layer")
         )
-        _log_x(ax, rows["depth"].tolist())
+        _linear_x(ax, part["depth"].tolist())
         ax.set_ylim(bottom=0)
-        if quantity.startswith("peak"):
-            _cap_line(ax, rows[rows["slice"] == slice_], scale)
-        _mark_oom(ax, rows[(rows["slice"] == slice_) & (rows["status"] == "oom")])
+        _cap_line(ax, part, scale, column)
+        _mark_oom(ax, part[part["status"] == "oom"])
         ax.set_xlabel(x_label)
-        ax.set_ylabel(quantity)
-    caption = (f"{ERR_NOTE} Dashed: least-squares line through the means. "
-               "x at the top (OOM): out of memory at that depth.")  # fmt: skip
-    _slice_titles(
-        g, rows["slice"].nunique() > 1, fig.title, rows["slice"].iloc[0], caption, box_lines
-    )
+        ax.set_ylabel(label)
+        ax.set_title(slice_, fontsize=10)
+    g.figure.suptitle(fig.title, fontsize=12)
+    _caption(g.figure, f"{ERR_NOTE} {STEP_LABEL.capitalize()}: what one training step adds to the "
+             "memory alive before it (activations and gradients). Dashed: least-squares line "
+             f"through the means (3 or more depths). x at the top (OOM): out of memory there.")  # fmt: skip
+    g.figure.tight_layout(rect=(0, 0.05, 1, 0.95))
     return save(g.figure, out_dir, fig.stem)
 
 
-def _config_means(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration: mean/std of score and peak over ok trials (figure 1's points)."""
+def _config_means(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per configuration: mean score and memory (``column``) over ok trials and the half-width
+    of each one's 95% t-interval (figure 1's points; NaN half-width for a single seed)."""
     ok = rows[rows["status"] == "ok"]
-    agg = ok.groupby("config_id").agg(
-        slice=("slice", "first"), model=("model", "first"), channels=("channels", "first"),
-        layers=("layers", "first"), score=("score", "mean"), score_std=("score", "std"),
-        peak=("peak_memory_bytes", "mean"), peak_std=("peak_memory_bytes", "std"),
-    )  # fmt: skip
-    return agg.reset_index().sort_values(["slice", "model", "channels", "layers", "config_id"])
+    out = []
+    for config, g in ok.groupby("config_id", sort=True):
+        score, memory = summarize(g["score"]), summarize(g[column])
+        first = g.iloc[0]
+        out.append({"config_id": config, "slice": first["slice"], "model": first["model"],
+                    "channels": first["channels"], "layers": first["layers"],
+                    "score": score.mean, "score_err": (score.hi - score.lo) / 2,
+                    "memory": memory.mean, "memory_err": (memory.hi - memory.lo) / 2})  # fmt: skip
+    frame = pd.DataFrame(out)
+    if frame.empty:
+        return frame
+    return frame.sort_values(["slice", "model", "channels", "layers", "config_id"])
 
 
 def _point_labels(points: pd.DataFrame) -> list[str]:
@@ -268,42 +313,81 @@ def _scatter_panel(ax: plt.Axes, points: pd.DataFrame, oom_labels: list[str], hu
 
 
 def score_vs_memory(
-    rows: pd.DataFrame, fig: FigureSpec, out_dir: pathlib.Path
+    rows: pd.DataFrame, fig: FigureSpec, out_dir: pathlib.Path, gpu: pd.DataFrame | None = None
 ) -> list[pathlib.Path]:
-    """Figure 1: our points, one panel per (spec, slice), and the paper's beside them."""
+    """Figure 1: our points (score vs step memory), one panel per (spec, slice); the paper's
+    points; and, where the GPU check ran, its measured peak per model beside the paper's."""
     rows = _prepare(rows)
     rows["panel"] = rows["spec"].astype(str) + " — " + rows["slice"]
-    means = _config_means(rows)
+    column = step_memory(rows)
+    means = _config_means(rows, column)
     if means.empty:
         return []
     panels = sorted(rows["panel"].unique())
-    ncols = min(3, len(panels) + 1)
-    nrows = -(-(len(panels) + 1) // ncols)
+    extra = 1 + (gpu is not None)
+    ncols = min(3, len(panels) + extra)
+    nrows = -(-(len(panels) + extra) // ncols)
     f, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 5.4 * nrows), squeeze=False)
     flat = list(axes.flat)
-    for ax in flat[len(panels) + 1 :]:
+    for ax in flat[len(panels) + extra :]:
         ax.set_visible(False)
     hue_order = _hue_order(rows)
+    what = STEP_LABEL if column == "step_added_bytes" else "peak memory"
     for ax, panel in zip(flat, panels, strict=False):
         part = rows[rows["panel"] == panel]
         pts = means[means["config_id"].isin(set(part["config_id"]))]
-        unit, scale = byte_unit(float(pts["peak"].max()) if len(pts) else 1.0)
-        pts = pts.assign(x=pts["peak"] / scale, x_err=pts["peak_std"] / scale, y=pts["score"],
-                         y_err=pts["score_std"], label=_point_labels(pts))  # fmt: skip
+        unit, scale = byte_unit(float(pts["memory"].max()) if len(pts) else 1.0)
+        pts = pts.assign(x=pts["memory"] / scale, x_err=pts["memory_err"] / scale, y=pts["score"],
+                         y_err=pts["score_err"], label=_point_labels(pts))  # fmt: skip
         oom = _oom_configs(part)
         labels = [f"{m} {c:g}ch L{n:g}"
                   for m, c, n in zip(oom["model"], oom["channels"], oom["layers"], strict=True)]  # fmt: skip
         metric = part["metric"].dropna()
         y_label = f"test {metric.iloc[0] if len(metric) else 'score'} at best valid epoch"
         depths = sorted(pts["layers"].unique())
-        title = _wrap(f"ours: {panel}") + (f", {depths[0]:g} layers" if len(depths) == 1 else "")
-        _scatter_panel(ax, pts, labels, hue_order, f"peak memory ({unit}, log)", y_label, title)
+        title = f"ours: {panel}" + (f", {depths[0]:g} layers" if len(depths) == 1 else "")
+        _scatter_panel(ax, pts, labels, hue_order, f"{what} ({unit}, log)", y_label, _wrap(title))
     _paper_panel(flat[len(panels)], hue_order)
+    if gpu is not None:
+        _gpu_panel(flat[len(panels) + 1], gpu)
     f.suptitle(fig.title, fontsize=12)
-    _caption(f, f"{ERR_NOTE} Last panel: the paper's 112-layer points (transcribed), measured on a "
-             f"different device and dataset: compare the ordering, not the numbers.")  # fmt: skip
+    _caption(f, f"{ERR_NOTE} {STEP_LABEL.capitalize()}: what one training step adds to the memory "
+             "alive before it. The paper's panel: its 112-layer points (transcribed; peak GPU "
+             "memory on ogbn-proteins). GPU panel: the GPU check's measured peak "
+             "(max_memory_allocated) of each paper model at its shape, beside the paper's.")  # fmt: skip
     f.tight_layout(rect=(0, 0.06, 1, 1))
     return save(f, out_dir, fig.stem)
+
+
+def _gpu_panel(ax: plt.Axes, gpu: pd.DataFrame) -> None:
+    """Measured peak GB per paper model (the GPU check) beside the paper's, like for like: the
+    same shape on one ogbn-proteins-sized training part."""
+    from bench.report.load import device_short
+
+    labels, ours, theirs, cards = [], [], [], []
+    for pt in (*paper.FIGURE1, *paper.HEADLINE):
+        row = gpu[(gpu["label"] == pt.label) & (gpu["status"] == "ok")]
+        if row.empty:
+            continue
+        labels.append(pt.label)
+        ours.append(float(row["peak_bytes"].iloc[0]) / 1e9)
+        theirs.append(np.nan if pt.oom or pt.peak_memory_gb is None else pt.peak_memory_gb)
+        cards.append(device_short(f"cuda ({row['device'].iloc[0]})").removesuffix(" GPU"))
+    y = np.arange(len(labels))
+    ax.barh(y - 0.2, theirs, height=0.4, color="0.7", label=f"paper ({paper.V100})")
+    ax.barh(y + 0.2, ours, height=0.4, color=[PALETTE.get(MODEL_NAMES[paper.point(lb).arch], "0.3")
+                                               for lb in labels], label="measured (GPU check)")  # fmt: skip
+    for i, (t, card) in enumerate(zip(theirs, cards, strict=True)):
+        if np.isnan(t):
+            ax.text(
+                0.05, i - 0.2, "paper: out of memory", va="center", fontsize=7, color="firebrick"
+            )
+        ax.text(ours[i], i + 0.2, f" {ours[i]:.2f} ({card})", va="center", fontsize=7)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("peak GPU memory (GB), one training part")
+    ax.set_title("GPU check vs paper: peak per model", fontsize=9)
+    ax.legend(fontsize=7.5, loc="lower right")
 
 
 def _paper_panel(ax: plt.Axes, hue_order: list[str]) -> None:
@@ -326,19 +410,20 @@ def groups_figure(rows: pd.DataFrame, fig: FigureSpec, out_dir: pathlib.Path) ->
         return []
     rows["variant"] = variant_labels(rows, exclude=("arch", "groups", "dataset", "device"))
     ok = rows[rows["status"] == "ok"]
-    unit, scale = byte_unit(float(ok["peak_memory_bytes"].max()))
+    column = step_memory(rows)
+    unit, scale = byte_unit(float(ok[column].max()))
     metric = ok["metric"].dropna().iloc[0] if ok["metric"].notna().any() else "score"
-    names = {"params": "parameters", "peak_memory_bytes": f"peak memory ({unit})",
-             "score": f"test {metric}"}  # fmt: skip
+    what = STEP_LABEL if column == "step_added_bytes" else "peak memory"
+    names = {"params": "parameters", column: f"{what} ({unit})", "score": f"test {metric}"}
     long = ok.melt(id_vars=["slice", "model", "variant", "groups"], value_vars=list(names),
                    var_name="column", value_name="value")  # fmt: skip
     long["quantity"] = long["column"].map(names)
-    long.loc[long["column"] == "peak_memory_bytes", "value"] /= scale
+    long.loc[long["column"] == column, "value"] /= scale
     g = sns.relplot(
         data=long, x="groups", y="value", hue="model", hue_order=_hue_order(rows), palette=PALETTE,
         style=_style(long), col="quantity",
         col_order=list(names.values()), row="slice", kind="line", markers=True, dashes=False,
-        errorbar="sd", err_style="bars", height=3.4, aspect=1.1, facet_kws={"sharey": False},
+        errorbar=t_interval, err_style="bars", height=3.4, aspect=1.1, facet_kws={"sharey": False},
     )  # fmt: skip
     for (slice_, quantity), ax in g.axes_dict.items():
         ax.xaxis.set_major_locator(FixedLocator(sorted(ok["groups"].unique())))
@@ -374,7 +459,7 @@ def step_time_figure(
         data=long, x="depth", y="value", hue="model", hue_order=_hue_order(rows), palette=PALETTE,
         style=_style(long), col="quantity",
         col_order=["step time (s)", "step time relative to ResGNN (×)"], row="slice", kind="line",
-        markers=True, dashes=False, errorbar="sd", err_style="bars", height=3.6, aspect=1.3,
+        markers=True, dashes=False, errorbar=t_interval, err_style="bars", height=3.6, aspect=1.3,
         facet_kws={"sharey": False},
     )  # fmt: skip
     for (_, quantity), ax in g.axes_dict.items():
@@ -462,25 +547,26 @@ def memory_vs_depth_per_conv(
     ok = rows[(rows["status"] == "ok") & rows["peak_memory_bytes"].notna()]
     if ok.empty:
         return []
-    unit, scale = byte_unit(float(ok["activation_bytes"].abs().max()))
+    column = step_memory(rows)
+    unit, scale = byte_unit(float(ok[column].abs().max()))
     metric = str(ok["metric"].dropna().iloc[0]) if ok["metric"].notna().any() else "score"
-    quantities = {"activation_bytes": f"activation memory ({unit})",
-                  "score": f"test {metric} at best valid"}  # fmt: skip
+    what = STEP_LABEL if column == "step_added_bytes" else "peak memory"
+    quantities = {column: f"{what} ({unit})", "score": f"test {metric} at best valid"}
     long = ok.melt(id_vars=["slice", "model", "variant", "depth", "conv_name"],
                    value_vars=list(quantities), var_name="column", value_name="raw")  # fmt: skip
-    long["value"] = np.where(long["column"] == "activation_bytes", long["raw"] / scale, long["raw"])
+    long["value"] = np.where(long["column"] == column, long["raw"] / scale, long["raw"])
     long["panel"] = long["slice"].map(_wrap) + "\n" + long["column"].map(quantities)
     convs = [CONV_NAMES[c] for c in CONV_NAMES if CONV_NAMES[c] in " ".join(ok["conv_name"])]
     col_order = [n for c in convs for n in sorted(set(ok["conv_name"])) if n.startswith(c)]
     g = sns.relplot(
         data=long, x="depth", y="value", hue="model", hue_order=_hue_order(rows), palette=PALETTE,
         style=_style(long), col="conv_name", col_order=col_order, row="panel", kind="line",
-        markers=True, dashes=False, errorbar="sd", err_style="bars", height=3.0, aspect=1.15,
+        markers=True, dashes=False, errorbar=t_interval, err_style="bars", height=3.0, aspect=1.15,
         facet_kws={"sharey": "row", "sharex": True, "margin_titles": False},
     )  # fmt: skip
     for (panel, _conv), ax in g.axes_dict.items():
-        _log_x(ax, rows["depth"].tolist())
-        if panel.endswith(quantities["activation_bytes"]):
+        _linear_x(ax, rows["depth"].tolist())
+        if panel.endswith(quantities[column]):
             ax.set_ylim(bottom=0)
             _mark_oom(ax, rows[(rows["status"] == "oom") & (rows["conv_name"] == _conv)
                                & (rows["slice"].map(_wrap) == panel.rsplit("\n", 1)[0])])  # fmt: skip
@@ -488,8 +574,8 @@ def memory_vs_depth_per_conv(
         ax.set_ylabel(panel.rsplit("\n", 1)[1])
     g.set_titles("{col_name}\n{row_name}", size=9)
     g.figure.suptitle(fig.title, fontsize=12, y=1.01)
-    _caption(g.figure, f"{ERR_NOTE} Activation memory = what the training step adds to the "
-             "memory alive before it, less its gradients. x at the top (OOM): out of memory at "
-             "that depth.")  # fmt: skip
+    _caption(g.figure, f"{ERR_NOTE} {STEP_LABEL.capitalize()}: what one training step adds to the "
+             "memory alive before it (activations and gradients). x at the top (OOM): out of "
+             "memory at that depth.")  # fmt: skip
     g.figure.subplots_adjust(bottom=0.08, hspace=0.6)
     return save(g.figure, out_dir, fig.stem)

@@ -3,10 +3,13 @@ every figure and claim needs (score, activation memory, depth axis, measurement 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 import pathlib
+import re
 from typing import Any
 
 import numpy as np
@@ -77,8 +80,9 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
 GRAD_BYTES_PER_PARAM = 4  # float32 gradients: what a step adds besides activations
 # what the report calls rows of trials that failed for a reason outside their configuration
 ENVIRONMENT_DROPPED = "environment failures (not results; retried next run)"
-# The columns that say where a number was measured; never averaged or drawn across.
-SLICE_COLUMNS: tuple[str, ...] = ("profile", "dataset", "device_name", "memory_meter")
+# The columns that say where a number was measured (graph and device); never averaged or
+# drawn across.
+SLICE_COLUMNS: tuple[str, ...] = ("dataset", "dataset_options", "device_name", "memory_meter")
 # What identifies one configuration: everything but the seed, per study and per device.
 GROUP_COLUMNS: tuple[str, ...] = (
     "study", "spec", "kind", "profile",
@@ -137,12 +141,38 @@ def _truthy(values: pd.Series) -> pd.Series:
     return values.astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
 
 
+def _check_table(path: pathlib.Path) -> None:
+    """Refuse a garbled or truncated table, naming the file and the line, before pandas reads
+    it: a parser error is a traceback to a reader, and a table cut mid-row would be read short
+    without a word (pandas pads a short last row with NaN). Refused rather than skipped: a
+    report missing a table would judge claims on part of the evidence and not say so."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise DataError(f"{path}: empty file (no header); re-export it")
+    if not text.endswith("\n"):
+        raise DataError(f"{path}: truncated (no newline after line {text.count(chr(10)) + 1}, "
+                        "its last row may be cut); re-export it")  # fmt: skip
+    reader = csv.reader(io.StringIO(text))
+    try:
+        width = len(next(reader))
+        for row in reader:
+            if row and len(row) != width:
+                raise DataError(f"{path}: line {reader.line_num} has {len(row)} fields, the "
+                                f"header {width}: a garbled or cut table; re-export it")  # fmt: skip
+    except csv.Error as err:
+        raise DataError(f"{path}: line {reader.line_num}: {err}; re-export it") from None
+
+
 def _read_one(path: pathlib.Path) -> pd.DataFrame:
-    """One export, its required columns checked; the file name is kept for messages."""
+    """One export, checked (:func:`_check_table`, required columns); the file name is kept
+    for messages."""
+    _check_table(path)
     try:
         df = pd.read_csv(path, keep_default_na=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file (no header); re-export it") from None
+    except pd.errors.ParserError as err:
+        raise DataError(f"{path}: unreadable table ({str(err).strip()}); re-export it") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing required column(s) {', '.join(missing)}; is it a "
@@ -185,7 +215,7 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     )
     is_deq = df["arch"] == "deq"
     df["depth"] = df["layers"].where(~is_deq | df["deq_max_iter"].isna(), df["deq_max_iter"])
-    df["slice"] = df.apply(slice_label, axis=1)
+    df["slice"] = slice_names(df)
     df["config_id"] = df.apply(config_id, axis=1)
     df.attrs["dropped"] = dropped
     return df
@@ -202,9 +232,93 @@ def _fill_meter(df: pd.DataFrame) -> pd.Series:
     return meter
 
 
-def slice_label(row: pd.Series) -> str:
-    """Where a row was measured: profile, dataset, device and meter, as one readable label."""
-    return f"{row['profile']} · {row['dataset']} · {row['device_name']} [{row['memory_meter']}]"
+def graph_key(row: pd.Series) -> str:
+    """One graph: the dataset with the options it was generated or split with."""
+    options = row["dataset_options"]
+    options = json.loads(options) if isinstance(options, str) and options else (options or {})
+    if not isinstance(options, dict):
+        options = {}
+    return json.dumps([row["dataset"], {k: canonical(v) for k, v in sorted(options.items())}])
+
+
+def device_key(row: pd.Series) -> str:
+    """One device and the meter that read it."""
+    return json.dumps([row["device_name"], row["memory_meter"]])
+
+
+# the words of a device name that say which machine it is (the rest is vendor boilerplate)
+_DEVICE_WORDS = re.compile(
+    r"(H100|H200|A100|A10G?|V100|L40S?|L4|T4|RTX ?\w+|MI\d+\w*|Xeon|EPYC|Ryzen|Core\(TM\) i\d|M\d (?:Pro|Max|Ultra)?)"
+)
+
+
+def device_short(device: str) -> str:
+    if "not recorded" in device:
+        return "device not recorded"
+    found = _DEVICE_WORDS.search(device)
+    kind = "GPU" if device.startswith("cuda") else "CPU"
+    return (
+        f"{found.group(1).replace('(TM)', '').strip()} {kind}" if found else device.split(" (")[0]
+    )
+
+
+def _graph_short(key: str) -> str:
+    dataset, options = json.loads(key)
+    nodes = options.get("num_nodes")
+    if nodes is None:
+        from bench.data.registry import SPECS
+
+        spec = SPECS.get(dataset)
+        nodes = spec.nodes if spec is not None and spec.kind == "generated" else None
+    if nodes is None:
+        return dataset
+    size = f"{nodes / 1000:g}k" if nodes >= 1000 and nodes % 100 == 0 else f"{nodes:,}"
+    return f"{dataset} {size}"
+
+
+def slice_names(df: pd.DataFrame) -> pd.Series:
+    """Each row's measurement slice by a short name: its graph (dataset, size) and its device,
+    e.g. ``synthetic-proteins 1k · Xeon CPU``. Two graphs (other options) or two devices never
+    share a name: a name that would repeat gets ``#2``, ``#3``; :func:`slice_table` defines each
+    name once in full."""
+    graphs = df.apply(graph_key, axis=1)
+    devices = df.apply(device_key, axis=1)
+    names: dict[tuple[str, str], str] = {}
+    taken: dict[str, int] = {}
+    for graph, device in sorted(set(zip(graphs, devices, strict=True))):
+        base = f"{_graph_short(graph)} · {device_short(json.loads(device)[0])}"
+        taken[base] = taken.get(base, 0) + 1
+        names[(graph, device)] = base if taken[base] == 1 else f"{base} #{taken[base]}"
+    return pd.Series([names[k] for k in zip(graphs, devices, strict=True)], index=df.index)
+
+
+def slice_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per slice name: the graph in full (dataset and options), the device by its
+    short name (:func:`device_table` defines it), the commits and the studies behind it."""
+    rows = []
+    for name, g in df.groupby("slice", sort=True):
+        first = g.iloc[0]
+        dataset, options = json.loads(graph_key(first))
+        shown = ", ".join(f"{k}={v}" for k, v in options.items())
+        commits = ", ".join(sorted(g["commit"].dropna().astype(str).str[:7].unique())) or "—"
+        rows.append({"slice": name, "graph": f"{dataset} ({shown})" if shown else dataset,
+                     "device": device_short(first["device_name"]), "commits": commits,
+                     "trials": len(g), "studies": ", ".join(sorted(g["study"].astype(str).unique()))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def device_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Each device once: its short name (as slices use it), full name, meter, library versions."""
+    rows = []
+    version_cols = sorted(c for c in df.columns if c.startswith("version_"))
+    for (device, meter), g in df.groupby(["device_name", "memory_meter"], sort=True):
+        versions = ", ".join(
+            f"{c.removeprefix('version_')} {'/'.join(sorted(g[c].dropna().astype(str).unique()))}"
+            for c in version_cols if g[c].notna().any()
+        )  # fmt: skip
+        rows.append({"device": device_short(device), "as recorded": device, "meter": meter,
+                     "library versions": versions or "—"})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def canonical(value: Any) -> Any:
@@ -269,6 +383,7 @@ _WORDS: dict[str, dict[Any, str]] = {
     "norm": {"layer": "LayerNorm", "batch": "BatchNorm", "none": "no norm"},
     "deterministic": {True: "deterministic kernels", False: "fast kernels"},
     "conv": {"gen": "GENConv", "gat": "GAT", "sage": "GraphSAGE", "gcn": "GCN"},
+    "aggr_impl": {"fused": "fused max", "pyg": "PyG's max"},
 }
 _UNITS: dict[str, str] = {
     "channels": "{} channels", "groups": "{} groups", "layers": "{} layers",

@@ -26,7 +26,7 @@ class FigureSpec:
 
 
 FIGURES: tuple[FigureSpec, ...] = (
-    FigureSpec("fig1", "fig1_score_vs_memory", "Figure 1: test score vs peak memory",
+    FigureSpec("fig1", "fig1_score_vs_memory", "Figure 1: test score vs memory",
                ("overview", "width", "paper-proteins"), ARCHS),
     FigureSpec("fig2", "fig2_memory_res_vs_rev", "Figure 2: memory vs depth, ResGNN vs RevGNN",
                ("depth",), ("res", "rev"), "layers"),
@@ -41,7 +41,7 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("fig6", "fig6_groups", "Groups: parameters, memory and score vs group count",
                ("groups",), ("rev", "wt-rev"), "groups", compare=False),
     FigureSpec("fig7", "fig7_step_time", "Step time vs depth: what memory savings cost in time",
-               ("depth", "weight-tying", "deq"), ARCHS, "layers"),
+               ("depth",), ("res", "rev"), "layers"),
     FigureSpec("fig8", "fig8_pareto", "Tuning: Pareto front of score vs peak memory", (), ARCHS),
     FigureSpec("fig9", "fig9_memory_per_conv",
                "Memory and score vs depth per convolution, ResGNN vs RevGNN",

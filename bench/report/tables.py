@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bench import paper
-from bench.report.aggregate import depth_means
-from bench.report.claims.base import Claim, series_pairs, split_series
+from bench.report.claims.base import Claim
 from bench.report.fmt import (
     byte_unit,
     fmt_bytes,
@@ -18,7 +17,7 @@ from bench.report.fmt import (
     is_missing,
 )
 from bench.report.load import CONFIG_COLUMNS, as_key, canonical
-from bench.report.select import FIGURE_BY_KEY, ablation_rows
+from bench.report.select import FIGURE_BY_KEY
 
 ALWAYS_SHOWN = ("arch", "layers")
 SCORE_CI = "test score 95% CI (t-interval, n)"  # the column's header names the interval
@@ -55,6 +54,8 @@ def display_summary(block: pd.DataFrame) -> pd.DataFrame:
     table[f"model state ({unit})"] = _ms(block, "model_state_bytes", scale)
     table["params"] = [fmt_num(v) for v in block["params_mean"]]
     table["step (s)"] = _ms(block, "step_time_s")
+    if "code" in block and block["code"].astype(bool).any():
+        table["code"] = block["code"].to_numpy()  # configurations that mix code versions
     if (block["arch"] == "deq").any():
         table["DEQ residual fwd / bwd"] = [
             _residuals(r) if r["arch"] == "deq" else "" for _, r in block.iterrows()
@@ -127,12 +128,14 @@ def claims_table(claims: list[Claim]) -> pd.DataFrame:
                          for c in claims])  # fmt: skip
 
 
-def paper_vs_measured(df: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """The paper's ratios beside ours (each with its hardware/device), then the paper's points
-    beside any trial of exactly the same arch, depth and width, then the paper's parameter
-    counts beside ours at the same configuration (counted, no trial needed)."""
+def paper_vs_measured(df: pd.DataFrame, summary: pd.DataFrame, gpu: pd.DataFrame | None,
+                      commit: str) -> pd.DataFrame:  # fmt: skip
+    """The paper's ratios beside ours measured like for like (same models, depth, width and
+    batch, on one GPU), each paper point beside the GPU check's measurement and any trial of
+    exactly its shape, then the parameter counts at the paper's shapes."""
     return pd.concat(
-        [_ratio_rows(df), _point_rows(summary), parameter_count_rows()], ignore_index=True
+        [_ratio_rows(gpu, commit), _point_rows(summary, gpu, commit), parameter_count_rows()],
+        ignore_index=True,
     )
 
 
@@ -165,64 +168,76 @@ def parameter_count_rows() -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _ratio_rows(df: pd.DataFrame) -> pd.DataFrame:
-    p = {pt.label: pt for pt in paper.FIGURE1}
-    specs = (
-        ("RevGNN / ResGNN peak memory", "fig2", "rev", "res", "peak_memory_bytes",
-         p["RevGNN-64"].peak_memory_gb / p["ResGNN-64"].peak_memory_gb, "112 layers, 64 ch"),
-        ("WT-RevGNN / WT-ResGNN peak memory", "fig3", "wt-rev", "wt-res", "peak_memory_bytes",
-         p["WT-RevGNN-64"].peak_memory_gb / p["WT-ResGNN-64"].peak_memory_gb, "112 layers, 64 ch"),
-        ("DEQ-GNN / ResGNN peak memory", "fig4", "deq", "res", "peak_memory_bytes",
-         p["DEQ-GNN-64"].peak_memory_gb / p["ResGNN-64"].peak_memory_gb, "112 layers/iters, 64 ch"),
-        ("WT-RevGNN / RevGNN parameters", "fig1", "wt-rev", "rev", "params",
-         p["WT-RevGNN-64"].params / p["RevGNN-64"].params, "112 layers, 64 ch"),
-        ("DEQ-GNN / RevGNN parameters", "fig1", "deq", "rev", "params",
-         p["DEQ-GNN-64"].params / p["RevGNN-64"].params, "112 layers, 64 ch"),
-    )  # fmt: skip
+GPU_RATIOS = (
+    ("RevGNN / ResGNN peak memory", "RevGNN-64", "ResGNN-64", "peak_memory_gb", "peak_bytes"),
+    ("WT-RevGNN / WT-ResGNN peak memory", "WT-RevGNN-64", "WT-ResGNN-64", "peak_memory_gb",
+     "peak_bytes"),
+    ("DEQ-GNN / ResGNN peak memory", "DEQ-GNN-64", "ResGNN-64", "peak_memory_gb", "peak_bytes"),
+    ("WT-RevGNN / RevGNN parameters", "WT-RevGNN-64", "RevGNN-64", "params", "params"),
+    ("DEQ-GNN / RevGNN parameters", "DEQ-GNN-64", "RevGNN-64", "params", "params"),
+)  # fmt: skip
+
+
+def _gpu_row(gpu: pd.DataFrame | None, label: str) -> pd.Series | None:
+    if gpu is None:
+        return None
+    rows = gpu[(gpu["label"] == label) & (gpu["status"] == "ok")]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _card(row: pd.Series, commit: str) -> str:
+    from bench.report.load import device_short
+
+    return f"{device_short('cuda (' + str(row['device']) + ')')}, commit {commit}"
+
+
+def _ratio_rows(gpu: pd.DataFrame | None, commit: str) -> pd.DataFrame:
+    """The paper's 112-layer ratios beside the GPU check's, both on one proteins training part
+    at 64 channels: like for like (a ratio of CPU trials at other depths would not be)."""
     out = []
-    for name, fig, lo, hi, column, paper_value, where in specs:
-        found = _measured_ratios(df, fig, lo, hi, column)
-        for slice_, setting, ratio, n in found or [("—", "not measured", np.nan, 0)]:
-            out.append({"quantity": name, "paper": fmt_ratio(paper_value),
-                        "paper setting": f"ogbn-proteins, {where}", "paper hardware": paper.V100,
-                        "ours": fmt_ratio(ratio), "our setting": setting,
-                        "our device [meter]": slice_, "our trials": n})  # fmt: skip
+    for name, a, b, paper_field, gpu_field in GPU_RATIOS:
+        pa, pb = paper.point(a), paper.point(b)
+        ra, rb = _gpu_row(gpu, a), _gpu_row(gpu, b)
+        same = ra is not None and rb is not None and ra["device"] == rb["device"]
+        ours = fmt_ratio(ra[gpu_field] / rb[gpu_field]) if same else "not measured"
+        out.append({"quantity": f"{name} ({a} / {b})",
+                    "paper": fmt_ratio(getattr(pa, paper_field) / getattr(pb, paper_field)),
+                    "paper setting": "ogbn-proteins, 112 layers, 64 ch", "paper hardware": paper.V100,
+                    "ours": ours, "our setting": "one proteins-sized training part, 112 layers, "
+                    "64 ch (gpu-check)" if same else "—",
+                    "our device [meter]": f"{_card(ra, commit)} [cuda-allocator]" if same else "—",
+                    "our trials": 0})  # fmt: skip
     return pd.DataFrame(out)
 
 
-def _measured_ratios(df: pd.DataFrame, fig: str, lo: str, hi: str, column: str) -> list[tuple]:
-    rows, _ = ablation_rows(df, FIGURE_BY_KEY[fig])
-    out = []
-    for slice_, panel in rows.groupby("slice", sort=True):
-        for a, b in series_pairs(split_series(panel), lo, hi):
-            ma, mb = depth_means(a.rows, column), depth_means(b.rows, column)
-            common = sorted(set(ma.index) & set(mb.index))
-            if common:
-                d = common[-1]
-                n = int(((a.rows["depth"] == d) | (b.rows["depth"] == d)).sum())
-                out.append(
-                    (str(slice_), f"{a.label} vs {b.label} at depth {fmt_num(d)}", ma[d] / mb[d], n)
-                )
-    return out
-
-
-def _point_rows(summary: pd.DataFrame) -> pd.DataFrame:
+def _point_rows(summary: pd.DataFrame, gpu: pd.DataFrame | None, commit: str) -> pd.DataFrame:
+    """Each paper point beside the GPU check's measurement of its shape, and beside any trial
+    of exactly its arch, depth and width."""
     out = []
     for pt in paper.ALL_POINTS:
-        match = summary[(summary["arch"] == pt.arch) & (summary["layers"] == pt.layers)
-                        & (summary["channels"] == pt.channels) & (summary["n_ok"] > 0)]  # fmt: skip
         paper_text = ("out of memory" if pt.oom else
                       f"params {fmt_num(pt.params)}, peak {pt.peak_memory_gb} GB, test {pt.test_score}")  # fmt: skip
-        for _, m in match.iterrows() if len(match) else [(None, None)]:
-            ours = "not measured at this configuration" if m is None else (
-                f"params {fmt_num(m['params_mean'])}, peak {fmt_bytes(m['peak_memory_bytes_mean'])}, "
-                f"test {fmt_mean_std(m['score_mean'], m['score_std'])} (n={m['n_ok']})")  # fmt: skip
-            out.append({"quantity": f"{pt.label} (L{pt.layers})", "paper": paper_text,
-                        "paper setting": f"{pt.dataset}{' (transcribed)' if pt.transcribed else ''}",
-                        "paper hardware": pt.hardware, "ours": ours,
-                        "our setting": "—" if m is None else f"{m['dataset']}, {m['study']}",
-                        "our device [meter]": "—" if m is None else m["slice"],
-                        "our trials": 0 if m is None else int(m["n_trials"])})  # fmt: skip
+        base = {"quantity": f"{pt.label} (L{pt.layers})", "paper": paper_text,
+                "paper setting": f"{pt.dataset}{' (transcribed)' if pt.transcribed else ''}",
+                "paper hardware": pt.hardware}  # fmt: skip
+        row = _gpu_row(gpu, pt.label)
+        if row is not None:
+            out.append({**base, "ours": f"params {fmt_num(row['params'])}, peak "
+                        f"{row['peak_bytes'] / 1e9:.2f} GB (no score: one metered step)",
+                        "our setting": "one proteins-sized training part (gpu-check)",
+                        "our device [meter]": f"{_card(row, commit)} [cuda-allocator]",
+                        "our trials": 0})  # fmt: skip
+        match = summary[(summary["arch"] == pt.arch) & (summary["layers"] == pt.layers)
+                        & (summary["channels"] == pt.channels) & (summary["n_ok"] > 0)]  # fmt: skip
+        for _, m in match.iterrows():
+            out.append({**base, "ours": f"params {fmt_num(m['params_mean'])}, peak "
+                        f"{fmt_bytes(m['peak_memory_bytes_mean'])}, test "
+                        f"{fmt_mean_std(m['score_mean'], m['score_std'])} (n={m['n_ok']})",
+                        "our setting": f"{m['dataset']}, {m['study']}",
+                        "our device [meter]": m["slice"], "our trials": int(m["n_trials"])})  # fmt: skip
+        if row is None and match.empty:
+            out.append({**base, "ours": "not measured at this configuration", "our setting": "—",
+                        "our device [meter]": "—", "our trials": 0})  # fmt: skip
     return pd.DataFrame(out)
 
 

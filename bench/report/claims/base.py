@@ -11,6 +11,7 @@ import pandas as pd
 from bench.report.aggregate import Fit, depth_means, linear_fit
 from bench.report.claims.rules import STATEMENTS, THRESHOLDS
 from bench.report.load import as_key, canonical, readable, varying_columns
+from bench.report.stale import MARK, stale_configs
 from bench.stats import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED, Difference, compare, judge
 
 NOT_SUPPORTED = "not supported"
@@ -52,9 +53,11 @@ class Series:
 
     @property
     def label(self) -> str:
+        """The arch and its differing settings; flagged when its trials mix code versions."""
         extra = ", ".join(part for k, v in sorted(self.values.items())
                           if (part := readable(k, v)) is not None)  # fmt: skip
-        return f"{self.arch} ({extra})" if extra else self.arch
+        label = f"{self.arch} ({extra})" if extra else self.arch
+        return f"{label} {MARK}" if stale_configs(self.rows) else label
 
     def matches(self, other: Series, ignore: tuple[str, ...] = ARCH_SPECIFIC) -> bool:
         keys = (set(self.values) | set(other.values)) - set(ignore)

@@ -1,6 +1,8 @@
-"""Memory claims: reversible (and weight-tied, and every convolution's) activation memory flat
-in depth while the residual one grows linearly; mini-batches below full batches; DEQ flat in
-its iteration cap."""
+"""Memory claims: reversible (and weight-tied, and every convolution's) step memory flat in
+depth while the residual one grows linearly; mini-batches below full batches; DEQ flat in its
+iteration cap. Every claim reads one measure, step memory (``step_added_bytes``: what a training
+step adds to the memory alive before it, activations and gradients), never the absolute peak,
+which the data held before the step dilutes."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import math
 import pandas as pd
 
 from bench import paper
+from bench.measure.memory_model import DEQ_HISTORY
 from bench.report.aggregate import depth_means
 from bench.report.claims.base import (
     ARCH_SPECIFIC,
@@ -38,26 +41,35 @@ from bench.report.select import FIGURE_BY_KEY, ablation_rows
 from bench.stats import NO_DATA, SUPPORTED
 
 
+def slope_column(rows: pd.DataFrame) -> str:
+    """Slopes read step memory; exports from before it was recorded, peak minus model state
+    (what the model's own state does not explain), never the absolute peak, whose model-state
+    growth would pass for activations."""
+    return STEP if step_column(rows) == STEP else "activation_bytes"
+
+
 def flat_claim(key: str, fig: str, slice_: str, lo: Series, hi: Series) -> Claim:
-    """Is ``lo``'s activation memory flat in depth while ``hi``'s grows linearly?"""
+    """Is ``lo``'s step memory flat in depth while ``hi``'s grows linearly?"""
     case = f"{lo.label} vs {hi.label}"
     if min(ok_depths(lo), ok_depths(hi)) < MIN_DEPTHS:
         return Claim(key, fig, slice_, case, f"ok depths: {lo.arch} {ok_depths(lo)}, "
                      f"{hi.arch} {ok_depths(hi)} (need {MIN_DEPTHS})", NO_DATA)  # fmt: skip
-    lo_act, hi_act = fit_series(lo, "activation_bytes"), fit_series(hi, "activation_bytes")
-    assert lo_act is not None and hi_act is not None
+    column = slope_column(pd.concat([lo.rows, hi.rows]))
+    what = "step memory" if column == STEP else "activation memory"
+    lo_fit, hi_fit = fit_series(lo, column), fit_series(hi, column)
+    assert lo_fit is not None and hi_fit is not None
     parts = [
-        f"{hi.arch} activation {fmt_bytes(hi_act.slope, signed=True)}/layer (R²={hi_act.r2:.3f})",
-        f"{lo.arch} {fmt_bytes(lo_act.slope, signed=True)}/layer "
-        f"(= {_share(lo_act.slope, hi_act.slope)} of {hi.arch}'s)"
-        if hi_act.slope > 0 else f"{lo.arch} {fmt_bytes(lo_act.slope, signed=True)}/layer",
+        f"{hi.arch} {what} {fmt_bytes(hi_fit.slope, signed=True)}/layer (R²={hi_fit.r2:.3f})",
+        f"{lo.arch} {fmt_bytes(lo_fit.slope, signed=True)}/layer "
+        f"(= {_share(lo_fit.slope, hi_fit.slope)} of {hi.arch}'s)"
+        if hi_fit.slope > 0 else f"{lo.arch} {fmt_bytes(lo_fit.slope, signed=True)}/layer",
     ]  # fmt: skip
     parts += _peak_ratio_evidence(lo, hi) + _model_state_evidence(lo)
     oom = first_oom(hi)
     if not math.isnan(oom):
         parts.append(f"{hi.arch} OOM from depth {fmt_num(oom)}")
     ok = (
-        hi_act.slope > 0 and hi_act.r2 >= LINEAR_R2 and lo_act.slope <= FLAT_FRACTION * hi_act.slope
+        hi_fit.slope > 0 and hi_fit.r2 >= LINEAR_R2 and lo_fit.slope <= FLAT_FRACTION * hi_fit.slope
     )
     return Claim(key, fig, slice_, case, "; ".join(parts), SUPPORTED if ok else NOT_SUPPORTED)
 
@@ -80,12 +92,9 @@ def _peak_ratio_evidence(lo: Series, hi: Series) -> list[str]:
     if not common:
         return []
     d = common[-1]
-    text = (
+    return [
         f"{lo.arch}/{hi.arch} at depth {fmt_num(d)}: {ratio_text(lo_m.loc[d], hi_m.loc[d], column)}"
-    )
-    if (lo.arch, hi.arch) == ("rev", "res") and lo.values.get("batching") != "full":
-        text += f" (paper peak, 112 layers, {paper.V100}: {paper.rev_to_res_memory_ratio():.3g}×)"
-    return [text]
+    ]
 
 
 def _model_state_evidence(series: Series) -> list[str]:
@@ -101,13 +110,15 @@ def _model_state_evidence(series: Series) -> list[str]:
 
 
 def linear_claim(fig: str, slice_: str, series: Series) -> Claim:
-    """Does ``series``' peak memory grow linearly with depth?"""
+    """Does ``series``' step memory grow linearly with depth?"""
     n = ok_depths(series)
     if n < MIN_DEPTHS:
         return Claim("res-linear", fig, slice_, series.label, f"{n} ok depths", NO_DATA)
-    fit = fit_series(series, "peak_memory_bytes")
+    column = slope_column(series.rows)
+    fit = fit_series(series, column)
     assert fit is not None
-    evidence = f"peak {fmt_bytes(fit.slope, signed=True)}/layer, R²={fit.r2:.3f} over {n} depths"
+    what = "step memory" if column == STEP else "activation memory"
+    evidence = f"{what} {fmt_bytes(fit.slope, signed=True)}/layer, R²={fit.r2:.3f} over {n} depths"
     oom = first_oom(series)
     if not math.isnan(oom):
         evidence += f"; OOM from depth {fmt_num(oom)}"
@@ -191,10 +202,17 @@ def deq_claims(df: pd.DataFrame) -> list[Claim]:
 
 
 def _deq_claim(slice_: str, series: Series) -> Claim:
+    """Flat from the cap at which the solver's history is full: Anderson and Broyden keep the
+    last DEQ_HISTORY iterates, so below that cap each added iteration stores one more."""
     column = step_column(series.rows)
     mem, peak = depth_means(series.rows, column), depth_means(series.rows, PEAK)
+    below = [c for c in mem.index if c < DEQ_HISTORY]
+    mem = mem[mem.index >= DEQ_HISTORY]
+    skipped = (f"; caps {', '.join(fmt_num(c) for c in below)} left out (below the solver's "
+               f"{DEQ_HISTORY}-iterate history, each iteration there adds one)" if below else "")  # fmt: skip
     if len(mem) < 2:
-        return Claim("deq-flat", "fig4", slice_, series.label, f"{len(mem)} ok caps", NO_DATA)
+        return Claim("deq-flat", "fig4", slice_, series.label,
+                     f"{len(mem)} ok caps of at least {DEQ_HISTORY}{skipped}", NO_DATA)  # fmt: skip
     lo, hi = mem.index[0], mem.index[-1]
     growth = mem[hi] / mem[lo]
     iters = depth_means(series.rows, "solver_fwd_iters_mean")
@@ -204,16 +222,10 @@ def _deq_claim(slice_: str, series: Series) -> Claim:
     if column == STEP:
         evidence += f"; absolute peak {peak[hi] / peak[lo]:.3g}×"
     if lo not in iters.index or hi not in iters.index:
-        return Claim(
-            "deq-flat",
-            "fig4",
-            slice_,
-            series.label,
-            evidence + "; no solver iterations recorded",
-            NO_DATA,
-        )
+        return Claim("deq-flat", "fig4", slice_, series.label,
+                     evidence + "; no solver iterations recorded" + skipped, NO_DATA)  # fmt: skip
     spread = iters[hi] / iters[lo] if iters[lo] > 0 else math.inf
-    evidence += f"; forward iterations done {iters[lo]:.3g} -> {iters[hi]:.3g}"
+    evidence += f"; forward iterations done {iters[lo]:.3g} -> {iters[hi]:.3g}" + skipped
     if spread < DEQ_ITER_SPREAD:
         evidence += " (the cap barely changed the work, so depth-independence is untested)"
         return Claim("deq-flat", "fig4", slice_, series.label, evidence, NO_DATA)
@@ -222,7 +234,7 @@ def _deq_claim(slice_: str, series: Series) -> Claim:
 
 
 def conv_claims(df: pd.DataFrame) -> list[Claim]:
-    """The conv ablation: rev's activation memory flat while res's grows, judged like
+    """The conv ablation: rev's step memory flat while res's grows, judged like
     ``rev-flat`` (:func:`flat_claim`) for each convolution on its own (series split by conv)."""
     rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig9"])
     out: list[Claim] = []

@@ -1,0 +1,56 @@
+"""Every number README states about the committed results is checked against the committed
+files, so README cannot drift from them."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pandas as pd
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+GPU = pd.read_csv(ROOT / "results" / "gpu" / "gpu-check.csv")
+
+
+def section(title: str) -> str:
+    return README.split(f"## {title}\n")[1].split("\n## ")[0]
+
+
+def test_readme_is_short() -> None:
+    assert len(README.splitlines()) <= 250
+
+
+def test_every_gb_figure_is_a_measured_gpu_peak() -> None:
+    shown = section("What they show")
+    numbers = {float(v) for v in re.findall(r"(\d+\.\d\d) GB", shown)}
+    assert numbers, "the section states GPU peaks"
+    measured = {round(v / 1e9, 2) for v in GPU.loc[GPU["status"] == "ok", "peak_bytes"]}
+    assert numbers <= measured, numbers - measured
+    for label in re.findall(r"(RevGNN-64|ResGNN-64|RevGNN-Deep|RevGNN-Wide)", shown):
+        assert (GPU["label"] == label).any()
+
+
+def test_flat_from_3_to_1001_layers_is_what_was_measured() -> None:
+    assert "flat from 3 to 1001" in section("What they show")
+    rows = GPU.set_index("label")
+    low, high = rows.loc["RevGNN-64 x 3"], rows.loc["RevGNN-64 x 1001"]
+    # step adds grew by its gradients only: about 4 B per parameter, under 10% in all
+    assert high["step_added_bytes"] / low["step_added_bytes"] < 1.1
+
+
+@pytest.mark.parametrize("card", ["H100", "H200"])
+def test_the_gpu_cards_named_are_the_cards_recorded(card: str) -> None:
+    assert card in section("What the committed results are")
+    assert GPU["device"].str.contains(card).any()
+
+
+def test_the_cpu_machine_named_is_the_machine_recorded() -> None:
+    text = section("What the committed results are")
+    assert "2-core" in text and "torch 2.13.0 CPU build" in text
+    frames = [pd.read_csv(p) for p in sorted((ROOT / "results").glob("*-cpu.csv"))]
+    trials = pd.concat(frames, ignore_index=True)
+    devices = trials["device_name"].dropna().unique()
+    assert len(devices) and all("2 cores" in d for d in devices), devices
+    assert set(trials["version_torch"].dropna()) == {"2.13.0+cpu"}
