@@ -28,6 +28,8 @@ import pytest
 # The suite never touches the network: real graphs come from the local data folder, and the
 # download tests serve files on loopback (tests/test_data_download.py lifts this for itself).
 os.environ.setdefault("BENCH_OFFLINE", "1")
+# Nor a storage of the user's: every command here stores where its test says.
+os.environ.pop("BENCH_STORAGE", None)
 
 
 def _pg_bin(tool: str) -> str | None:
