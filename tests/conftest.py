@@ -1,5 +1,7 @@
 """Shared fixtures. ``postgres_url``: a throwaway PostgreSQL server on loopback, for the tests
 that check many workers sharing one study (the multi-machine set-up) against a real server.
+``postgres_login``: a role on the same server that must give its password (scram-sha-256),
+for the tests that keep the password out of sight (tests/test_credentials.py).
 
 The server is found under ``/usr/lib/postgresql/*/bin`` (Debian's ``postgresql`` package) or on
 PATH. PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user (via
@@ -17,13 +19,17 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 # The suite never touches the network: real graphs come from the local data folder, and the
 # download tests serve files on loopback (tests/test_data_download.py lifts this for itself).
 os.environ.setdefault("BENCH_OFFLINE", "1")
+# Nor a storage of the user's: every command here stores where its test says.
+os.environ.pop("BENCH_STORAGE", None)
 
 
 def _pg_bin(tool: str) -> str | None:
@@ -43,9 +49,37 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"no PostgreSQL server: {reason}")
 
 
+@dataclass(frozen=True)
+class PostgresLogin:
+    """A role that must authenticate with ``password``, owning the database ``database``."""
+
+    user: str
+    password: str
+    host: str
+    port: int
+    database: str
+
+    @property
+    def url(self) -> str:
+        """The URL with the password in it (percent-encoded)."""
+        secret = quote(self.password, safe="")
+        return f"postgresql+psycopg2://{self.user}:{secret}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def bare_url(self) -> str:
+        """The same URL without the password: libpq must find it (PGPASSWORD, ~/.pgpass)."""
+        return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+# characters that URLs encode, so a leak of either form is caught
+SECRET_PASSWORD = "Zq7-s3cret:p@ss/w0rd"
+SECRET_ROLE = "bench_secret"
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """``postgresql+psycopg2://...`` of a fresh database on a private server (session-wide)."""
+def _postgres_server() -> Iterator[tuple[str, int]]:
+    """(superuser, port) of a private server on 127.0.0.1 (session-wide); the superuser needs
+    no password, the role ``SECRET_ROLE`` needs ``SECRET_PASSWORD``."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         _unavailable("initdb/pg_ctl not found (install Debian's 'postgresql' package)")
@@ -79,6 +113,12 @@ def postgres_url() -> Iterator[str]:
         done = run(initdb, "-D", str(data), "-U", user, "-A", "trust", "-E", "UTF8", "--no-sync")
         if done.returncode:
             _unavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
+        hba = data / "pg_hba.conf"  # first match wins: the secret role must give its password
+        rules = "".join(
+            f"{kind} all {SECRET_ROLE} {where} scram-sha-256\n"
+            for kind, where in (("local", ""), ("host", "127.0.0.1/32"), ("host", "::1/128"))
+        )
+        hba.write_text(rules + hba.read_text())
         options = f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=100"
         done = run(pg_ctl, "-D", str(data), "-l", str(tmp / "log"), "-o", options, "-w", "start")
         if done.returncode:
@@ -91,9 +131,25 @@ def postgres_url() -> Iterator[str]:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("CREATE DATABASE bench_test")
+            cur.execute(f"CREATE ROLE {SECRET_ROLE} LOGIN PASSWORD %s", (SECRET_PASSWORD,))
+            cur.execute(f"CREATE DATABASE {SECRET_ROLE} OWNER {SECRET_ROLE}")
         conn.close()
-        yield f"postgresql+psycopg2://{user}@127.0.0.1:{port}/bench_test"
+        yield user, port
     finally:
         if started:
             run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(_postgres_server: tuple[str, int]) -> str:
+    """``postgresql+psycopg2://...`` of a fresh database on a private server (session-wide)."""
+    user, port = _postgres_server
+    return f"postgresql+psycopg2://{user}@127.0.0.1:{port}/bench_test"
+
+
+@pytest.fixture(scope="session")
+def postgres_login(_postgres_server: tuple[str, int]) -> PostgresLogin:
+    """A password-protected role with its own database on the same server."""
+    _, port = _postgres_server
+    return PostgresLogin(SECRET_ROLE, SECRET_PASSWORD, "127.0.0.1", port, SECRET_ROLE)

@@ -6,5 +6,6 @@ points need, checked before anything is stored), ``queue`` (the study as a work 
 ``worker`` (claim, run, record), ``progress`` (bars, closing table, failure lines), ``sweep``
 (``python -m bench ablate``), ``launch`` (SLURM / submitit jobs), ``storage`` (SQLite, RDB and
 journal storages; records on trials), ``export`` (``python -m bench export``), ``reproduce``
-(``python -m bench reproduce``) and ``skipped`` (the studies it could not run here).
+(``python -m bench reproduce``), ``skipped`` (the studies it could not run here) and
+``credentials`` (the storage's password kept out of output, command lines and job folders).
 """

@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 
+from bench.harness.credentials import mask_url, storage_from
 from bench.harness.storage import load_records, open_storage, record_of, storage_url, study_names
 from bench.record import TrialRecord
 
@@ -102,7 +103,10 @@ def export_study(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="spec (or tuning study) name, e.g. depth")
     parser.add_argument("--profile", help="export only the study NAME-PROFILE (default: all)")
-    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///RESULTS/NAME.db)")
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: $BENCH_STORAGE, else sqlite:///RESULTS/NAME.db)",
+    )
     parser.add_argument(
         "--results-dir", type=Path, default=Path("results"), help="default: results"
     )
@@ -110,8 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     name = Path(args.name).stem if args.name.endswith(".toml") else args.name
-    url = storage_url(args.storage, name, args.results_dir)
-    if args.storage is None and not (args.results_dir / f"{name}.db").exists():
+    storage = storage_from(args.storage, "export")
+    url = storage_url(storage, name, args.results_dir)
+    if storage is None and not (args.results_dir / f"{name}.db").exists():
         print(
             f"export: nothing stored for {name!r} (no {args.results_dir / name}.db); "
             f"run 'python -m bench ablate {name}' first",
@@ -123,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
         names = [n for n in names if n == f"{name}-{args.profile}"]
     if not names:
         which = f"{name}-{args.profile}" if args.profile else f"{name} or {name}-*"
-        print(f"export: no study named {which} in {url}", file=sys.stderr)
+        print(f"export: no study named {which} in {mask_url(url)}", file=sys.stderr)
         return 1 if args.profile else 0
     storage = open_storage(url, heartbeat_interval=None)
     for study_name in names:

@@ -2,8 +2,9 @@
 
 ``python -m bench ablate SPEC --launcher slurm --jobs 8 --storage URL`` (and ``tune``) checks
 the requirements and queues the study here, then submits ``--jobs`` jobs as one SLURM job
-array; each job runs the ordinary command as a worker (``python -m bench ablate SPEC
---storage URL ...``): it claims points from the shared study until every point has a record, so
+array; each job runs the ordinary command as a worker (``python -m bench ablate SPEC ...``,
+the storage URL in its environment as ``BENCH_STORAGE``, never in its arguments, submitit's
+pickles or logs: :mod:`bench.harness.credentials`): it claims points from the shared study until every point has a record, so
 jobs that start late, die or time out lose nothing (their points are claimed again once their
 heartbeat goes stale). The submitting command waits for the jobs, then prints the summary and
 exports as a local sweep does. The storage must be one every job reaches: PostgreSQL
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import ConfigError
+from bench.harness import credentials
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -100,13 +102,20 @@ def executor(args: argparse.Namespace, name: str, results_dir: Path) -> Any:
 
 
 def run_jobs(
-    args: argparse.Namespace, name: str, commands: list[list[str]], results_dir: Path
+    args: argparse.Namespace,
+    name: str,
+    commands: list[list[str]],
+    results_dir: Path,
+    storage: str,
 ) -> list[int]:
-    """Submit one job per command (one job array), wait for them; their exit codes (0: ok)."""
+    """Submit one job per command (one job array), wait for them; their exit codes (0: ok).
+
+    The jobs open ``storage`` (a URL) from ``$BENCH_STORAGE``, which they inherit."""
     import submitit
 
     ex = executor(args, name, results_dir)
-    jobs = ex.map_array(_run_command, commands)  # one array: --array-parallelism applies
+    with credentials.exported(storage):
+        jobs = ex.map_array(_run_command, commands)  # one array: --array-parallelism applies
     print(
         f"{name}: submitted {len(jobs)} {args.launcher} job(s) "
         f"({', '.join(j.job_id for j in jobs)}); logs in {ex.folder.parent}",
@@ -119,7 +128,10 @@ def run_jobs(
             codes.append(int(job.result()))
         except (submitit.core.utils.FailedJobState, submitit.core.utils.UncompletedJobError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            print(f"{name}: job {job.job_id} failed: {first}", file=sys.stderr)
+            print(
+                f"{name}: job {job.job_id} failed: {credentials.mask_text(first, storage)}",
+                file=sys.stderr,
+            )
             codes.append(1)
     return codes
 

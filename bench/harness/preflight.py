@@ -41,6 +41,7 @@ from typing import NoReturn
 
 from bench.config import TrialConfig
 from bench.data.registry import DatasetSpec, get_spec
+from bench.harness.credentials import mask_text, mask_url
 
 KINDS = ("dataset", "device", "dependency", "storage")  # also the order problems are listed in
 # whether a missing dataset may be downloaded by its loader (the policy a download flag sets)
@@ -192,14 +193,14 @@ def check_storage(req: Requirement, fetchable: Fetchable = download_policy) -> P
     url = req.name
     if url.startswith("journal://"):  # Optuna's JournalStorage on a (shared) file
         return _check_sqlite(req, url[len("journal://") :])
+    shown = mask_url(url)
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        return Problem(req, f"storage {url!r} is not a database URL ({exc})",
+        return Problem(req, f"storage {shown!r} is not a database URL ({mask_text(str(exc), url)})",
                        "pass --storage sqlite:///PATH or postgresql+psycopg2://user@host/db")  # fmt: skip
     if parsed.get_backend_name() == "sqlite":
         return _check_sqlite(req, parsed.database)
-    shown = parsed.render_as_string(hide_password=True)
     try:
         dialect = parsed.get_dialect()
         dialect.import_dbapi()
@@ -208,7 +209,7 @@ def check_storage(req: Requirement, fetchable: Fetchable = download_policy) -> P
         install = INSTALL.get(module, f"python -m pip install {module}")
         return Problem(req, f"storage {shown}: its driver {module} is not installed", install)
     except Exception as exc:  # noqa: BLE001 - an unknown dialect name, for one
-        return Problem(req, f"storage {shown}: {type(exc).__name__}: {exc}",
+        return Problem(req, f"storage {shown}: {type(exc).__name__}: {mask_text(str(exc), url)}",
                        "pass a URL SQLAlchemy knows, e.g. postgresql+psycopg2://user@host/db")  # fmt: skip
     return _check_server(req, url, shown)
 
@@ -254,7 +255,7 @@ def _check_server(req: Requirement, url: str, shown: str) -> Problem | None:
                            "database), or use another --storage")  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - unreachable, refused, bad credentials, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return Problem(req, f"storage {shown} is not reachable ({reason})",
+        return Problem(req, f"storage {shown} is not reachable ({mask_text(reason, url)})",
                        "start the server or fix the URL (host, port, user, database), or drop "
                        "--storage to use a local SQLite file")  # fmt: skip
     finally:

@@ -2,7 +2,8 @@
 
 One storage holds the studies of one ablation (or tuning run): by default a SQLite file
 ``results/<name>.db`` (enough for the workers of one machine); any Optuna RDB URL, e.g.
-``postgresql+psycopg2://user@host/db``, lets workers on many machines share the same studies.
+``postgresql+psycopg2://user@host/db``, lets workers on many machines share the same studies
+(its password stays out of output, command lines and job folders: :mod:`bench.harness.credentials`).
 
 Every finished trial carries its whole :class:`~bench.record.TrialRecord` as the user attribute
 ``record`` (the JSON dict), plus a few flat attributes (``status``, ``best_valid``,

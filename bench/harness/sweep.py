@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bench.errors import ConfigError
 from bench.harness import launch, preflight
+from bench.harness.credentials import ENV_VAR, mask_text, mask_url, storage_from
 from bench.harness.export import export_study
 from bench.harness.progress import (
     failure_lines,
@@ -32,7 +33,7 @@ from bench.harness.progress import (
     summary_table,
 )
 from bench.harness.queue import POLL_S, open_study, reconcile, study_name
-from bench.harness.spec import DEFAULT_PROFILE, SpecError, load_spec
+from bench.harness.spec import DEFAULT_PROFILE, Point, SpecError, load_spec
 from bench.harness.storage import DEFAULT_HEARTBEAT_S, open_storage, storage_url
 from bench.harness.worker import RunFn, WorkerOptions, worker_loop, worker_process
 
@@ -52,6 +53,23 @@ class SweepResult:
     def complete(self) -> bool:
         """Every point has a result (an environment failure is none)."""
         return self.done == self.total and self.environment == 0
+
+    @classmethod
+    def of(
+        cls, study: optuna.Study, points: list[Point], url: str, ran: int, started: float
+    ) -> SweepResult:
+        """Where ``study`` stands now over ``points``; ``started``: ``time.perf_counter()``."""
+        counts = progress_counts(study, points)
+        return cls(
+            study.study_name,
+            url,
+            len(points),
+            counts["done"],
+            counts["failed"],
+            ran,
+            time.perf_counter() - started,
+            counts["environment"],
+        )
 
 
 def _resolve_device(device: str) -> str:
@@ -154,30 +172,27 @@ def run_sweep(
     finally:
         stop.set()
         monitor.join()
-    counts = progress_counts(study, points)
-    return SweepResult(
-        name,
-        url,
-        len(points),
-        counts["done"],
-        counts["failed"],
-        ran,
-        time.perf_counter() - clock,
-        counts["environment"],
-    )
+    return SweepResult.of(study, points, url, ran, clock)
 
 
-def rerun_command(args: argparse.Namespace) -> str:
-    """The ``ablate`` command that resumes this sweep (same study, storage and seeds)."""
+def _resume_words(args: argparse.Namespace) -> list[str]:
+    """The ``ablate`` words that resume this sweep (same study and seeds), storage aside."""
     words = ["python", "-m", "bench", "ablate", str(args.spec), "--profile", args.profile]
-    if args.storage:
-        words += ["--storage", args.storage]
     if Path(args.results_dir) != Path("results"):
         words += ["--results-dir", str(args.results_dir)]
     if args.seeds:
         words += ["--seeds", str(args.seeds)]
     if args.device != "auto":
         words += ["--device", args.device]
+    return words
+
+
+def rerun_command(args: argparse.Namespace) -> str:
+    """The ``ablate`` command that resumes this sweep, to print: ``--storage`` as given, its
+    password masked (a storage from ``$BENCH_STORAGE`` needs no flag)."""
+    words = _resume_words(args)
+    if args.storage:
+        words += ["--storage", mask_url(args.storage)]
     return shlex.join(words)
 
 
@@ -188,8 +203,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--storage",
-        help="Optuna storage URL (default: sqlite:///RESULTS/SPEC.db); "
-        "e.g. postgresql+psycopg2://user@host/db to share one study across machines",
+        help="Optuna storage URL (default: $BENCH_STORAGE, else sqlite:///RESULTS/SPEC.db); "
+        "e.g. postgresql+psycopg2://user@host/db to share one study across machines (keep "
+        "the password out of it: libpq reads PGPASSWORD, ~/.pgpass, PGPASSFILE)",
     )
     parser.add_argument(
         "--workers", type=int, help="local worker processes (default: one per GPU, else 1)"
@@ -261,20 +277,28 @@ def main(args: argparse.Namespace) -> int:
         print(f"{len(points)} trials in {study_name(spec.name, args.profile)}")
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = storage_from(args.storage, "ablate")
+    if args.worker_job and storage is None:
+        print(
+            f"ablate: --worker-job: no storage named; a job gets it in ${ENV_VAR} from the "
+            "submitting command (check that the scheduler passes the environment on)",
+            file=sys.stderr,
+        )
+        return 2
     if args.launcher != "local":
         try:
-            launch.validate(args, args.storage)
+            launch.validate(args, storage)
         except ConfigError as exc:
             print(f"ablate: {exc.for_cli()}", file=sys.stderr)
             return 2
     try:
         if args.launcher != "local":
-            result = launch_sweep(spec.path, args)
+            result = launch_sweep(spec.path, args, storage)
         else:
             result = run_sweep(
                 spec.path,
                 args.profile,
-                args.storage,
+                storage,
                 args.workers,
                 args.seeds,
                 args.retry_failed,
@@ -289,6 +313,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except SQLAlchemyError as exc:  # the storage went away mid-sweep: nothing finished is lost
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = mask_text(first, storage)
         print(
             f"ablate: the storage failed mid-sweep ({first}); finished trials are kept, the "
             f"running one is retried: once it is reachable again, run {rerun_command(args)}",
@@ -307,7 +332,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"{result.study_name}: {result.done}/{result.total} points have a record "
         f"({result.failed} not ok), {result.ran_here} run now, {result.seconds:.0f} s; "
-        f"storage {result.url}"
+        f"storage {mask_url(result.url)}"
     )
     for line in failure_lines(study, points, rerun_command(args)):
         print(line)
@@ -317,14 +342,15 @@ def main(args: argparse.Namespace) -> int:
     return 0 if result.complete else 1
 
 
-def launch_sweep(spec_path: Path, args: argparse.Namespace) -> SweepResult:
+def launch_sweep(spec_path: Path, args: argparse.Namespace, storage: str | None) -> SweepResult:
     """``--launcher slurm|submitit-local``: check and queue here, then ``--jobs`` worker jobs
-    (each the ordinary ``ablate`` command on the shared storage); see :mod:`bench.harness.launch`."""
+    (each the ordinary ``ablate`` command on the shared storage, which it finds in its
+    environment: see :mod:`bench.harness.credentials`); see :mod:`bench.harness.launch`."""
     clock = time.perf_counter()
     parsed = load_spec(spec_path)
     points = parsed.points(args.profile, range(args.seeds) if args.seeds else None)
     name = study_name(parsed.name, args.profile)
-    url = storage_url(args.storage, parsed.name, args.results_dir)
+    url = storage_url(storage, parsed.name, args.results_dir)
     device = "cuda" if args.device == "auto" and args.gpus_per_job else args.device
     configs = (
         [dataclasses.replace(p.config, device=device) for p in points]
@@ -343,21 +369,11 @@ def launch_sweep(spec_path: Path, args: argparse.Namespace) -> SweepResult:
     }
     study = open_study(url, name, attrs, args.heartbeat)
     reconcile(study, points, retry_failed=args.retry_failed, retry_environment=True)
-    command = [sys.executable, *shlex.split(rerun_command(args))[1:]]
+    command = [sys.executable, *_resume_words(args)[1:]]
     command += ["--worker-job", "--no-progress", "--heartbeat", str(args.heartbeat)]
     if args.trial_timeout is not None:
         command += ["--trial-timeout", str(args.trial_timeout)]
     if args.gpus_per_job > 1:
         command += ["--workers", str(args.gpus_per_job)]  # one worker per GPU of the job
-    codes = launch.run_jobs(args, name, [command] * args.jobs, args.results_dir)
-    counts = progress_counts(study, points)
-    return SweepResult(
-        name,
-        url,
-        len(points),
-        counts["done"],
-        counts["failed"],
-        sum(1 for c in codes if c == 0),
-        time.perf_counter() - clock,
-        counts["environment"],
-    )
+    codes = launch.run_jobs(args, name, [command] * args.jobs, args.results_dir, url)
+    return SweepResult.of(study, points, url, sum(1 for c in codes if c == 0), clock)

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from bench.errors import ConfigError
 from bench.harness import launch, preflight
+from bench.harness.credentials import ENV_VAR, mask_url, storage_from
 from bench.harness.storage import (
     DEFAULT_HEARTBEAT_S,
     record_of,
@@ -41,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "spec", help="search space: a name in ablations/tune/ or a path to a TOML file"
     )
     parser.add_argument(
-        "--storage", help="Optuna storage URL (default: sqlite:///results/tune-SPEC.db)"
+        "--storage",
+        help="Optuna storage URL (default: $BENCH_STORAGE, else sqlite:///RESULTS/tune-SPEC.db; "
+        "keep the password out of it: libpq reads PGPASSWORD, ~/.pgpass, PGPASSFILE)",
     )
     parser.add_argument("--n-trials", type=int, help="total finished trials the study should hold")
     parser.add_argument("--timeout", type=float, help="seconds: start no new trial after this")
@@ -72,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-export", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workers-total", type=int, default=1, help=argparse.SUPPRESS)
+    # a worker process or job started by run_study: its storage comes in $BENCH_STORAGE
+    parser.add_argument("--worker-job", action="store_true", help=argparse.SUPPRESS)
     launch.add_arguments(parser)
 
 
@@ -97,11 +102,18 @@ def run_from_args(args: argparse.Namespace) -> TuneRun:
         raise ConfigError("workers", f"must be at least 1, got {args.workers}")
     if args.write_spec and not args.best:
         raise ConfigError("write_spec", "only makes sense with --best")
+    storage = storage_from(args.storage, "tune")
+    if args.worker_job and storage is None:
+        raise ConfigError(
+            "storage",
+            f"none named; a worker job gets it in ${ENV_VAR} from the submitting command "
+            "(check that the scheduler passes the environment on)",
+        )
     return TuneRun(
         space=space,
         settings=settings,
         multi=args.multi_objective,
-        storage=args.storage,
+        storage=storage,
         results_dir=args.results_dir,
         workers=max(args.workers, args.workers_total),
         worker_index=args.worker_index,
@@ -113,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         run = run_from_args(args)
         if args.launcher != "local" and not args.best:
-            launch.validate(args, args.storage)  # before anything is checked or stored
+            launch.validate(args, run.storage)  # before anything is checked or stored
         if args.best:
             return _show_best(run, args.write_spec)
         if not (args.worker_index or args.workers_total > 1):  # the parent checks, once
@@ -125,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
             return 0
         budget = format_bytes(run.settings.memory_budget) if run.settings.memory_budget else "none"
         print(
-            f"tuning {run.space.path} -> study {run.study_name} in {run.url}; "
+            f"tuning {run.space.path} -> study {run.study_name} in {mask_url(run.url)}; "
             f"{run.settings.n_trials} trials, budget {budget}, objectives {','.join(run.objective_names)}"
         )
         jobs = args if args.launcher != "local" else None
@@ -164,12 +176,14 @@ def failure_lines(study: optuna.Study, command: str) -> list[str]:
 
 
 def rerun_command(args: argparse.Namespace) -> str:
-    """The ``tune`` command that resumes this study (same storage, budget and objectives)."""
+    """The ``tune`` command that resumes this study (same storage, budget and objectives), to
+    print: ``--storage`` as given, its password masked (``$BENCH_STORAGE`` needs no flag)."""
     words = ["python", "-m", "bench", "tune", str(args.spec)]
     for flag in ("storage", "n_trials", "memory_budget", "device", "seed"):
         value = getattr(args, flag)
         if value is not None:
-            words += ["--" + flag.replace("_", "-"), str(value)]
+            shown = mask_url(value) if flag == "storage" else str(value)
+            words += ["--" + flag.replace("_", "-"), shown]
     if Path(args.results_dir) != Path("results"):
         words += ["--results-dir", str(args.results_dir)]
     if args.multi_objective:
@@ -182,7 +196,7 @@ def _show_best(run: TuneRun, spec_path: Path | None) -> int:
         study = open_study(run, load_only=True)
     except KeyError:
         raise ConfigError(
-            "best", f"no study {run.study_name} in {run.url}; tune it first"
+            "best", f"no study {run.study_name} in {mask_url(run.url)}; tune it first"
         ) from None
     trial = best_trial(study)
     config = best_config(run, trial)

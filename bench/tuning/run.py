@@ -14,7 +14,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial
 
-from bench.harness import launch
+from bench.harness import credentials, launch
 from bench.harness.storage import (
     DEFAULT_HEARTBEAT_S,
 )
@@ -104,29 +104,38 @@ def run_study(
         log(f"re-queued {requeued} trial(s) that failed for a reason outside their configuration")
     if run.workers <= 1 and jobs is None:
         return run_worker(run, run_fn, predict, log)
-    argv = [
-        sys.executable, "-m", "bench", "tune", str(run.space.path),
-        "--storage", run.url, "--n-trials", str(run.settings.n_trials),
-        "--memory-budget", str(run.settings.memory_budget or "none"), "--no-export",
-        "--heartbeat", str(run.heartbeat_interval or DEFAULT_HEARTBEAT_S),
-        "--seed", str(run.settings.seed), "--device", str(run.space.base.get("device", "cpu")),
-    ] + (["--multi-objective"] if run.multi else []) + (
-        ["--timeout", str(run.settings.timeout)] if run.settings.timeout else []
-    )  # fmt: skip
+    argv = worker_command(run)
     if jobs is not None:  # each job: one ordinary tune worker on the shared storage
         total = str(jobs.jobs)
         commands = [
             [*argv, "--worker-index", str(i), "--workers-total", total] for i in range(jobs.jobs)
         ]
-        codes = launch.run_jobs(jobs, run.study_name, commands, run.results_dir)
+        codes = launch.run_jobs(jobs, run.study_name, commands, run.results_dir, run.url)
         if any(codes):
             log(f"warning: job exit codes {codes}")
         return open_study(run, load_only=True)
+    env = credentials.child_environment(run.url)
     procs = [
-        subprocess.Popen([*argv, "--worker-index", str(i), "--workers-total", str(run.workers)])
+        subprocess.Popen(
+            [*argv, "--worker-index", str(i), "--workers-total", str(run.workers)], env=env
+        )
         for i in range(run.workers)
     ]
     codes = [p.wait() for p in procs]
     if any(codes):
         log(f"warning: worker exit codes {codes}")
     return open_study(run, load_only=True)
+
+
+def worker_command(run: TuneRun) -> list[str]:
+    """A worker's command (less its index): the storage comes in ``$BENCH_STORAGE``, never as
+    an argument (see :mod:`bench.harness.credentials`)."""
+    return [
+        sys.executable, "-m", "bench", "tune", str(run.space.path), "--worker-job",
+        "--n-trials", str(run.settings.n_trials),
+        "--memory-budget", str(run.settings.memory_budget or "none"), "--no-export",
+        "--heartbeat", str(run.heartbeat_interval or DEFAULT_HEARTBEAT_S),
+        "--seed", str(run.settings.seed), "--device", str(run.space.base.get("device", "cpu")),
+    ] + (["--multi-objective"] if run.multi else []) + (
+        ["--timeout", str(run.settings.timeout)] if run.settings.timeout else []
+    )  # fmt: skip

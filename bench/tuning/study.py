@@ -36,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError
+from bench.harness.credentials import mask_url
 from bench.harness.storage import (
     DEFAULT_HEARTBEAT_S,
     RECORD_ATTR,
@@ -137,7 +138,7 @@ def open_study(run: TuneRun, load_only: bool = False) -> optuna.Study:
     ]:
         raise ConfigError(
             "objectives",
-            f"study {run.study_name} in {run.url} was created with other objectives "
+            f"study {run.study_name} in {mask_url(run.url)} was created with other objectives "
             f"({study.user_attrs.get('objectives')}); use another --storage or keep them",
         )
     attrs = {
