@@ -369,3 +369,61 @@ def test_dry_run_lists_points(spec_path: Path) -> None:
     )
     assert done.returncode == 0
     assert done.stdout.strip().splitlines()[-1] == "12 trials in mini-cpu"
+
+
+def test_studies_read_well_in_a_dashboard(spec_path: Path, run_log: Path, tmp_path: Path) -> None:
+    """Every ablation trial carries its grid axes as Optuna params with distributions (the
+    dashboard's parameter plots and importances), the study names its objective, and the
+    record's key fields are flat attributes a dashboard shows whole (<= 1,024 characters)."""
+    run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu")
+    url = storage_url(None, "mini", tmp_path)
+    study = optuna.load_study(study_name=study_name("mini", "cpu"),
+                              storage=open_storage(url, heartbeat_interval=None))  # fmt: skip
+    assert study.metric_names == ["valid rocauc"]
+    for trial in study.get_trials():
+        assert set(trial.params) == {"arch", "layers", "seed"}
+        assert trial.params["layers"] == trial.user_attrs["config"]["layers"]
+        assert isinstance(trial.distributions["arch"], optuna.distributions.CategoricalDistribution)
+        assert trial.distributions["layers"] == optuna.distributions.IntDistribution(1, 3)
+        for key in ("status", "failure_kind", "error", "step_added_bytes", "step_time_s"):
+            assert key in trial.user_attrs
+        assert all(len(str(v)) <= 1024 for k, v in trial.user_attrs.items() if k != "record")
+    oom = next(t for t in study.get_trials() if t.user_attrs["status"] == "oom")
+    assert oom.user_attrs["failure_kind"] == "config" and oom.user_attrs["error"] == "over the cap"
+
+
+def test_the_closing_table_sets_each_header_over_its_column() -> None:
+    import pandas as pd
+
+    from bench.harness.progress import aligned
+
+    text = aligned(pd.DataFrame({"arch": ["res"], "status": ["1 ok"], "score": [0.5]}))
+    header, row = text.splitlines()
+    assert header.index("status") == row.index("1 ok")  # text: left-aligned under its header
+    assert header.index("score") + len("score") == row.index("0.5") + len("0.5")  # numbers: right
+
+
+def test_rerun_stale_runs_the_points_of_mixed_code_configurations_again(
+    spec_path: Path, run_log: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from bench.harness.export import export_study
+    from bench.harness.reproduce import stale_points
+
+    run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu")
+    url = storage_url(None, "mini", tmp_path)
+    study = optuna.load_study(study_name=study_name("mini", "cpu"),
+                              storage=open_storage(url, heartbeat_interval=None))  # fmt: skip
+    export = export_study(study, tmp_path / "mini-cpu.csv")
+    frame = pd.read_csv(export, dtype={"commit": object})
+    one = frame.index[(frame["arch"] == "rev") & (frame["layers"] == 2) & (frame["seed"] == 1)]
+    frame.loc[one, "commit"] = "0123456789later"  # one seed of rev x 2 ran on other code
+    frame.to_csv(export, index=False)
+    keys = stale_points(export)
+    assert keys == set(frame.loc[(frame["arch"] == "rev") & (frame["layers"] == 2), "point_key"])
+    run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu",
+              rerun=keys)  # fmt: skip
+    runs = executions(run_log)
+    assert runs[("rev", 2, 0)] == runs[("rev", 2, 1)] == 2  # both seeds: one code version again
+    assert all(n == 1 for k, n in runs.items() if k[:2] != ("rev", 2))

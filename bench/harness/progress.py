@@ -3,6 +3,7 @@ point, and one line per kind of failure with the command that reruns it."""
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -113,8 +114,30 @@ def summary_table(study: optuna.Study, points: list[Point]) -> str:
         peak_MiB=("peak_MiB", "mean"),
         params=("params", "max"),
     )
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
-        return table.reset_index().to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return aligned(table.reset_index())
+
+
+def aligned(frame: Any) -> str:
+    """A plain-text table whose headers sit over their columns: text left-aligned, numbers
+    right-aligned, the header aligned as its column (pandas' ``to_string`` right-aligns text
+    columns under left-set headers)."""
+    import pandas as pd
+
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    columns = []
+    for name in frame.columns:
+        texts = [cell(v) for v in frame[name]]
+        numeric = pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(
+            frame[name]
+        )
+        width = max([len(str(name)), *map(len, texts)])
+        pad = str.rjust if numeric else str.ljust
+        columns.append([pad(str(name), width), *(pad(t, width) for t in texts)])
+    return "\n".join("  ".join(row).rstrip() for row in zip(*columns, strict=True))
 
 
 def point_label(point: Point) -> str:

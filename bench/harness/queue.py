@@ -44,7 +44,13 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from bench.harness.spec import Point
 from bench.harness.storage import adopt_unbeaten, open_storage, record_of, save_record
@@ -59,8 +65,10 @@ def study_name(spec: str, profile: str) -> str:
     return f"{spec}-{profile}"
 
 
-def open_study(url: str, name: str, attrs: dict[str, Any], heartbeat: int | None) -> optuna.Study:
-    """Create or load the study (safe when many workers start at once) and tag it."""
+def open_study(url: str, name: str, attrs: dict[str, Any], heartbeat: int | None,
+               metric: str | None = None) -> optuna.Study:  # fmt: skip
+    """Create or load the study (safe when many workers start at once), tag it and name its
+    objective (``metric``, e.g. "valid rocauc": a dashboard's axis instead of "Objective 0")."""
     storage = open_storage(url, heartbeat_interval=heartbeat)
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize", load_if_exists=True
@@ -68,7 +76,20 @@ def open_study(url: str, name: str, attrs: dict[str, Any], heartbeat: int | None
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
+    if metric is not None and study.metric_names != [metric]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric])
     return study
+
+
+def metric_name(points: list[Point]) -> str:
+    """The objective's name: the validation metric the points' datasets share."""
+    from bench.data.registry import SPECS
+
+    metrics = {SPECS[p.config.dataset].metric if p.config.dataset in SPECS else "score"
+               for p in points}  # fmt: skip
+    return f"valid {metrics.pop()}" if len(metrics) == 1 else "valid score"
 
 
 def trials_by_key(trials: list[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
@@ -91,42 +112,78 @@ def point_state(trials: list[FrozenTrial]) -> tuple[str, TrialRecord | None]:
     return "missing", None
 
 
+def grid_distributions(points: list[Point]) -> dict[str, BaseDistribution]:
+    """Each grid axis (the values that vary across the points, seed included) as an Optuna
+    distribution, so a study's trials carry their axes as params and a dashboard's parameter
+    plots and importances work: numbers as an int or float range over the grid's values (a
+    range may widen when the spec grows), anything else as categorical choices."""
+    values: dict[str, set[Any]] = {}
+    for point in points:
+        for name, value in point.varying.items():
+            values.setdefault(name, set()).add(value)
+    out: dict[str, BaseDistribution] = {}
+    for name, seen in sorted(values.items()):
+        numbers = [v for v in seen if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numbers) == len(seen) and all(isinstance(v, int) for v in numbers):
+            out[name] = IntDistribution(min(numbers), max(numbers))
+        elif len(numbers) == len(seen):
+            out[name] = FloatDistribution(float(min(numbers)), float(max(numbers)))
+        else:
+            out[name] = CategoricalDistribution(sorted(seen, key=lambda v: (v is not None, str(v))))
+    return out
+
+
+def _enqueue(study: optuna.Study, point: Point, attrs: dict[str, Any],
+             distributions: dict[str, BaseDistribution]) -> None:  # fmt: skip
+    """A WAITING trial carrying the point's axes as params (an axis whose choices differ from
+    what the study's trials already hold, after a spec changed, is left out: Optuna keeps one
+    set of choices per param)."""
+    params = {k: v for k, v in point.varying.items() if k in distributions}
+    numeric = {k: v for k, v in params.items()
+               if not isinstance(distributions[k], CategoricalDistribution)}  # fmt: skip
+    for kept in (params, numeric, {}):
+        try:
+            study.add_trial(create_trial(state=TrialState.WAITING, params=kept,
+                                         distributions={k: distributions[k] for k in kept},
+                                         user_attrs=attrs))  # fmt: skip
+            return
+        except ValueError:  # categorical choices the study's trials already hold otherwise
+            continue
+
+
 def reconcile(
     study: optuna.Study,
     points: list[Point],
     retry_failed: bool = False,
     retry_environment: bool = False,
+    rerun: set[str] | None = None,
 ) -> int:
     """Fail stale trials, then enqueue every point that is missing (or failed, if asked).
 
     ``retry_environment`` (a sweep's first reconcile) also enqueues points whose latest record
-    is an environment failure; ``retry_failed`` every failed point. Returns how many trials
-    were enqueued. Safe to run concurrently: a point enqueued twice is resolved when claimed
-    (see the module docstring)."""
+    is an environment failure; ``retry_failed`` every failed point; ``rerun`` the points with
+    these keys whatever their record (``reproduce --rerun-stale``: configurations measured by
+    mixed code). Returns how many trials were enqueued. Safe to run concurrently: a point
+    enqueued twice is resolved when claimed (see the module docstring)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         adopt_unbeaten(study._storage, study._study_id)
         close_stale(study)
     groups = trials_by_key(study.get_trials(deepcopy=False))
+    distributions = grid_distributions(points)
     added = 0
     for point in points:
         trials = groups.get(point.key, [])
         state, record = point_state(trials)
         if state == "live":
             continue
-        if state == "done" and not _retry(record, retry_failed, retry_environment):
+        again = rerun is not None and point.key in rerun and state == "done"
+        if state == "done" and not again and not _retry(record, retry_failed, retry_environment):
             continue
         attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in trials), default=0)
-        study.enqueue_trial(
-            {},
-            user_attrs={
-                "point_key": point.key,
-                "point": point.index,
-                "attempt": attempt,
-                "label": point.label,
-                "config": point.config.to_dict(),
-            },
-        )
+        attrs = {"point_key": point.key, "point": point.index, "attempt": attempt,
+                 "label": point.label, "config": point.config.to_dict()}  # fmt: skip
+        _enqueue(study, point, attrs, distributions)
         added += 1
     return added
 

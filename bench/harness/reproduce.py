@@ -22,6 +22,7 @@ from bench.harness.skipped import Skip, write_skipped
 from bench.harness.spec import SpecError, load_spec, spec_dirs
 
 DEFAULT_PROFILES = ("cpu", "real")
+QUICK = Path("build") / "quick"  # --quick's results and report: the committed ones stay as they are
 
 
 @dataclass
@@ -54,9 +55,12 @@ def reproduce(
     run_fn: Callable[..., Any] | None = None,
     log: Callable[[str], None] = print,
     workers: int | None = None,
+    rerun_stale: bool = False,
 ) -> ReproduceResult:
     """Run every (spec, profile) study it can, export each spec, record the skips, then build
-    the report (unless ``report_dir`` is None). ``run_fn`` as in :func:`bench.harness.sweep.run_sweep`."""
+    the report (unless ``report_dir`` is None). ``run_fn`` as in
+    :func:`bench.harness.sweep.run_sweep`. ``rerun_stale``: first run again the points of every
+    configuration whose exported trials mix code versions (:mod:`bench.report.stale`)."""
     import optuna
 
     from bench.harness.export import export_study
@@ -75,10 +79,15 @@ def reproduce(
                 continue
             attempted.add((spec.name, profile))
             name = f"{spec.name}-{profile}"
+            rerun = stale_points(results_dir / f"{name}.csv") if rerun_stale else None
+            if rerun:
+                log(
+                    f"{name}: {len(rerun)} points of configurations that mix code versions run again"
+                )
             try:
                 done = run_sweep(
                     spec.path, profile, results_dir=results_dir, progress=progress,
-                    run_fn=run_fn, workers=workers,
+                    run_fn=run_fn, workers=workers, rerun=rerun,
                 )  # fmt: skip
             except PreflightError as exc:
                 skip = Skip(spec.name, profile, tuple(p.line() for p in exc.problems))
@@ -118,6 +127,17 @@ def reproduce(
     return result
 
 
+def stale_points(export: Path) -> set[str]:
+    """The point keys ``--rerun-stale`` runs again: those of the export's configurations whose
+    trials come from more than one commit (none when there is no export yet)."""
+    if not export.exists():
+        return set()
+    from bench.report.load import derive, finished, read_table
+    from bench.report.stale import stale_point_keys
+
+    return stale_point_keys(derive(finished(read_table(export))))
+
+
 def summary(result: ReproduceResult) -> str:
     lines = [f"reproduce: {len(result.ran)} studies complete, {len(result.incomplete)} "
              f"incomplete, {len(result.skipped)} skipped"]  # fmt: skip
@@ -133,13 +153,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--profiles",
-        default=",".join(DEFAULT_PROFILES),
-        help=f"comma-separated (default: {','.join(DEFAULT_PROFILES)})",
+        "--profile",
+        dest="profiles",
+        default=None,
+        help=f"comma-separated (default: {','.join(DEFAULT_PROFILES)}; with --quick: quick)",
     )
     parser.add_argument(
-        "--results-dir", type=Path, default=Path("results"), help="default: results"
+        "--results-dir",
+        type=Path,
+        default=None,
+        help=f"default: results (--quick: {QUICK}/results)",
     )
-    parser.add_argument("--report-dir", type=Path, default=Path("report"), help="default: report")
+    parser.add_argument(
+        "--report-dir", type=Path, default=None, help=f"default: report (--quick: {QUICK}/report)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the smoke version of every ablation (profile quick) and a complete report, in "
+        f"minutes, into {QUICK}/ (results/ and report/ untouched)",
+    )
+    parser.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="first run again the points of configurations whose trials mix code versions",
+    )
     parser.add_argument("--no-report", action="store_true", help="run and export only")
     parser.add_argument("--no-figures", action="store_true", help="report tables and text only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -155,7 +193,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """0 when every study it could run is complete (skips included), 1 otherwise, 2 for bad
     input (an invalid spec, no profile named)."""
-    profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    default_profiles = ("quick",) if args.quick else DEFAULT_PROFILES
+    text = args.profiles if args.profiles is not None else ",".join(default_profiles)
+    profiles = [p.strip() for p in text.split(",") if p.strip()]
+    results_dir = args.results_dir or (QUICK / "results" if args.quick else Path("results"))
+    report_dir = args.report_dir or (QUICK / "report" if args.quick else Path("report"))
     if not profiles:
         print("reproduce: --profiles: name at least one profile", file=sys.stderr)
         return 2
@@ -167,10 +209,11 @@ def main(args: argparse.Namespace) -> int:
     result = reproduce(
         specs,
         profiles,
-        args.results_dir,
-        None if args.no_report else args.report_dir,
+        results_dir,
+        None if args.no_report else report_dir,
         figures=not args.no_figures,
         progress=not args.no_progress,
-        workers=args.workers,
+        workers=args.workers if args.workers is not None else (2 if args.quick else None),
+        rerun_stale=args.rerun_stale,
     )
     return 0 if result.ok else 1

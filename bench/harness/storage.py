@@ -44,7 +44,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from bench.record import TrialRecord
 
 RECORD_ATTR = "record"
-FLAT_ATTRS = ("status", "best_valid", "test_at_best_valid", "peak_memory_bytes", "params")
+# the record's key fields as flat trial attributes, each a short value a dashboard shows whole
+# (optuna-dashboard cuts every user attribute at 1,024 characters; the whole record, 2-3 KB,
+# stays in RECORD_ATTR for the export)
+FLAT_ATTRS = (
+    "status", "failure_kind", "error", "best_valid", "test_at_best_valid", "params",
+    "peak_memory_bytes", "baseline_bytes", "fwd_bwd_peak_bytes", "optimizer_peak_bytes",
+    "step_added_bytes", "step_time_s", "epoch_time_s", "stop_reason",
+)  # fmt: skip
+FLAT_SOLVER = ("fwd_iters_mean", "fwd_rel_residual_max", "bwd_iters_mean", "bwd_rel_residual_max")
+FLAT_MAX_CHARS = 1024
 # how long a SQLite connection waits for the write lock before giving up (seconds)
 SQLITE_BUSY_TIMEOUT_S = 120.0
 DEFAULT_HEARTBEAT_S = 20
@@ -205,8 +214,13 @@ def save_record(
     trial_id = _trial_id(study, trial_id_or_trial)
     storage = study._storage  # the public Trial API needs a live Trial; ids come from workers
     storage.set_trial_user_attr(trial_id, RECORD_ATTR, json.loads(record.to_json()))
-    for key in FLAT_ATTRS:
-        storage.set_trial_user_attr(trial_id, key, _jsonable(getattr(record, key)))
+    flat = {key: getattr(record, key) for key in FLAT_ATTRS}
+    flat["failure_kind"] = record.kind_of_failure()
+    flat.update({f"solver_{k}": (record.solver or {}).get(k) for k in FLAT_SOLVER if record.solver})
+    for key, value in flat.items():
+        if isinstance(value, str) and len(value) > FLAT_MAX_CHARS:
+            value = value[: FLAT_MAX_CHARS - 1] + "…"
+        storage.set_trial_user_attr(trial_id, key, _jsonable(value))
 
 
 def record_of(trial: FrozenTrial) -> TrialRecord | None:

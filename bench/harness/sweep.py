@@ -32,7 +32,7 @@ from bench.harness.progress import (
     show_progress,
     summary_table,
 )
-from bench.harness.queue import POLL_S, open_study, reconcile, study_name
+from bench.harness.queue import POLL_S, metric_name, open_study, reconcile, study_name
 from bench.harness.spec import DEFAULT_PROFILE, Point, SpecError, load_spec
 from bench.harness.storage import DEFAULT_HEARTBEAT_S, open_storage, storage_url
 from bench.harness.worker import RunFn, WorkerOptions, worker_loop, worker_process
@@ -104,8 +104,10 @@ def run_sweep(
     progress: bool = True,
     poll_s: float = POLL_S,
     check: bool = True,
+    rerun: set[str] | None = None,
 ) -> SweepResult:
     """Run (or resume) the study of ``spec``/``profile``; see the module docstring.
+    ``rerun``: point keys to run again whatever their record (``reproduce --rerun-stale``).
 
     ``run_fn`` replaces :func:`bench.trial.run_trial_isolated` (it must be a module-level
     function when ``workers > 1``: worker processes are spawned). With ``check`` (the
@@ -136,8 +138,8 @@ def run_sweep(
         "description": parsed.profiles[profile].description,
         "reproduces": parsed.reproduces,
     }
-    study = open_study(url, name, attrs, heartbeat)
-    reconcile(study, points, retry_failed=retry_failed, retry_environment=True)
+    study = open_study(url, name, attrs, heartbeat, metric_name(points))
+    reconcile(study, points, retry_failed=retry_failed, retry_environment=True, rerun=rerun)
 
     def options(i: int) -> WorkerOptions:
         gpu = gpus[i % len(gpus)] if gpus else None
@@ -367,7 +369,7 @@ def launch_sweep(spec_path: Path, args: argparse.Namespace, storage: str | None)
         "description": parsed.profiles[args.profile].description,
         "reproduces": parsed.reproduces,
     }
-    study = open_study(url, name, attrs, args.heartbeat)
+    study = open_study(url, name, attrs, args.heartbeat, metric_name(points))
     reconcile(study, points, retry_failed=args.retry_failed, retry_environment=True)
     command = [sys.executable, *_resume_words(args)[1:]]
     command += ["--worker-job", "--no-progress", "--heartbeat", str(args.heartbeat)]

@@ -104,7 +104,7 @@ def read_results(results_dir: str | pathlib.Path) -> pd.DataFrame:
     if not files:
         raise DataError(f"no *.csv tables in results folder {str(folder)!r}; export a study with "
                         "`python -m bench export NAME` first")  # fmt: skip
-    frames = [_read_one(path) for path in files]
+    frames = [read_table(path) for path in files]
     frames = [f for f in frames if len(f)]
     if not frames:
         raise DataError(f"every table in {str(folder)!r} is empty (no trials); nothing to report")
@@ -163,7 +163,7 @@ def _check_table(path: pathlib.Path) -> None:
         raise DataError(f"{path}: line {reader.line_num}: {err}; re-export it") from None
 
 
-def _read_one(path: pathlib.Path) -> pd.DataFrame:
+def read_table(path: pathlib.Path) -> pd.DataFrame:
     """One export, checked (:func:`_check_table`, required columns); the file name is kept
     for messages."""
     _check_table(path)
@@ -223,7 +223,7 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
 
 def _fill_meter(df: pd.DataFrame) -> pd.Series:
     """A failed trial may lack its meter: take the one its ok peers on the same device used."""
-    meter = df["memory_meter"].copy()
+    meter = df["memory_meter"].astype(object).copy()
     peers = df[df["memory_meter"].notna()].groupby(["study", "profile", "device_name"])
     known = peers["memory_meter"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else None)
     for idx in df.index[meter.isna()]:
