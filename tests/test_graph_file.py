@@ -353,6 +353,8 @@ def test_a_pickle_that_would_run_code_is_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refused" in err[0] and "system" in err[0], err
     assert not marker.exists()
+    # reading graph files leaves PyG's process-wide safe globals as they were (OGB loads need them)
+    assert Data in torch.serialization.get_safe_globals()
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     assert cli.main(["datasets", "--dataset", str(garbage)]) == 2

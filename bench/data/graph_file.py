@@ -111,10 +111,11 @@ class GraphFileInfo:
     def summary(self, seed: int = OPTIONS["seed"]) -> str:
         """One line for a person: sizes, the inferred task and metric, the split."""
         edge = f", {self.edge_dim}-dim edge features" if self.edge_dim else ""
+        sizes = " ({:,}/{:,}/{:,} nodes)".format(*self.masks) if self.masks else ""
         return (
             f"{self.path} (sha256 {self.sha256[:12]}): {self.nodes:,} nodes, {self.edges:,} "
             f"edges, {self.features} features{edge}; y -> {self.task_line()}; split: "
-            f"{self.split_rule(seed)}"
+            f"{self.split_rule(seed)}{sizes}"
         )
 
 
@@ -147,7 +148,12 @@ def _torch_load(path: str, p: Path) -> Any:
     from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
     from torch_geometric.data.storage import GlobalStorage
 
-    allowed = [Data, DataEdgeAttr, DataTensorAttr, GlobalStorage]
+    # only what is not allowed already: leaving the context removes what it added, and PyG's
+    # own safe globals (``Data`` among them) must stay registered for everyone else
+    registered = set(torch.serialization.get_safe_globals())
+    allowed = [
+        g for g in (Data, DataEdgeAttr, DataTensorAttr, GlobalStorage) if g not in registered
+    ]
     try:
         with warnings.catch_warnings(), torch.serialization.safe_globals(allowed):
             warnings.simplefilter("ignore")  # e.g. a pickle protocol note from the unpickler
