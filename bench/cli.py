@@ -34,11 +34,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "every ablation's cpu and real profiles it can run here, then the report",
     ),
     "drift": ("bench.instruments.drift", "reversible reconstruction error vs depth, fp32 and bf16"),
+    "capacity": (
+        "bench.instruments.capacity.command",
+        "how deep (or wide) each arch fits on a graph and a device, from the memory model",
+    ),
 }
 
 
 # commands that may load a real dataset: they take --offline (no downloads; BENCH_OFFLINE=1)
-DATA_COMMANDS = ("trial", "ablate", "tune", "datasets", "reproduce")
+DATA_COMMANDS = ("trial", "ablate", "tune", "datasets", "reproduce", "capacity")
 
 
 def _overview() -> str:

@@ -45,7 +45,10 @@ NORMS = ("layer", "batch", "none")
 class TrialConfig:
     """One configuration: data, model, optimisation, measurement. Defaults: the CPU default."""
 
-    dataset: str = "synthetic-proteins"
+    dataset: str = "synthetic-proteins"  # a registered name, or a graph file PATH.pt
+    # a graph file's content hash (SHA-256 of its bytes), filled in by validation: part of the
+    # configuration's identity, and a file changed since is refused (None for registered data)
+    dataset_hash: str | None = None
     arch: str = "rev"
     layers: int = 64
     channels: int = 64
@@ -116,6 +119,8 @@ class TrialConfig:
         return values
 
     def replace(self, **changes: Any) -> TrialConfig:
+        if "dataset" in changes and "dataset_hash" not in changes:
+            changes["dataset_hash"] = None  # another dataset: its own hash is taken
         return dataclasses.replace(self, **changes).validated()
 
     @property
@@ -162,15 +167,27 @@ class TrialConfig:
 
     # --- validation ---------------------------------------------------------------------
     def validated(self, *, check_device: bool = True) -> TrialConfig:
-        """Return self if every setting is valid, else raise ConfigError naming the setting.
-        ``check_device=False`` skips only the check that the device exists here."""
-        from bench.data import dataset_names  # local import: data pulls in heavier modules
+        """Return self if every setting is valid (with a graph file's ``dataset_hash``
+        filled in), else raise ConfigError naming the setting. ``check_device=False`` skips
+        only the check that the device exists here."""
+        from bench.data import dataset_names, is_graph_file  # local: data pulls in heavier modules
 
-        names = dataset_names()
-        if self.dataset not in names:
-            raise ConfigError(
-                "dataset", f"unknown dataset {self.dataset!r}; known: {', '.join(names)}"
-            )
+        if is_graph_file(self.dataset):
+            from bench.data.graph_file import check_setting
+
+            sha256 = check_setting(self.dataset, self.dataset_hash, self.dataset_options)
+        else:
+            sha256 = None
+            names = dataset_names()
+            if self.dataset not in names:
+                raise ConfigError(
+                    "dataset",
+                    f"unknown dataset {self.dataset!r}; known: {', '.join(names)}, or a graph "
+                    "file PATH.pt",
+                )
+            if self.dataset_hash is not None:
+                raise ConfigError("dataset_hash", "is a graph file's content hash, but "
+                                  f"dataset {self.dataset!r} is a registered one")  # fmt: skip
         _choice("arch", self.arch, ARCHS)
         _choice("aggr", self.aggr, AGGRS)
         _choice("aggr_impl", self.aggr_impl, AGGR_IMPLS)
@@ -270,6 +287,8 @@ class TrialConfig:
                 raise DeviceUnavailable(
                     "device", "cuda was asked for, but no CUDA device is available here"
                 )
+        if sha256 is not None and self.dataset_hash is None:
+            return dataclasses.replace(self, dataset_hash=sha256)
         return self
 
     def _check_conv(self) -> None:
@@ -303,9 +322,9 @@ class TrialConfig:
                 "(attention-weighted / degree-normalised sum): leave aggr at its default",
             )
         if self.conv not in EDGE_CONVS:
-            from bench.data.registry import get_spec
+            from bench.data.registry import has_edge_features
 
-            if get_spec(self.dataset).edge_features:
+            if has_edge_features(self.dataset):
                 raise ConfigError(
                     "conv",
                     f"{self.conv!r} cannot read edge features and dataset {self.dataset!r} has "

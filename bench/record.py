@@ -31,6 +31,9 @@ class TrialRecord:
     status: str
     config: dict[str, Any]
     metric: str | None = None  # "rocauc" or "acc"
+    # how the nodes were split, where the loader says: a graph file's "the file's train/val/test
+    # masks" or "random 60/20/20, seed 0"; a real graph's split option ("public", "random")
+    dataset_split: str | None = None
     best_valid: float | None = None
     test_at_best_valid: float | None = None
     best_epoch: int | None = None

@@ -9,18 +9,21 @@ Datasets: ``synthetic-proteins`` (the embedded, seeded default), ``ogbn-proteins
 ``$BENCH_DATA_ROOT`` or ``~/.cache/gnn1000-bench/ogb``; no download unless ``download=True``),
 and real graphs that work offline from the shared data folder (``blogcatalog``, ``cora``,
 ``citeseer``, ``amazon-computers``, ``amazon-photo``, ``coauthor-cs``, ``coauthor-physics``).
+A name that is a path ending in ``.pt`` is a graph file of your own (:mod:`bench.data.graph_file`:
+the format, the checks, its content hash).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bench.data.graph_file import is_graph_file
 from bench.data.registry import dataset_names
 
 if TYPE_CHECKING:
     from bench.data.base import GraphDataset
 
-__all__ = ["GraphDataset", "dataset_names", "load"]
+__all__ = ["GraphDataset", "dataset_names", "is_graph_file", "load"]
 
 
 def load(name: str, root: str | None = None, **options: Any) -> GraphDataset:

@@ -2,7 +2,8 @@
 
 Kept free of torch/PyG imports: ``TrialConfig.validated()`` asks for ``dataset_names()`` before
 anything heavy is loaded. The loaders themselves live in ``ogb_loader``, ``real`` and
-``synthetic`` and are imported only when a dataset is loaded.
+``synthetic`` and are imported only when a dataset is loaded. A dataset setting that is a path
+ending in ``.pt`` is not in the table: it is a graph file (``graph_file``).
 """
 
 from __future__ import annotations
@@ -280,8 +281,22 @@ def resolve_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any
     return {**spec.options, **options}
 
 
+def has_edge_features(name: str) -> bool:
+    """Whether dataset ``name`` (registered, or a graph file: checked, cached) has edge features."""
+    from bench.data.graph_file import inspect, is_graph_file
+
+    if is_graph_file(name):
+        return inspect(name).edge_dim is not None
+    return get_spec(name).edge_features
+
+
 def load(name: str, root: str | None = None, **options: Any) -> Any:
-    """Load dataset ``name`` (see ``bench.data.load``)."""
+    """Load dataset ``name`` (see ``bench.data.load``); a path ending in ``.pt`` is a graph
+    file (:mod:`bench.data.graph_file`; ``root`` does not apply)."""
+    from bench.data.graph_file import is_graph_file, load_graph_file
+
+    if is_graph_file(name):
+        return load_graph_file(name, **options)
     spec = get_spec(name)
     resolved = resolve_options(spec, options)
     module_name, func_name = spec.loader.split(":")

@@ -14,7 +14,9 @@ What is checked, and how (cheap: no dataset is loaded, no trial process started)
   or fetchable under the download policy (``fetchable``, by default
   :func:`bench.data.download.fetchable`: a real graph with published files passes while
   downloads are on, i.e. without ``--offline`` / ``BENCH_OFFLINE=1``). Generated datasets are
-  always present.
+  always present. A graph file (``dataset = "PATH.pt"``) is read and checked
+  (:mod:`bench.data.graph_file`; once per file version) and must still have the content hash
+  its points were made with.
 * **device**: ``cuda`` needs ``torch.cuda.is_available()`` (torch is imported only then).
 * **storage**: SQLite or ``journal:///path`` (a JournalStorage file): the file (or the folder it
   will be created in) is writable;
@@ -40,7 +42,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from bench.config import TrialConfig
+from bench.data.graph_file import is_graph_file
 from bench.data.registry import DatasetSpec, get_spec
+from bench.errors import ConfigError
 from bench.harness.credentials import mask_text, mask_url
 
 KINDS = ("dataset", "device", "dependency", "storage")  # also the order problems are listed in
@@ -77,8 +81,9 @@ class Requirement:
     """One thing some trials need from the machine; equal requirements are checked once."""
 
     kind: str  # one of KINDS
-    name: str  # a dataset name, "cuda", a storage URL, a module name
+    name: str  # a dataset name (or graph file path), "cuda", a storage URL, a module name
     root: str | None = None  # dataset: the data root its configs give (None: the default)
+    sha256: str | None = None  # graph file: the content hash its configs were made with
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,16 @@ class PreflightError(RuntimeError):
 # --- what a configuration needs ------------------------------------------------------------------
 def requirements(config: TrialConfig) -> list[Requirement]:
     """Everything one configuration needs from the machine (storage aside: it is the caller's)."""
-    spec = get_spec(config.dataset)
-    needs = [Requirement("dataset", spec.name, config.data_root)]
+    if is_graph_file(config.dataset):
+        needs = [Requirement("dataset", config.dataset, sha256=config.dataset_hash)]
+        keys = [f"arch:{config.arch}"]
+    else:
+        spec = get_spec(config.dataset)
+        needs = [Requirement("dataset", spec.name, config.data_root)]
+        keys = [f"dataset-kind:{spec.kind}", f"dataset:{spec.name}", f"arch:{config.arch}"]
     if config.device != "cpu":
         needs.append(Requirement("device", config.device))
-    for key in (f"dataset-kind:{spec.kind}", f"dataset:{spec.name}", f"arch:{config.arch}"):
+    for key in keys:
         needs += [Requirement("dependency", module) for module in DEPENDENCIES.get(key, ())]
     return needs
 
@@ -126,6 +136,8 @@ def describe(config: TrialConfig) -> str:
 
 # --- the checks ------------------------------------------------------------------------------------
 def check_dataset(req: Requirement, fetchable: Fetchable = download_policy) -> Problem | None:
+    if is_graph_file(req.name):
+        return check_graph_file(req)
     spec = get_spec(req.name)
     if spec.available(req.root) or fetchable(spec, req.root):
         return None
@@ -162,6 +174,37 @@ def check_dataset(req: Requirement, fetchable: Fetchable = download_policy) -> P
         f"put {files} under {base}, or point {where} at a folder that holds it "
         "(python -m bench datasets shows what is found where)",
     )
+
+
+def check_graph_file(req: Requirement) -> Problem | None:
+    """A graph file: here, well-formed, and the version its points were made with."""
+    from bench.data.graph_file import check_setting
+
+    try:
+        check_setting(req.name, req.sha256, {})
+    except ConfigError as exc:
+        return Problem(
+            req,
+            exc.message,
+            f"python -m bench datasets --dataset {req.name} checks the file (the format: "
+            "python -m bench datasets --file-format); a relative path is relative to the "
+            "working directory",
+        )
+    return None
+
+
+def graph_file_notes(configs: Iterable[TrialConfig]) -> list[str]:
+    """One line per graph file (and split seed) of ``configs``: what was inferred from it --
+    sizes, task and metric, split -- for the command to print before it runs anything."""
+    from bench.data.graph_file import summary_of
+
+    seen: dict[tuple[str, str], str] = {}
+    for config in configs:
+        if is_graph_file(config.dataset):
+            key = (config.dataset, repr(sorted(config.dataset_options.items())))
+            if key not in seen:
+                seen[key] = summary_of(config.dataset, config.dataset_options)
+    return list(seen.values())
 
 
 def check_device(req: Requirement, fetchable: Fetchable = download_policy) -> Problem | None:
@@ -322,6 +365,7 @@ __all__ = [
     "Problem",
     "Requirement",
     "check",
+    "graph_file_notes",
     "no_downloads",
     "report",
     "report_and_exit",

@@ -31,7 +31,9 @@ Format (TOML; every key but ``description`` is optional)::
 
 Profiles by convention: ``cpu`` (the default: minutes on this machine), ``real`` (the same
 shapes on real graphs), ``paper`` (the paper's scale, for a GPU). ``seed`` is not a field here
-(use ``seeds``), nor is ``device`` (the sweep picks it: ``ablate --device``).
+(use ``seeds``), nor is ``device`` (the sweep picks it: ``ablate --device``). A graph file of
+your own is a dataset like any other: ``dataset = "my-graph.pt"`` (relative to the working
+directory; :mod:`bench.data.graph_file`); each point then carries the file's content hash.
 
 A spec is validated before anything runs: unknown keys, non-list grid values, empty grids and
 any point a trial would refuse (``TrialConfig.from_dict`` raises ``ConfigError``) raise
@@ -150,7 +152,9 @@ def point_key(config: TrialConfig) -> str:
     Unset settings (``None``) and the fields of ``KEY_OMITTED_AT_VALUE`` at their defaults are
     left out, so a new field leaves every existing point's key, and so its stored trial, as it
     was. Weight-tied archs hash their resolved ``tie`` (``to_dict``), so their keys changed when
-    the default tying became "after-first": the stored "all" trials are not reused."""
+    the default tying became "after-first": the stored "all" trials are not reused. A graph
+    file's content hash (``dataset_hash``, None for registered datasets) is hashed beside its
+    path, so two different files of one name are two points, never one."""
     values = {
         k: v for k, v in config.to_dict().items() if k not in KEY_EXCLUDED_FIELDS and v is not None
     }

@@ -272,6 +272,8 @@ def main(args: argparse.Namespace) -> int:
         print("ablate: --seeds: must be at least 1", file=sys.stderr)
         return 2
     points = spec.points(args.profile, range(args.seeds) if args.seeds else None)
+    for line in preflight.graph_file_notes(p.config for p in points):  # what a file's y says
+        print(f"ablate: dataset {line}")
     if args.dry_run:
         for point in points:
             shown = ", ".join(f"{k}={v}" for k, v in point.varying.items())

@@ -222,15 +222,26 @@ def sizes_for(config: TrialConfig, dataset: Any) -> GraphSizes:
 
 
 # --- parameters -------------------------------------------------------------------------------
+_COUNTS: dict[tuple[str, GraphSizes], int] = {}  # meta-device counts by settings and sizes
+
+
 def _count_on_meta(config: TrialConfig, sizes: GraphSizes, layers: int) -> int:
+    """Parameters of ``config`` built at ``layers`` (remembered: a search over depths, e.g.
+    ``python -m bench capacity``, builds each arch and width at 2 and 3 layers once)."""
+    import json
+
     import torch
 
     from bench.models import build_from_config
 
-    with torch.device("meta"):
-        model = build_from_config(config, sizes.features, sizes.edge_dim, sizes.outputs, layers)
-    # parameters() yields each Parameter once, so tied weights count once
-    return sum(p.numel() for p in model.parameters())
+    key = (json.dumps(dataclasses.asdict(config) | {"layers": layers}, sort_keys=True,
+                      default=str), sizes)  # fmt: skip
+    if key not in _COUNTS:
+        with torch.device("meta"):
+            model = build_from_config(config, sizes.features, sizes.edge_dim, sizes.outputs, layers)
+        # parameters() yields each Parameter once, so tied weights count once
+        _COUNTS[key] = sum(p.numel() for p in model.parameters())
+    return _COUNTS[key]
 
 
 def predict_params(config: TrialConfig, sizes: GraphSizes) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench import units
 from bench.config import TrialConfig
+from bench.data.graph_file import is_graph_file, summary_of
 from bench.errors import ConfigError, DataError
 from bench.record import TrialRecord
 from bench.trial.isolation import run_trial_isolated
@@ -198,6 +199,8 @@ def main(args: argparse.Namespace) -> int:
     if args.target_memory is not None and not args.dry_run:
         print("error: --target-memory: only with --dry-run", file=sys.stderr)
         return 2
+    if is_graph_file(config.dataset) and not args.events:  # what was inferred from the file
+        print(f"dataset: {summary_of(config.dataset, config.dataset_options)}", file=sys.stderr)
     if args.dry_run:
         try:
             return _dry_run(config, as_json=args.json, target_memory=args.target_memory)
@@ -240,6 +243,8 @@ def _data_problem(config: TrialConfig) -> str | None:
     from bench.data.download import ensure
     from bench.data.registry import get_spec
 
+    if is_graph_file(config.dataset):  # checked when the configuration was validated
+        return None
     spec = get_spec(config.dataset)
     if spec.kind != "shared":
         return None

@@ -78,9 +78,21 @@ def _seed_everything(seed: int, device: str, deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
-def _loss_fn(task: str) -> Callable[[Any, Any], Any]:
+def _loss_fn(task: str, unlabelled: bool = False) -> Callable[[Any, Any], Any]:
+    """The task's loss; ``unlabelled``: multilabel targets hold NaN (a graph file's unlabelled
+    node-task pairs), left out of the mean without a host sync (no boolean indexing)."""
+    import torch
     import torch.nn.functional as F
 
+    if task == "multilabel" and unlabelled:
+
+        def labelled_bce(out: Any, y: Any) -> Any:
+            known = ~torch.isnan(y)
+            target = torch.where(known, y, 0).to(out.dtype)
+            loss = F.binary_cross_entropy_with_logits(out, target, reduction="none")
+            return (loss * known).sum() / known.sum().clamp_min(1)
+
+        return labelled_bce
     if task == "multilabel":
         return lambda out, y: F.binary_cross_entropy_with_logits(out, y.to(out.dtype))
     if task == "multiclass":
@@ -228,6 +240,7 @@ def _train(
     dataset = load(config.dataset, root=config.data_root, **config.dataset_options)
     data = dataset.data
     record.metric = dataset.metric
+    record.dataset_split = dataset.info.get("split_rule")
     sizes = memory_model.sizes_for(config, dataset)
     prediction = memory_model.predict(config, sizes)
     record.predicted_params = prediction.params
@@ -239,7 +252,7 @@ def _train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     record.optimizer_impl = optimizer_implementation(optimizer)
     amp = MixedPrecision.for_config(config.precision, device)  # autocast, fp16 scaler
-    loss_fn = _loss_fn(dataset.task)
+    loss_fn = _loss_fn(dataset.task, bool(dataset.info.get("unlabelled_targets")))
     train_mask = torch.zeros(data.num_nodes, dtype=torch.bool)
     train_mask[dataset.split["train"]] = True
     eval_batches = trial_batches(

@@ -131,6 +131,8 @@ def main(args: argparse.Namespace) -> int:
         if not (args.worker_index or args.workers_total > 1):  # the parent checks, once
             configs = list(run.space.corner_configs())
             preflight.report_and_exit(preflight.check(configs, run.url), prog="tune")
+            for line in preflight.graph_file_notes(configs):  # what a file's y says
+                print(f"tune: dataset {line}")
         predict = memory_predictor() if run.settings.memory_budget is not None else None
         if args.worker_index or args.workers_total > 1:
             run_worker(run, predict=predict)

@@ -23,7 +23,7 @@ from bench.config import (
 from bench.errors import ConfigError
 
 # settings the tuner owns or that cannot be sampled
-UNTUNABLE = ("memory_cap_bytes", "data_root", "dataset_options", "device")
+UNTUNABLE = ("memory_cap_bytes", "data_root", "dataset_options", "dataset_hash", "device")
 DEQ_FIELDS = ("deq_solver", "deq_tol", "deq_max_iter", "deq_grad")
 
 FIELD_TYPES: dict[str, str] = {
