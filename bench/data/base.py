@@ -114,3 +114,17 @@ def build_dataset(
         info={"source": str(source), "description": spec.description, **info},
         num_classes=int(data.y.max()) + 1 if spec.task == "multiclass" else None,
     )
+
+
+def random_split(
+    num_nodes: int, seed: int, fractions: tuple[float, float] = (0.6, 0.2)
+) -> dict[str, Tensor]:
+    """Seeded random 60/20/20 node split (sorted ids)."""
+    perm = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed + 7919))
+    n_train = int(round(fractions[0] * num_nodes))
+    n_valid = int(round(fractions[1] * num_nodes))
+    return {
+        "train": perm[:n_train].sort().values,
+        "valid": perm[n_train : n_train + n_valid].sort().values,
+        "test": perm[n_train + n_valid :].sort().values,
+    }

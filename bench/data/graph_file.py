@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
 SUFFIX = ".pt"
 MASKS = {"train": "train_mask", "valid": "val_mask", "test": "test_mask"}
-RANDOM_SPLIT = (0.6, 0.2)  # train, valid; the rest is test (bench.data.synthetic.random_split)
+RANDOM_SPLIT = (0.6, 0.2)  # train, valid; the rest is test (bench.data.base.random_split)
 OPTIONS = {"seed": 0}  # dataset options of a graph file -> default
 METRIC_NAMES = {"acc": "accuracy", "rocauc": "ROC-AUC"}
 
@@ -429,8 +429,7 @@ def check_setting(path: str, sha256: str | None, options: Any) -> str:
 
 def load_graph_file(path: str, **options: Any) -> GraphDataset:
     """A graph file as a :class:`~bench.data.base.GraphDataset` (``bench.data.load(path)``)."""
-    from bench.data.base import GraphDataset
-    from bench.data.synthetic import random_split
+    from bench.data.base import GraphDataset, random_split
 
     info = inspect(path)  # the hash (cached), and a clear error before anything else
     seed = check_options(path, options, info)["seed"]

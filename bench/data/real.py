@@ -35,10 +35,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from bench.data.base import GraphDataset, build_dataset
+from bench.data.base import GraphDataset, build_dataset, random_split
 from bench.data.paths import work_dir
 from bench.data.registry import DatasetSpec
-from bench.data.synthetic import random_split
 from bench.errors import ConfigError
 
 

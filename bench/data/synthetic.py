@@ -77,7 +77,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from bench.data import cache
-from bench.data.base import GraphDataset
+from bench.data.base import GraphDataset, random_split
 from bench.data.features import NODE_AGGRS, proteins_node_features
 from bench.data.registry import CACHE_MIN_EDGES, DatasetSpec
 from bench.errors import ConfigError
@@ -449,17 +449,3 @@ def load_synthetic(
             **provenance,
         },
     )
-
-
-def random_split(
-    num_nodes: int, seed: int, fractions: tuple[float, float] = (0.6, 0.2)
-) -> dict[str, Tensor]:
-    """Seeded random 60/20/20 node split (sorted ids)."""
-    perm = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed + 7919))
-    n_train = int(round(fractions[0] * num_nodes))
-    n_valid = int(round(fractions[1] * num_nodes))
-    return {
-        "train": perm[:n_train].sort().values,
-        "valid": perm[n_train : n_train + n_valid].sort().values,
-        "test": perm[n_train + n_valid :].sort().values,
-    }
