@@ -254,8 +254,9 @@ def test_weight_tying_ablation_shows_both_tie_modes() -> None:
     for profile in spec.profiles:
         points = spec.points(profile)
         seen = {(p.config.arch, p.config.tie_mode) for p in points}
-        # the paper's profiles use the paper's tying; the others compare both modes
-        ties = ("after-first",) if profile.startswith("paper") else TIES
+        # the paper's profiles use the paper's tying, and so does the quick smoke run;
+        # the others compare both modes
+        ties = ("after-first",) if profile.startswith("paper") or profile == "quick" else TIES
         assert seen == {(a, t) for a in ("wt-res", "wt-rev") for t in ties}, profile
         # depths start at 2: an after-first model's count is constant from there on
         assert min(p.config.layers for p in points) >= 2

@@ -36,6 +36,7 @@ LATER_CONFIG_COLUMNS: tuple[str, ...] = (
     "conv",
     "heads",
     "aggr_impl",
+    "dataset_hash",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
@@ -58,6 +59,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "min_delta": np.nan,
     "stopped_epoch": np.nan,
     "stop_reason": None,
+    "dataset_hash": None,  # exported before graph files: every dataset was a registered one
     "conv": "gen",  # exported before the conv axis: every block was GENConv
     "heads": None,  # GAT's heads; None for the other convs
     "aggr_impl": "pyg",  # exported before the fused max aggregation: PyG's path ran
@@ -252,8 +254,8 @@ _DEVICE_WORDS = re.compile(
 )
 
 
-def device_short(device: str) -> str:
-    if "not recorded" in device:
+def device_short(device: object) -> str:
+    if not isinstance(device, str) or "not recorded" in device:
         return "device not recorded"
     found = _DEVICE_WORDS.search(device)
     kind = "GPU" if device.startswith("cuda") else "CPU"
