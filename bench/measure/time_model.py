@@ -15,10 +15,13 @@ iteration cap, its worst case: the solver may stop earlier). :func:`calibration`
 each fit matches its own points.
 
 A trial then takes ``epochs x (train_parts steps + eval_parts evaluation forwards at 1/3 of a
-step each)`` plus a fixed start-up (a fresh process: imports, data, CUDA context; 15 s, an
-estimate, not a measurement). With ``patience`` a trial may stop earlier: the estimate is for
-all ``epochs`` (an upper bound). It ignores the device's memory (an OOM ends a trial in
-seconds) and the graph's load time beyond the start-up.
+step each + the epoch's partition on the host)`` plus a fixed start-up. Batches: a random node
+partition into k parts keeps E / k^2 edges a part, a component partition E / k. Two constants
+are estimates, not measurements: the start-up (a fresh process: imports, data, CUDA context;
+10 s) and the host partition (5e-8 s an edge: "a few seconds" at ogbn-proteins' 79M edges,
+``bench.data.partition``). With ``patience`` a trial may stop earlier: the estimate is for all
+``epochs`` (an upper bound). It ignores the device's memory (an OOM ends a trial in seconds),
+a first generation of a cached graph, and the CPU meter's overhead on the first epoch.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from typing import Any
 
 from bench.data.paths import REPO_ROOT
 
-STARTUP_S = 15.0  # per trial: a fresh process, imports, data, CUDA context (an estimate)
+STARTUP_S = 10.0  # per trial: a fresh process, imports, data, CUDA context (an estimate)
+PARTITION_S_PER_EDGE = 5e-8  # a random partition per epoch, on the host: ~4 s at 79M edges
 EVAL_SHARE = 1 / 3  # an evaluation forward (no grad) against a training step
 CKPT_FACTOR = 4 / 3  # checkpointing recomputes every layer's forward once
 CALIBRATION = {
@@ -96,10 +100,21 @@ def calibration(device: str, path: Path | None = None) -> dict[str, Fit]:
     return fits
 
 
+def batch_size(dataset: str, nodes: int, edges: int, parts: int) -> tuple[int, int]:
+    """Nodes and edges of one of ``parts`` batches: a random node partition keeps an edge when
+    both its ends fall in the same part (E / k^2 a part, in expectation); a graph partitioned
+    by component (``synthetic-depth``'s trees) keeps every edge (E / k a part)."""
+    from bench.data.registry import SPECS
+
+    spec = SPECS.get(dataset)
+    whole = spec is not None and spec.extra.get("size") == "forest"
+    return nodes // parts, edges // (parts if whole or parts == 1 else parts * parts)
+
+
 def estimate_trial(config: Any, device: str, fits: dict[str, Fit] | None = None) -> float | None:
     """Seconds one trial of ``config`` takes on ``device`` ("cuda" or "cpu"); None where its
     graph's size or its arch's fit is unknown. The graph's size comes from the registry
-    (:func:`bench.data.registry.graph_size`), split into ``train_parts`` equal batches."""
+    (:func:`bench.data.registry.graph_size`)."""
     from bench.data.registry import graph_size
 
     size = graph_size(config.dataset, config.dataset_options)
@@ -107,13 +122,18 @@ def estimate_trial(config: Any, device: str, fits: dict[str, Fit] | None = None)
     fit = fits.get(FAMILY.get(config.arch, ""))
     if size is None or fit is None:
         return None
-    nodes, edges = size
     layers = config.deq_settings()["max_iter"] if config.is_deq else config.layers
-    parts = 1 if config.batching == "full" else config.train_parts
-    step = fit.step_s(layers, nodes // parts, edges // parts, config.channels)
-    step *= CKPT_FACTOR if config.arch == "ckpt" else 1
-    evaluations = 1 / config.eval_every  # each covers the whole graph once: parts x a forward
-    return STARTUP_S + config.epochs * parts * step * (1 + EVAL_SHARE * evaluations)
+    factor = CKPT_FACTOR if config.arch == "ckpt" else 1.0
+    full = config.batching == "full"
+
+    def steps(parts: int) -> float:  # seconds of ``parts`` training steps covering the graph
+        nodes, edges = batch_size(config.dataset, *size, parts)
+        return parts * factor * fit.step_s(layers, nodes, edges, config.channels)
+
+    train = steps(1 if full else config.train_parts)
+    evaluation = EVAL_SHARE * steps(1 if full else config.eval_parts) / config.eval_every
+    partition = 0.0 if full else PARTITION_S_PER_EDGE * size[1]
+    return STARTUP_S + config.epochs * (train + evaluation + partition)
 
 
 def plan_lines(configs: list[Any], workers: int | None = None) -> list[str]:
