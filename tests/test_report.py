@@ -30,7 +30,7 @@ from bench.report.claims import (
     all_claims,
     claim_verdict,
 )
-from bench.report.claims.accuracy import with_hops
+from bench.report.claims.accuracy import accuracy_claims, with_hops
 from bench.report.load import derive, read_results
 
 CPU = "cpu (Test CPU, 2 threads)"
@@ -457,6 +457,27 @@ def test_depth_buys_accuracy_says_why_an_arch_that_gets_there_fails() -> None:
     assert "deq scores at chance there" in deq.evidence
     assert "ended above tolerance in 5 of 5 trials" in deq.evidence
     assert "stopped after 1.0 iterations on average (about 1 hops" in deq.evidence
+
+
+def test_budgetless_slices_are_no_case_but_a_trainability_panel(tmp_path: pathlib.Path) -> None:
+    """The limits profile: each arch near k hops on tasks of several k, no budget."""
+    from bench.report.accuracy_figure import accuracy_figure
+    from bench.report.select import FIGURE_BY_KEY
+
+    rows = []
+    for k in (8, 16):
+        for arch, layers in (("res", k), ("rev", k // 2), ("deq", k // 2 + 1)):
+            for seed in (0, 1):
+                rec = row("accuracy", arch, layers, seed, dataset="synthetic-depth",
+                          dataset_options={"depth": k}, memory_cap_bytes=None)  # fmt: skip
+                rec["test_at_best_valid"] = 1.0 if arch == "deq" or k == 8 else 0.5
+                rows.append(rec)
+    df = derive(pd.DataFrame(rows))
+    assert accuracy_claims(df) == []
+    written = accuracy_figure(df, FIGURE_BY_KEY["fig10"], tmp_path)
+    assert [p.suffix for p in written] == [".png", ".svg"]
+    svg = written[1].read_text()
+    assert "hops the task needs" in svg and "DEQ-GNN, k + 1 hops" in svg
 
 
 def test_accuracy_figure_points_are_t_intervals() -> None:

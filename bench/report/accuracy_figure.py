@@ -48,11 +48,16 @@ def accuracy_figure(
     f, axes = plt.subplots(1, len(slices), figsize=(6.8 * len(slices), 5.0), squeeze=False)
     for ax, slice_ in zip(axes[0], slices, strict=True):
         part = rows[rows["slice"] == slice_]
-        _panel(ax, part, points[points["slice"] == slice_])
+        if part["needed"].nunique() > 1:  # tasks of several k: the trainability panel
+            _limits_panel(ax, part)
+        else:
+            _panel(ax, part, points[points["slice"] == slice_])
     f.suptitle(fig.title, fontsize=12)
     figures._caption(f, CI_NOTE + " Dashed vertical line and x: the fewest hops at which that "
                      "arch ran out of the memory budget. Grey band: the hops the task needs "
-                     "(ground-truth tasks; a real graph has none).")  # fmt: skip
+                     "(ground-truth tasks; a real graph has none). Panels over several tasks "
+                     "(no budget): score against the hops k each task needs, per arch at a "
+                     "receptive field near k (dotted: short of k; dashed grey: chance).")  # fmt: skip
     f.tight_layout(rect=(0, 0.09, 1, 1))
     return figures.save(f, out_dir, fig.stem)
 
@@ -81,6 +86,34 @@ def _panel(ax: plt.Axes, part: pd.DataFrame, points: pd.DataFrame) -> None:
     ax.set_xlabel("receptive field (message-passing hops)")
     ax.set_title(figures._wrap(f"{part['slice'].iloc[0]}, {budget_text(part)}"), fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
+
+
+def _limits_panel(ax: plt.Axes, part: pd.DataFrame) -> None:
+    """Slices over tasks of several needed hops k (the criteria and limits profiles): test score
+    against k, one line per arch and receptive field relative to k ("k hops", "k - 1 hops")."""
+    ok = part[(part["status"] == "ok") & part["score"].notna() & part["needed"].notna()].copy()
+    ok["offset"] = (ok["hops"] - ok["needed"]).astype(int)
+    order = {m: i for i, m in enumerate(figures.MODEL_ORDER)}
+    groups = sorted(ok.groupby(["model", "offset"]).groups,
+                    key=lambda mo: (order.get(mo[0], 99), mo[1]))  # fmt: skip
+    styles = ("o", "s", "^", "D", "v", "P")
+    for i, (model, offset) in enumerate(groups):
+        g = ok[(ok["model"] == model) & (ok["offset"] == offset)]
+        stats = [(k, summarize(s["score"])) for k, s in g.groupby("needed", sort=True)]
+        k = np.array([float(k) for k, _ in stats]) * (1 + 0.02 * (i - (len(groups) - 1) / 2))
+        mean = np.array([iv.mean for _, iv in stats])
+        err = np.nan_to_num(np.vstack([mean - [iv.lo for _, iv in stats],
+                                       [iv.hi for _, iv in stats] - mean]))  # fmt: skip
+        reach = "k hops" if offset == 0 else f"k {'+' if offset > 0 else '-'} {abs(offset)} hops"
+        ax.errorbar(k, mean, yerr=err, color=figures.PALETTE.get(model, "black"),
+                    marker=styles[i % len(styles)], ms=6, lw=1.5, capsize=3,
+                    ls="-" if offset >= 0 else ":", label=f"{model}, {reach}")  # fmt: skip
+    figures._log_x(ax, ok["needed"].tolist())
+    ax.axhline(0.5, color="0.6", lw=1, ls="--", zorder=0)
+    ax.set_ylabel("test rocauc at best valid epoch")
+    ax.set_xlabel("hops the task needs (k); each arch with a receptive field near k")
+    ax.set_title(figures._wrap(f"{part['slice'].iloc[0]}, {budget_text(part)}"), fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
 
 
 def _oom_lines(ax: plt.Axes, part: pd.DataFrame) -> None:

@@ -22,6 +22,10 @@ Per slice and configuration family, ``depth-buys-accuracy`` asks of each memory-
    res that fits, both depths chosen by mean validation score (so test scores never pick the
    winner), judged by the 95% t-interval of the difference over seeds (``bench.stats``).
 
+Slices without any memory budget (the ``criteria`` and ``limits`` profiles: the task's ground
+truth and each arch's trainability limit) test no budget, so they are no case of the claim;
+the figure draws them (score against the hops k the task needs).
+
 Where an arch gets there but does not collect the score, the evidence says what the trials
 show: its score at chance (it did not learn the k-hop rule), a DEQ solver that stopped above
 its tolerance (not converged) or after fewer iterations than k hops need. The figure draws the test score (mean and 95%
@@ -132,6 +136,8 @@ def accuracy_claims(df: pd.DataFrame) -> list[Claim]:
     rows = with_hops(rows)
     out = []
     for slice_, panel in rows.groupby("slice", sort=True):
+        if panel["memory_cap_bytes"].isna().all():  # no budget (criteria, limits): figure only
+            continue
         series = split_series(panel)
         for arch in EFFICIENT:
             out += [
