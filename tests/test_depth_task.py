@@ -136,12 +136,14 @@ def test_listed_with_its_ground_truth() -> None:
 
 
 def test_one_layer_short_of_k_scores_chance_and_k_layers_solve_it() -> None:
-    """The k - 1 vs k gap on a small instance (fixed seed), trained as the CLI trains it."""
-    base = TrialConfig(dataset="synthetic-depth", arch="res", channels=16, epochs=6,
-                       lr=0.003, dropout=0.0, train_parts=5, eval_parts=1, seed=0,
-                       dataset_options={"depth": 3, "num_trees": 100})  # fmt: skip
-    short, enough = (run_trial(base.replace(layers=layers)) for layers in (2, 3))
+    """The k - 1 vs k gap on a small instance (fixed seed), trained as a trial trains. With a
+    distractor input, valid and test heads differ, so a high score needs the rule learned (the
+    training loss says so too); measured: 0.461 with 1 layer, 1.000 with 2 (loss 0.004)."""
+    base = TrialConfig(dataset="synthetic-depth", arch="res", channels=16, epochs=40, lr=0.01,
+                       dropout=0.0, batching="full", train_parts=1, eval_parts=1, seed=0,
+                       dataset_options={"depth": 2, "num_trees": 300, "noise_features": 1})  # fmt: skip
+    short, enough = (run_trial(base.replace(layers=layers)) for layers in (1, 2))
     assert short.status == enough.status == "ok"
-    assert short.test_at_best_valid == 0.5  # every root scored alike
-    assert enough.test_at_best_valid > 0.95
-    assert (short.receptive_hops, enough.receptive_hops, enough.needed_hops) == (2, 3, 3)
+    assert short.test_at_best_valid < 0.65  # chance, on 60 test heads
+    assert enough.test_at_best_valid > 0.95 and enough.curve[-1]["loss"] < 0.1
+    assert (short.receptive_hops, enough.receptive_hops, enough.needed_hops) == (1, 2, 2)

@@ -178,7 +178,8 @@ SPECS: dict[str, DatasetSpec] = {
             description="the ground-truth depth task: a forest of identical trees of depth k "
             "(option depth; branching 1 = chains), one marker at depth k in half of them, the "
             "root's label = whether its tree carries it. Needs exactly k message-passing hops: "
-            "under k every root looks the same (ROC-AUC 0.5), at k the label is determined",
+            "under k every root looks the same (ROC-AUC 0.5), at k the label is determined; "
+            "option noise_features adds distractor inputs (then a high score needs learning)",
             extra={"needed_hops": "depth", "size": "forest"},
         ),
         _ogb("ogbn-proteins", "multilabel", "rocauc", 132_534, 79_122_504, "species"),
