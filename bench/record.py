@@ -75,6 +75,11 @@ class TrialRecord:
     # "max-epochs", or the status that ended it early ("timeout", "pruned", "diverged", ...)
     stopped_epoch: int | None = None
     stop_reason: str | None = None
+    # depth in message-passing hops (bench.trial.hops): how far the model sees, from its config
+    # (ResGNN L, RevGNN G x L, DEQ 2n - 1 at its iteration cap), and how far the task needs, where
+    # that is a fact of the dataset (synthetic-depth's ``depth``); None where not known
+    receptive_hops: int | None = None
+    needed_hops: int | None = None
 
     def kind_of_failure(self) -> str | None:
         """``failure_kind``, or for records stored before the field existed, what it would be."""

@@ -31,6 +31,7 @@ from bench.report.claims import (
     all_claims,
     claim_verdict,
 )
+from bench.report.claims.accuracy import accuracy_claims, with_hops
 from bench.report.claims.rules import COUNTED
 from bench.report.load import derive, read_results
 from bench.report.stale import MARK as STALE_MARK
@@ -405,11 +406,14 @@ def test_depth_buys_accuracy_when_rev_goes_deeper_and_scores_higher() -> None:
     assert set(claims) == {"rev", "wt-rev", "deq"}
     rev = claims["rev"]
     assert rev.verdict == SUPPORTED, rev.evidence
-    assert "res fits up to depth 2 (OOM from 3), rev up to 6" in rev.evidence
-    assert "at depth 3 (its best depth beyond res's reach, by validation; the task needs k=3)" in (
+    # depth in hops: res L, rev 2 x L (two groups), DEQ 2 n - 1
+    assert "res reaches 2 hops (2 layers) (OOM from 3 hops), rev 12 hops (6 layers)" in (
         rev.evidence
     )
-    assert "depth 2 (by validation)" in rev.evidence and "paired t (n=5)" in rev.evidence
+    assert "the task needs 3" in rev.evidence and "ground-truth task needing 3 hops" in rev.case
+    assert "rev at 6 hops (3 layers) (its best beyond res's reach, by validation)" in rev.evidence
+    assert "2 hops (2 layers) (by validation)" in rev.evidence and "paired t (n=5)" in rev.evidence
+    assert "deq 11 hops (6 iterations)" in claims["deq"].evidence
 
 
 def test_depth_buys_accuracy_inconclusive_contradicted_and_no_data() -> None:
@@ -427,21 +431,78 @@ def test_depth_buys_accuracy_inconclusive_contradicted_and_no_data() -> None:
 
 
 def test_depth_buys_accuracy_not_supported_when_rev_gets_no_deeper() -> None:
-    rows = [r for r in accuracy_rows() if not (r["arch"] != "res" and r["layers"] >= 3)]
-    assert accuracy_claims_of(rows)["rev"].verdict == NOT_SUPPORTED
+    rows = [r for r in accuracy_rows() if not (r["arch"] != "res" and r["layers"] >= 2)]
+    claims = accuracy_claims_of(rows)  # rev at 1 layer: 2 hops, no farther than res
+    assert claims["rev"].verdict == NOT_SUPPORTED
+    assert "rev 2 hops (1 layer); the task needs 3: rev cannot reach" in claims["rev"].evidence
+    # deq at 1 iteration sees 1 hop: short of the 3 the task needs
+    assert claims["deq"].verdict == NOT_SUPPORTED
+    assert "cannot reach the needed hops" in claims["deq"].evidence
+
+
+def test_depth_buys_accuracy_on_the_ground_truth_task_and_real_graphs_apart() -> None:
+    rows = accuracy_rows()
+    for r in rows:  # res fits 3 layers: the budget lets it reach the task's 3 hops
+        if r["arch"] == "res" and r["layers"] == 3:
+            r.update(status="ok", test_at_best_valid=0.82, best_valid=0.81)
+    reached = accuracy_claims_of(rows)["rev"]
+    assert reached.verdict == NO_DATA and "cannot test the thesis" in reached.evidence
+    real = [dict(r, dataset="blogcatalog", dataset_options="{}") for r in accuracy_rows()]
+    rev = accuracy_claims_of(real)["rev"]
+    assert rev.verdict == SUPPORTED and "a real graph, needed hops unknown" in rev.case
+    assert "needs" not in rev.evidence
+    # the record's own columns win over hops computed from the config
+    recorded = [dict(r, receptive_hops=r["layers"], needed_hops=2) for r in accuracy_rows()]
+    rev = accuracy_claims_of(recorded)["rev"]
+    assert "rev 6 hops (6 layers)" in rev.evidence and "the task needs 2" in rev.evidence
+
+
+def test_depth_buys_accuracy_says_why_an_arch_that_gets_there_fails() -> None:
+    rows = accuracy_rows()
+    for r in rows:
+        if r["arch"] == "deq" and r["status"] == "ok":
+            r.update(test_at_best_valid=0.5 + 0.001 * r["seed"], best_valid=0.5,
+                     solver_fwd_rel_residual_max=0.3, solver_fwd_iters_mean=1.0)  # fmt: skip
+    deq = accuracy_claims_of(rows)["deq"]
+    assert deq.verdict == CONTRADICTED, deq.evidence
+    assert "deq scores at chance there" in deq.evidence
+    assert "ended above tolerance in 5 of 5 trials" in deq.evidence
+    assert "stopped after 1.0 iterations on average (about 1 hops" in deq.evidence
+
+
+def test_budgetless_slices_are_no_case_but_a_trainability_panel(tmp_path: pathlib.Path) -> None:
+    """The limits profile: each arch near k hops on tasks of several k, no budget."""
+    from bench.report.accuracy_figure import accuracy_figure
+    from bench.report.select import FIGURE_BY_KEY
+
+    rows = []
+    for k in (8, 16):
+        for arch, layers in (("res", k), ("rev", k // 2), ("deq", k // 2 + 1)):
+            for seed in (0, 1):
+                rec = row("accuracy", arch, layers, seed, dataset="synthetic-depth",
+                          dataset_options={"depth": k}, memory_cap_bytes=None)  # fmt: skip
+                rec["test_at_best_valid"] = 1.0 if arch == "deq" or k == 8 else 0.5
+                rows.append(rec)
+    df = derive(pd.DataFrame(rows))
+    assert accuracy_claims(df) == []
+    written = accuracy_figure(df, FIGURE_BY_KEY["fig10"], tmp_path)
+    assert [p.suffix for p in written] == [".png", ".svg"]
+    svg = written[1].read_text()
+    assert "hops the task needs" in svg and "DEQ-GNN, k + 1 hops" in svg
 
 
 def test_accuracy_figure_points_are_t_intervals() -> None:
     from bench.report.figures import _prepare
 
-    df = _prepare(derive(pd.DataFrame(accuracy_rows())))
+    df = with_hops(_prepare(derive(pd.DataFrame(accuracy_rows()))))
     points = depth_intervals(df)
-    rev3 = points[(points["model"] == "RevGNN") & (points["depth"] == 3)].iloc[0]
+    rev3 = points[(points["model"] == "RevGNN") & (points["hops"] == 6)].iloc[0]  # 3 layers
     scores = df[(df["arch"] == "rev") & (df["layers"] == 3)]["score"]
     half = 2.7764451051977987 * scores.std(ddof=1) / math.sqrt(5)  # t(0.975, 4)
     assert rev3["n"] == 5 and rev3["mean"] == pytest.approx(scores.mean())
     assert rev3["hi"] - rev3["lo"] == pytest.approx(2 * half)
-    assert not ((points["model"] == "ResGNN") & (points["depth"] >= 3)).any()  # OOM: no point
+    assert not ((points["model"] == "ResGNN") & (points["hops"] >= 3)).any()  # OOM: no point
+    assert set(points.loc[points["model"] == "DEQ-GNN", "hops"]) == {1, 3, 5, 11}
 
 
 # --- the whole report -------------------------------------------------------------------------

@@ -368,7 +368,10 @@ def test_dry_run_lists_points(spec_path: Path) -> None:
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0
-    assert done.stdout.strip().splitlines()[-1] == "12 trials in mini-cpu"
+    lines = done.stdout.strip().splitlines()
+    assert lines[-3] == "12 trials in mini-cpu"  # then the predicted time on a GPU and a CPU
+    assert lines[-2].startswith("predicted time on one GPU: ") and "12 trials" in lines[-2]
+    assert lines[-1].startswith("predicted time on CPU: ")
 
 
 def test_studies_read_well_in_a_dashboard(spec_path: Path, run_log: Path, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 ``GraphDataset``; option names are per dataset (``python -m bench datasets`` lists them) and an
 unknown one is a ``ConfigError("dataset_options", ...)``.
 
-Datasets: ``synthetic-proteins`` (the embedded, seeded default), ``ogbn-proteins`` /
+Datasets: ``synthetic-proteins`` (the embedded, seeded default), ``synthetic-depth`` (the
+ground-truth depth task: labels that need exactly k message-passing hops), ``ogbn-proteins`` /
 ``ogbn-arxiv`` / ``ogbn-products`` (the paper's, read with ``ogb`` from a local root: ``root=``,
 ``$BENCH_DATA_ROOT`` or ``~/.cache/gnn1000-bench/ogb``; no download unless ``download=True``),
 and real graphs that work offline from the shared data folder (``blogcatalog``, ``cora``,

@@ -4,6 +4,11 @@ Neighbour sampling does not fit reversible blocks (a block needs the same node s
 a random node partition does. Each epoch, the nodes are split uniformly at random into ``k``
 clusters; each cluster's induced subgraph (with its edge features) is one batch. Full-batch is
 ``k=1``. Evaluation averages each node's scores over several independent partitions ("views").
+
+A graph whose ``data.component`` gives each node a component id (``synthetic-depth``'s trees)
+is partitioned by component instead: the components are split uniformly at random into ``k``
+groups of near-equal count, so no batch cuts a component (a tree's root keeps its whole k-hop
+neighbourhood). Components of equal size give parts of equal size.
 """
 
 from __future__ import annotations
@@ -18,26 +23,45 @@ from torch_geometric.utils import subgraph
 from bench.errors import ConfigError
 
 
-def _check_k(num_nodes: int, k: int, field: str) -> None:
+def _check_k(count: int, k: int, field: str, what: str = "nodes") -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(field, f"number of parts must be a positive integer, got {k!r}")
-    if k > num_nodes:
+    if k > count:
         raise ConfigError(
-            field, f"cannot split {num_nodes} nodes into {k} non-empty parts (k > number of nodes)"
+            field, f"cannot split {count} {what} into {k} non-empty parts (k > number of {what})"
         )
 
 
-def random_partition(num_nodes: int, k: int, seed: int, field: str = "train_parts") -> list[Tensor]:
+def random_partition(
+    num_nodes: int,
+    k: int,
+    seed: int,
+    field: str = "train_parts",
+    component: Tensor | None = None,
+) -> list[Tensor]:
     """Split ``range(num_nodes)`` into ``k`` random clusters of near-equal size (sorted ids).
 
     A seeded permutation cut in ``k`` slices: every node in exactly one cluster, sizes differ by
     at most one (the authors draw a cluster per node, which can leave clusters empty or lopsided;
     equal sizes keep per-step memory predictable). ``field`` names the setting in errors.
+    With ``component`` (a component id per node, ids ``0..C-1``) the permutation is of the
+    components, and each cluster holds whole components (near-equal counts of them).
     """
-    _check_k(num_nodes, k, field)
+    if component is None:
+        _check_k(num_nodes, k, field)
+        gen = torch.Generator().manual_seed(int(seed))
+        perm = torch.randperm(num_nodes, generator=gen)
+        return [part.sort().values for part in perm.tensor_split(k)]
+    count = int(component.max()) + 1 if component.numel() else 0
+    _check_k(count, k, field, "components (trees)")
     gen = torch.Generator().manual_seed(int(seed))
-    perm = torch.randperm(num_nodes, generator=gen)
-    return [part.sort().values for part in perm.tensor_split(k)]
+    cluster_of = torch.empty(count, dtype=torch.long)
+    for i, comps in enumerate(torch.randperm(count, generator=gen).tensor_split(k)):
+        cluster_of[comps] = i
+    node_cluster = cluster_of[component]
+    order = torch.sort(node_cluster, stable=True).indices  # node ids ascending within a cluster
+    sizes = torch.bincount(node_cluster, minlength=k).tolist()
+    return list(order.split(sizes))
 
 
 def induced_batch(data: Data, nodes: Tensor) -> Data:
@@ -60,7 +84,7 @@ def partition_batches(data: Data, k: int, seed: int, field: str = "train_parts")
     parts) that is a few seconds instead of ``k`` passes of PyG's ``subgraph``.
     """
     n = data.num_nodes
-    parts = random_partition(n, k, seed, field)
+    parts = random_partition(n, k, seed, field, data.get("component"))
     if k == 1:
         return [induced_batch(data, parts[0])]
     part_of = torch.empty(n, dtype=torch.int16 if k <= 2**15 else torch.int32)

@@ -1,9 +1,9 @@
 """The dataset table: names, tasks, metrics, options and where each dataset comes from.
 
 Kept free of torch/PyG imports: ``TrialConfig.validated()`` asks for ``dataset_names()`` before
-anything heavy is loaded. The loaders themselves live in ``ogb_loader``, ``real`` and
-``synthetic`` and are imported only when a dataset is loaded. A dataset setting that is a path
-ending in ``.pt`` is not in the table: it is a graph file (``graph_file``).
+anything heavy is loaded. The loaders themselves live in ``ogb_loader``, ``real``,
+``synthetic`` and ``depth_task`` and are imported only when a dataset is loaded. A dataset
+setting that is a path ending in ``.pt`` is not in the table: it is a graph file (``graph_file``).
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ SPECS: dict[str, DatasetSpec] = {
             "label is 1 where a node 1..k hops away carries that task's visible marker, so "
             "exactly k layers are needed and nothing farther matters",
             edge_features=True,
+            extra={"needed_hops": "depth_task", "size": "ring"},
         ),
         DatasetSpec(
             name="synthetic-proteins-paper",
@@ -157,6 +158,30 @@ SPECS: dict[str, DatasetSpec] = {
             description="synthetic-proteins at ogbn-proteins' sizes: 8 species, 8-dim edge "
             "features, 112 tasks, species split (for the paper's memory figures without the data)",
             edge_features=True,
+            extra={"size": "ring"},
+        ),
+        DatasetSpec(
+            name="synthetic-depth",
+            task="multilabel",
+            metric="rocauc",
+            loader="depth_task:load_depth_task",
+            options={
+                "depth": 4,
+                "branching": 1,
+                "num_trees": 1000,
+                "noise_features": 0,
+                "label_noise": 0.0,
+                "seed": 0,
+            },  # fmt: skip
+            kind="generated",
+            nodes=5_000,  # with the default options: 1,000 chains of 5 nodes
+            edges=8_000,
+            description="the ground-truth depth task: a forest of identical trees of depth k "
+            "(option depth; branching 1 = chains), one marker at depth k in half of them, the "
+            "root's label = whether its tree carries it. Needs exactly k message-passing hops: "
+            "under k every root looks the same (ROC-AUC 0.5), at k the label is determined; "
+            "option noise_features adds distractor inputs (then a high score needs learning)",
+            extra={"needed_hops": "depth", "size": "forest"},
         ),
         _ogb("ogbn-proteins", "multilabel", "rocauc", 132_534, 79_122_504, "species"),
         _ogb("ogbn-arxiv", "multiclass", "acc", 169_343, 2_315_598, "time"),
@@ -267,6 +292,42 @@ def get_spec(name: str) -> DatasetSpec:
         raise ConfigError(
             "dataset", f"unknown dataset {name!r}; known: {', '.join(dataset_names())}"
         ) from None
+
+
+def needed_hops(name: str, options: dict[str, Any] | None = None) -> int | None:
+    """The message-passing hops a dataset's labels need, where that is a known fact: the
+    value of the option its spec names in ``extra["needed_hops"]`` (``synthetic-depth``'s
+    ``depth``; ``synthetic-proteins``' ``depth_task``, where 0 means no known depth); None for
+    every other dataset or an unknown name."""
+    spec = SPECS.get(name)
+    option = spec.extra.get("needed_hops") if spec is not None else None
+    if option is None:
+        return None
+    value = {**spec.options, **(options or {})}.get(option)
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def tree_size(depth: int, branching: int) -> int:
+    """Nodes in one complete tree of ``synthetic-depth``: 1 + b + ... + b^k (k + 1 for chains)."""
+    return depth + 1 if branching == 1 else (branching ** (depth + 1) - 1) // (branching - 1)
+
+
+def graph_size(name: str, options: dict[str, Any] | None = None) -> tuple[int, int] | None:
+    """(nodes, directed edges) a dataset will have with ``options``, without loading it: the
+    table's sizes, or for generated graphs their construction's (``synthetic-proteins``: the
+    mean degree times the nodes, as generated); None where unknown."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None
+    values = {**spec.options, **(options or {})}
+    if spec.extra.get("size") == "forest":
+        nodes = values["num_trees"] * tree_size(values["depth"], values["branching"])
+        return nodes, 2 * (nodes - values["num_trees"])
+    if spec.extra.get("size") == "ring":
+        return values["num_nodes"], values["num_nodes"] * values["avg_degree"]
+    if spec.nodes is None or spec.edges is None:
+        return None
+    return spec.nodes, spec.edges
 
 
 def resolve_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:

@@ -279,6 +279,10 @@ def main(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{k}={v}" for k, v in point.varying.items())
             print(f"{point.index:4d} {point.key} {point.label or ''} {shown}")
         print(f"{len(points)} trials in {study_name(spec.name, args.profile)}")
+        from bench.measure.time_model import plan_lines
+
+        for line in plan_lines([p.config for p in points], args.workers):
+            print(line)
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage_from(args.storage, "ablate")

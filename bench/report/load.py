@@ -265,17 +265,22 @@ def device_short(device: object) -> str:
 
 
 def _graph_short(key: str) -> str:
-    dataset, options = json.loads(key)
-    nodes = options.get("num_nodes")
-    if nodes is None:
-        from bench.data.registry import SPECS
+    """A generated graph by its size (and the hops k its task needs, where known)."""
+    from bench.data.registry import SPECS, graph_size, needed_hops
 
-        spec = SPECS.get(dataset)
-        nodes = spec.nodes if spec is not None and spec.kind == "generated" else None
-    if nodes is None:
+    dataset, options = json.loads(key)
+    spec = SPECS.get(dataset)
+    if spec is None or spec.kind != "generated":
         return dataset
-    size = f"{nodes / 1000:g}k" if nodes >= 1000 and nodes % 100 == 0 else f"{nodes:,}"
-    return f"{dataset} {size}"
+    size = graph_size(dataset, options)
+    nodes = size[0] if size is not None else spec.nodes
+    name = (
+        f"{dataset} {nodes / 1000:g}k"
+        if nodes >= 1000 and nodes % 100 == 0
+        else f"{dataset} {nodes:,}"
+    )
+    k = needed_hops(dataset, options)
+    return name if k is None or dataset != "synthetic-depth" else f"{name} k={k}"
 
 
 def slice_names(df: pd.DataFrame) -> pd.Series:

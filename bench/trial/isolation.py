@@ -142,10 +142,12 @@ def record_without_child_record(
     the child ran (None: unreadable here). A SIGKILL with none is another process's doing:
     status ``killed``, an environment failure that the next run retries."""
     from bench.measure.provenance import git_commit, library_versions
+    from bench.trial.hops import record_hops
 
     record = TrialRecord(
         status="error",
         config=config.to_dict(),
+        **record_hops(config),
         curve=curve,
         params=start.get("params"),
         predicted_params=start.get("predicted_params"),

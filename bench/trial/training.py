@@ -120,6 +120,7 @@ def run_trial(
     does the same after the current step. ``on_start``/``on_phase`` serve the child protocol.
     """
     from bench.measure.provenance import device_description, git_commit, library_versions
+    from bench.trial.hops import record_hops
 
     clock = time.perf_counter()
     config = config.validated()
@@ -129,6 +130,7 @@ def run_trial(
         config=config.to_dict(),
         versions=library_versions(),
         commit=git_commit(),
+        **record_hops(config),
     )
 
     def enter(phase: str) -> None:

@@ -1,20 +1,36 @@
 """The accuracy ablation in the report: the paper's thesis that depth buys accuracy which,
 within one memory budget, only the memory-efficient archs can afford.
 
-The ``accuracy`` spec trains every arch at increasing depth under one memory cap on a task whose
-needed depth is known (``synthetic-proteins`` with ``depth_task`` = k). Per measurement slice and
-per configuration family, the claim ``depth-buys-accuracy`` asks two things of each
-memory-efficient arch (rev, wt-rev, deq) against res:
+Depth is counted in message-passing hops: each trial's receptive field (the record's
+``receptive_hops``, or for older exports :func:`bench.trial.hops.receptive_hops` of its config:
+ResGNN L, RevGNN and WT-RevGNN G x L, DEQ-GNN 2 n - 1 at its iteration cap n). Two kinds of
+case, never pooled (each measurement slice is one dataset):
 
-1. *memory*: res runs out of the budget at some depth and the arch runs deeper than res does;
+* **the mechanism**, on a ground-truth task whose needed hops k are a fact of the data
+  (``synthetic-depth``'s ``depth``; the record's ``needed_hops``): does res fall short of k
+  hops under the budget while the arch reaches k, and does reaching k buy the score?
+* **does it pay on these graphs**, on real graphs (no known k): does the depth res cannot
+  afford buy a score there?
+
+Per slice and configuration family, ``depth-buys-accuracy`` asks of each memory-efficient arch
+(rev, wt-rev, deq) against res:
+
+1. *memory*: res runs out of the budget at some depth and the arch reaches more hops than res
+   does (on the ground-truth task: res falls short of k and the arch reaches k; where res
+   reaches k the budget cannot test the thesis: not enough data);
 2. *score*: the arch at its best depth beyond res's reach scores higher on test than the best
    res that fits, both depths chosen by mean validation score (so test scores never pick the
-   winner), judged by the 95% t-interval of the difference over seeds (``bench.stats``). The
-   task's needed depth k is named in the evidence; it is not imposed, since a model may need
-   more layers than the receptive field alone to fit the task.
+   winner), judged by the 95% t-interval of the difference over seeds (``bench.stats``).
 
-The figure draws the test score (mean and 95% t-interval over seeds) against depth per arch,
-one panel per slice, with each arch's OOM boundary and the needed depth marked."""
+Slices without any memory budget (the ``criteria`` and ``limits`` profiles: the task's ground
+truth and each arch's trainability limit) test no budget, so they are no case of the claim;
+the figure draws them (score against the hops k the task needs).
+
+Where an arch gets there but does not collect the score, the evidence says what the trials
+show: its score at chance (it did not learn the k-hop rule), a DEQ solver that stopped above
+its tolerance (not converged) or after fewer iterations than k hops need. The figure draws the test score (mean and 95%
+t-interval over seeds) against the receptive field in hops per arch, one panel per slice,
+with each arch's OOM boundary and the needed hops marked."""
 
 from __future__ import annotations
 
@@ -23,6 +39,7 @@ import math
 
 import pandas as pd
 
+from bench.data.registry import needed_hops as dataset_needed_hops
 from bench.report.claims.base import (
     NOT_SUPPORTED,
     Claim,
@@ -32,25 +49,43 @@ from bench.report.claims.base import (
     split_series,
 )
 from bench.report.fmt import fmt_num
-from bench.report.load import canonical
 from bench.report.select import FIGURE_BY_KEY, ablation_rows
-from bench.stats import NO_DATA, judge, summarize
+from bench.stats import NO_DATA, SUPPORTED, judge, summarize
+from bench.trial.hops import deq_hops, receptive_hops
 from bench.units import format_bytes
 
 KEY = "depth-buys-accuracy"
 FIGURE = "fig10"
 EFFICIENT = ("rev", "wt-rev", "deq")  # the archs whose memory does not grow with depth
 ACCURACY_MARGIN = 0.0  # "scores higher": the interval of the difference lies above 0
+CHANCE_BAND = 0.05  # a mean test ROC-AUC within 0.5 +- this is read as chance
+
+
+def with_hops(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with ``hops`` (receptive field) and ``needed`` (the task's hops, NaN when not a
+    fact), from the record's columns where the export has them, else from each config."""
+    rows = rows.copy()
+    computed = rows.apply(lambda r: receptive_hops(r.to_dict()), axis=1)
+    recorded = rows.get("receptive_hops")
+    hops = computed if recorded is None else pd.to_numeric(recorded).fillna(computed)
+    rows["hops"] = pd.to_numeric(hops, errors="coerce")
+    known = rows.apply(lambda r: dataset_needed_hops(str(r["dataset"]), _options(r)), axis=1)
+    recorded = rows.get("needed_hops")
+    needed = known if recorded is None else pd.to_numeric(recorded).fillna(known)
+    rows["needed"] = pd.to_numeric(needed, errors="coerce")
+    return rows
+
+
+def _options(row: pd.Series) -> dict:
+    value = row.get("dataset_options")
+    if isinstance(value, str) and value:
+        return json.loads(value)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def needed_depth(rows: pd.DataFrame) -> int | None:
-    """The task's known depth (``depth_task`` in the dataset options), if it has one."""
-    found = set()
-    for value in rows["dataset_options"].dropna().unique():
-        options = json.loads(value) if isinstance(value, str) else dict(value)
-        k = canonical(options.get("depth_task"))
-        if isinstance(k, int) and k > 0:
-            found.add(k)
+    """The task's needed hops k, if the rows share one (a ground-truth task)."""
+    found = set(with_hops(rows)["needed"].dropna().astype(int))
     return found.pop() if len(found) == 1 else None
 
 
@@ -59,23 +94,33 @@ def _ok(series: Series) -> pd.DataFrame:
 
 
 def _reach(series: Series) -> tuple[float, float]:
-    """Deepest depth with an ok trial, and the first depth with an OOM (NaN when none)."""
-    ok = _ok(series)["depth"]
-    oom = series.rows.loc[series.rows["status"] == "oom", "depth"]
+    """Most hops with an ok trial, and the fewest hops with an OOM (NaN when none)."""
+    ok = _ok(series)["hops"]
+    oom = series.rows.loc[series.rows["status"] == "oom", "hops"]
     return (float(ok.max()) if len(ok) else math.nan, float(oom.min()) if len(oom) else math.nan)
 
 
-def _best_by_valid(series: Series, depths: list[float]) -> float:
-    """The depth among ``depths`` with the highest mean validation score (ties: shallower)."""
+def _best_by_valid(series: Series, hops: list[float]) -> float:
+    """The hops among ``hops`` with the highest mean validation score (ties: fewer hops)."""
     ok = _ok(series)
-    means = ok[ok["depth"].isin(depths)].groupby("depth")["best_valid"].mean().dropna()
-    if means.empty:  # no validation score recorded: fall back to the deepest
-        return max(depths)
+    means = ok[ok["hops"].isin(hops)].groupby("hops")["best_valid"].mean().dropna()
+    if means.empty:  # no validation score recorded: fall back to the most hops
+        return max(hops)
     return float(means[means == means.max()].index.min())
 
 
-def _at(series: Series, depth: float) -> pd.DataFrame:
-    return series.rows[series.rows["depth"] == depth]
+def _at(series: Series, hops: float) -> pd.DataFrame:
+    return series.rows[series.rows["hops"] == hops]
+
+
+def _layers_text(series: Series, hops: float) -> str:
+    """'8 hops (4 layers)': hops with the depth axis the spec set (DEQ: iterations)."""
+    depth = _at(series, hops)["depth"].dropna()
+    if not len(depth):
+        return f"{fmt_num(hops)} hops"
+    unit = "iteration" if series.arch == "deq" else "layer"
+    plural = "" if float(depth.iloc[0]) == 1 else "s"
+    return f"{fmt_num(hops)} hops ({fmt_num(depth.iloc[0])} {unit}{plural})"
 
 
 def budget_text(rows: pd.DataFrame) -> str:
@@ -86,8 +131,13 @@ def budget_text(rows: pd.DataFrame) -> str:
 def accuracy_claims(df: pd.DataFrame) -> list[Claim]:
     """``depth-buys-accuracy`` for every memory-efficient arch paired with res, per slice."""
     rows, _ = ablation_rows(df, FIGURE_BY_KEY[FIGURE])
+    if rows.empty:
+        return []
+    rows = with_hops(rows)
     out = []
     for slice_, panel in rows.groupby("slice", sort=True):
+        if panel["memory_cap_bytes"].isna().all():  # no budget (criteria, limits): figure only
+            continue
         series = split_series(panel)
         for arch in EFFICIENT:
             out += [
@@ -97,39 +147,73 @@ def accuracy_claims(df: pd.DataFrame) -> list[Claim]:
 
 
 def _claim(slice_: str, deep: Series, res: Series) -> Claim:
-    """Did ``deep`` get deeper than res under the cap, and score higher there?"""
-    case = f"{deep.label} vs {res.label}"
+    """Did ``deep`` reach more hops than res under the cap (the needed k, on a ground-truth
+    task), and score higher there?"""
+    both = pd.concat([deep.rows, res.rows])
+    k = needed_depth(both)
+    kind = f"the mechanism: a ground-truth task needing {k} hops" if k else (
+        "does it pay: a real graph, needed hops unknown")  # fmt: skip
+    case = f"{deep.label} vs {res.label} ({kind})"
+
+    def claim(evidence: str, verdict: str) -> Claim:
+        return Claim(KEY, FIGURE, slice_, case, evidence, verdict)
+
     res_reach, res_oom = _reach(res)
     deep_reach, _ = _reach(deep)
-    budget = budget_text(pd.concat([deep.rows, res.rows]))
+    budget = budget_text(both)
     if math.isnan(res_reach) or math.isnan(deep_reach):
-        missing = "res" if math.isnan(res_reach) else deep.arch
-        return Claim(KEY, FIGURE, slice_, case, f"no ok {missing} trial", NO_DATA)
+        return claim(f"no ok {'res' if math.isnan(res_reach) else deep.arch} trial", NO_DATA)
     if math.isnan(res_oom):
-        return Claim(KEY, FIGURE, slice_, case, f"res fit every depth tried (up to "
-                     f"{fmt_num(res_reach)}) under {budget}: the cap never bound, so no depth "
-                     f"was {deep.arch}'s alone", NO_DATA)  # fmt: skip
-    memory = (f"under {budget}: res fits up to depth {fmt_num(res_reach)} (OOM from "
-              f"{fmt_num(res_oom)}), {deep.arch} up to {fmt_num(deep_reach)}")  # fmt: skip
-    beyond = sorted(float(d) for d in _ok(deep)["depth"].unique() if d > res_reach)
+        return claim(f"res fit every depth tried (up to {_layers_text(res, res_reach)}) under "
+                     f"{budget}: the cap never bound, so no depth was {deep.arch}'s alone",
+                     NO_DATA)  # fmt: skip
+    memory = (f"under {budget}: res reaches {_layers_text(res, res_reach)} (OOM from "
+              f"{fmt_num(res_oom)} hops), {deep.arch} {_layers_text(deep, deep_reach)}")  # fmt: skip
+    if k is not None:
+        memory += f"; the task needs {k}"
+        if res_reach >= k:
+            return claim(memory + ": the budget lets res reach the needed hops, so it cannot "
+                         "test the thesis", NO_DATA)  # fmt: skip
+        if deep_reach < k:
+            return claim(memory + f": {deep.arch} cannot reach the needed hops within the budget",
+                         NOT_SUPPORTED)  # fmt: skip
+    beyond = sorted(float(h) for h in _ok(deep)["hops"].unique() if h > res_reach)
     if not beyond:
-        return Claim(KEY, FIGURE, slice_, case, memory + f": {deep.arch} got no deeper",
-                     NOT_SUPPORTED)  # fmt: skip
-    d_deep = _best_by_valid(deep, beyond)
-    k = needed_depth(pd.concat([deep.rows, res.rows]))
-    why = "its best depth beyond res's reach, by validation" + (
-        f"; the task needs k={k}" if k is not None else ""
-    )
-    res_depths = sorted(float(d) for d in _ok(res)["depth"].unique())
-    d_res = _best_by_valid(res, res_depths)
-    a, b = _at(deep, d_deep), _at(res, d_res)
+        return claim(memory + f": {deep.arch} got no farther", NOT_SUPPORTED)
+    h_deep = _best_by_valid(deep, beyond)
+    h_res = _best_by_valid(res, sorted(float(h) for h in _ok(res)["hops"].unique()))
+    a, b = _at(deep, h_deep), _at(res, h_res)
     diff = score_difference(a, b)
     verdict = judge(diff, margin=ACCURACY_MARGIN)
-    sa, sb = (
-        summarize(a.loc[a["status"] == "ok", "score"]),
-        summarize(b.loc[b["status"] == "ok", "score"]),
-    )
-    evidence = (f"{memory}; test score {deep.arch} at depth {fmt_num(d_deep)} ({why}) "
-                f"{sa.text()} vs the best res that fits, depth {fmt_num(d_res)} (by validation), "
-                f"{sb.text()}; difference {diff.text()}: {verdict}")  # fmt: skip
-    return Claim(KEY, FIGURE, slice_, case, evidence, verdict)
+    sa, sb = (summarize(a.loc[a["status"] == "ok", "score"]),
+              summarize(b.loc[b["status"] == "ok", "score"]))  # fmt: skip
+    evidence = (f"{memory}; test score {deep.arch} at {_layers_text(deep, h_deep)} (its best "
+                f"beyond res's reach, by validation) {sa.text()} vs the best res that fits, "
+                f"{_layers_text(res, h_res)} (by validation), {sb.text()}; difference "
+                f"{diff.text()}: {verdict}")  # fmt: skip
+    if verdict != SUPPORTED and verdict != NO_DATA:
+        evidence += "".join(f"; {why}" for why in _why_not(deep, a, sa.mean, k))
+    return claim(evidence, verdict)
+
+
+def _why_not(deep: Series, at: pd.DataFrame, mean: float, k: int | None) -> list[str]:
+    """What the trials say about an arch that got deep enough but did not collect the score."""
+    reasons = []
+    ok = at[at["status"] == "ok"]
+    if ok["metric"].eq("rocauc").all() and abs(mean - 0.5) <= CHANCE_BAND:
+        reasons.append(f"{deep.arch} scores at chance there: it did not learn the rule its "
+                       "receptive field reaches")  # fmt: skip
+    if deep.arch == "deq" and len(ok):
+        tol = pd.to_numeric(ok["deq_tol"], errors="coerce").fillna(1e-4)
+        residual = pd.to_numeric(ok.get("solver_fwd_rel_residual_max"), errors="coerce")
+        stuck = int((residual > tol).sum())
+        if stuck:
+            reasons.append(f"its forward solver ended above tolerance in {stuck} of {len(ok)} "
+                           f"trials (worst relative residual {residual.max():.2g}): not "
+                           "converged")  # fmt: skip
+        iters = pd.to_numeric(ok.get("solver_fwd_iters_mean"), errors="coerce").mean()
+        if k is not None and iters == iters and deq_hops(iters) < k:
+            reasons.append(f"its solver stopped after {iters:.1f} iterations on average (about "
+                           f"{deq_hops(iters)} hops, fewer than the {k} needed): converged "
+                           "before the marker's signal arrived")  # fmt: skip
+    return reasons

@@ -60,8 +60,11 @@ THRESHOLDS: dict[str, str] = {
     "untied (else not supported). Accuracy: the 95% t-interval of tied - untied test score "
     "against the most the paper's tied models gave up (figure 1)",
     "depth-buys-accuracy": "accuracy ablation, per arch in rev / wt-rev / deq against res under "
-    "the spec's memory cap: res OOMs at some depth and the arch's deepest ok depth is deeper "
-    "than res's (else not supported; no res OOM: not enough data); then the 95% t-interval of "
+    "the spec's memory cap, depth counted in message-passing hops (receptive field: res L, rev "
+    "and wt-rev G x L, deq 2n - 1): res OOMs at some depth and the arch reaches more hops than "
+    "res (on a ground-truth task: res short of the k hops the task needs and the arch at k or "
+    "more, else not supported; no res OOM, or res reaching k: not enough data); then the 95% "
+    "t-interval of "
     "the test-score difference, the arch at its best depth beyond res's reach minus the best "
     "res that fits (both depths chosen by mean validation score), against the margin 0",
     "rev-time": f"median over common depths of rev/res step time <= {TIME_RATIO}",
