@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from bench.tuning.params import SearchSpaceError
 
 from bench import cli
 from bench.config import ARCHS, TrialConfig
@@ -18,6 +17,7 @@ from bench.measure.memory_model import GraphSizes, predict
 from bench.measure.precision import MixedPrecision
 from bench.report.load import derive
 from bench.trial import run_trial
+from bench.tuning.params import SearchSpaceError
 from bench.tuning.space import parse_search_space
 
 SIZES = GraphSizes(

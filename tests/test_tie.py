@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from bench.tuning.params import SearchSpaceError
 from torch import Tensor, nn
 
 from bench import cli, paper
@@ -23,6 +22,7 @@ from bench.measure.memory_model import GraphSizes, predict_params
 from bench.measure.meters import count_parameters
 from bench.models import build_model
 from bench.nn import ReversibleStack
+from bench.tuning.params import SearchSpaceError
 from bench.tuning.space import parse_search_space
 
 # the paper's proteins input: 16 node features (8 summed edge features + 8 species one-hot),
