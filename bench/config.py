@@ -85,6 +85,9 @@ class TrialConfig:
     # deterministic kernels (slower scatter on CUDA): None = on for CPU (bit-identical reruns),
     # off for CUDA (timings are of the kernels people use); True/False forces it
     deterministic: bool | None = None
+    # every block function under torch.compile (bench.models.compiled); compile time is recorded
+    # apart from step time
+    compile: bool = False
     # DEQ only (None = the arch's default; giving one to a non-DEQ arch is an error)
     deq_solver: str | None = None
     deq_tol: float | None = None
@@ -278,6 +281,8 @@ class TrialConfig:
             _positive_int("memory_cap_bytes", self.memory_cap_bytes)
         if not isinstance(self.dataset_options, dict):
             raise ConfigError("dataset_options", "must be a mapping of option name to value")
+        if not isinstance(self.compile, bool):
+            raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
         if self.deterministic is not None and not isinstance(self.deterministic, bool):
             raise ConfigError("deterministic", f"must be true or false, got {self.deterministic!r}")
         if self.device == "cuda" and check_device:

@@ -59,6 +59,7 @@ class TrialRecord:
     predicted_peak_bytes: int | None = None
     step_time_s: float | None = None  # mean training step after warm-up
     epoch_time_s: float | None = None  # mean training epoch after warm-up
+    compile_time_s: float | None = None  # compile=True: seconds spent compiling (not timed)
     solver: dict[str, Any] | None = None  # DEQ: fwd/bwd iterations and relative residuals
     error: str | None = None
     failed_phase: str | None = None  # "setup", "train", "eval" for non-ok statuses

@@ -183,7 +183,7 @@ def test_aggr_impl_setting_builds_selects_and_records() -> None:
     from bench.harness.spec import KEY_EXCLUDED_FIELDS
 
     kept = {k: v for k, v in values.items() if k not in KEY_EXCLUDED_FIELDS and v is not None}
-    kept.pop("precision"), kept.pop("conv")  # later fields, left out at their defaults
+    kept.pop("precision"), kept.pop("conv"), kept.pop("compile")  # later fields, at defaults
     blob = json.dumps(kept, sort_keys=True, default=str)
     assert old == hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -21,6 +21,7 @@ from bench.harness.spec import point_key
 from bench.measure.memory_model import GraphSizes, activation_bytes, predict_params
 from bench.measure.meters import PeakMemory, count_parameters
 from bench.models import build_from_config, build_model
+from bench.models.convs import prepare_edges
 from bench.models.deq import DEQGNN
 from bench.nn import ReversibleStack
 from bench.report import figures
@@ -92,12 +93,12 @@ def test_reversible_gradients_equal_unrolled_autograd_float64(
         if edge_dim
         else None
     )
-    ctx = (edge_index, e)
+    ctx = prepare_edges(conv, edge_index, e, n, torch.float64)  # as DeepGNN hands them down
     w = torch.randn(n, channels, dtype=torch.float64)
     params = list(stack.parameters())
     leaves = [h, *([e] if e is not None else []), *params]
     out = stack(h, *ctx)
-    grads = torch.autograd.grad((out * w).sum(), leaves)
+    grads = torch.autograd.grad((out * w).sum(), leaves, retain_graph=True)  # ctx: again below
     forward_calls = calls[: layers * groups]
     assert len(calls) == 2 * layers * groups  # each (layer, group) once more in backward
     calls.clear()

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import bench.nn.deq as deq_engine
 from bench.errors import ConfigError
 from bench.measure.meters import PeakMemory
 from bench.models.deq import DEQGNN
@@ -130,10 +129,13 @@ def test_stats_show_non_convergence_and_eval_only_solves() -> None:
 
 
 def test_anderson_falls_back_to_broyden_on_singular_system(monkeypatch: pytest.MonkeyPatch) -> None:
-    def singular(*args: object, **kwargs: object) -> None:
-        raise torch.linalg.LinAlgError("singular")
+    """A failed least-squares solve (``solve_ex``'s info, read at the next check) makes the
+    solve start again with Broyden."""
 
-    monkeypatch.setattr(deq_engine, "anderson_solver", singular)
+    def singular(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.full_like(b, float("nan")), torch.ones((), dtype=torch.int32)
+
+    monkeypatch.setattr(torch.linalg, "solve_ex", singular)
     z, info = solve_fixed_point(
         lambda z: 0.5 * z + 1.0, torch.zeros(3, 2, dtype=torch.float64), tol=1e-10
     )
@@ -270,3 +272,37 @@ def test_batchnorm_running_stats_updated_once_per_step(grad: str) -> None:
         assert int(bn.num_batches_tracked) == 1 and len(updating[bn]) == 1
         # one update from zero: running_mean = momentum * (mean of the batch it was made on)
         torch.testing.assert_close(bn.running_mean, 0.1 * updating[bn][0].mean(0))
+
+
+@pytest.mark.parametrize("method", ["fixed_point", "anderson", "broyden"])
+def test_solvers_follow_torchdeqs_algorithms(method: str) -> None:
+    """Checking every evaluation, our solvers take torchdeq's steps (the same algorithm, our
+    code): the same fixed point, in the same number of evaluations (Broyden: torchdeq does not
+    count its first evaluation); checking every 4 costs at most 3 more."""
+    from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
+
+    from bench.nn.solvers import solve
+
+    torch.manual_seed(0)
+    cell = TanhCell(6)
+    x = torch.randn(40, 6, dtype=torch.float64)
+
+    def f(z: Tensor) -> Tensor:
+        return cell(z, x)
+
+    reference = {"fixed_point": fixed_point_iter, "anderson": anderson_solver,
+                 "broyden": broyden_solver}[method]  # fmt: skip
+    options = (
+        {"m": 6} if method == "anderson" else {"LBFGS_thres": 6} if method == "broyden" else {}
+    )
+    with torch.no_grad():
+        z_ref, _, info = reference(lambda z: f(z.reshape(40, 6)).reshape(1, -1),
+                                   torch.zeros(1, 240, dtype=torch.float64), max_iter=100,
+                                   tol=1e-10, stop_mode="rel", **options)  # fmt: skip
+        ours = solve(method, f, torch.zeros(40, 6, dtype=torch.float64), 1e-10, 100, 1)
+        every4 = solve(method, f, torch.zeros(40, 6, dtype=torch.float64), 1e-10, 100, 4)
+    torch.testing.assert_close(ours.z, z_ref.reshape(40, 6), rtol=0, atol=1e-9)
+    steps = int(info["nstep"].max())
+    assert ours.evaluations == steps + (1 if method == "broyden" else 0)
+    assert ours.evaluations <= every4.evaluations < ours.evaluations + 4
+    assert float(every4.rel_residual) <= float(ours.rel_residual) <= 1e-10

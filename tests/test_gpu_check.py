@@ -160,3 +160,66 @@ def test_merge_flag_keeps_the_csv_of_an_earlier_call(tmp_path: Path) -> None:
     assert (written.status == "ok").all()
     gpu_check.run(_args(tmp_path, only=["ResGNN-64 x 3"], **base), log=print, device="cpu")
     assert list(pd.read_csv(tmp_path / "gpu" / "gpu-check.csv").label) == ["ResGNN-64 x 3"]
+
+
+def test_plan_has_timing_rounds_and_dry_run_lists_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """The timing rows: res, rev and the peer at 112 layers on the proteins part and 64 on the
+    engines graph, eager and compiled, round by round; ``--only timing profile`` lists them
+    and the profile in a dry run."""
+    points = [p for p in gpu_check.plan_points(timing_rounds=3) if p.group == "timing"]
+    assert len(points) == 3 * 2 * 3 * 2 and len({p.label for p in points}) == len(points)
+    assert {(p.arch, p.layers, p.graph) for p in points} == {
+        (a, L, g) for a in ("res", "rev", "pyg-groupaddrev") for L, g in ((112, "paper"), (64, "bench"))
+    }  # fmt: skip
+    assert [p.round for p in points] == sorted(p.round for p in points)  # whole rounds first
+    assert {p.compile for p in points} == {True, False}
+    assert cli.main(["gpu-check", "--dry-run", "--only", "timing", "profile"]) == 0
+    out = capsys.readouterr().out
+    assert "profile: a torch.profiler summary" in out and "36 points" in out
+    assert "RevGNN x 112, proteins part, compiled #2" in out
+    assert cli.main(["gpu-check", "--dry-run", "--only", "timing", "--timing-rounds", "0"]) == 0
+    assert "0 points" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("small_paper_batch")
+def test_timing_rows_give_ratios_over_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The timing rows run (here on the CPU, shallow) eager and compiled in fresh processes;
+    the summary has their ratios with intervals over the rounds, and the compile times."""
+    from bench.instruments import gpu_timing
+
+    monkeypatch.setattr(gpu_timing, "GRAPHS", (("paper", 2, "proteins part"),))
+    monkeypatch.setattr(gpu_timing, "ARCHS", (("res", "ResGNN"), ("rev", "RevGNN")))
+    args = _args(tmp_path, only=["timing"], skip_engines=True, repeats=1, timing_rounds=2)
+    frame = gpu_check.run(args, log=lambda line: None, device="cpu")
+    assert len(frame) == 8 and (frame.status == "ok").all(), frame[["label", "status", "error"]]
+    compiled = frame[frame["compile"].astype(bool)]
+    assert len(compiled) == 4 and (compiled.compile_time_s > 0).all()
+    assert (compiled.recompiled_s == 0).all()  # no timed step compiled
+    found = {(r["ratio"], r["rounds"]) for r in gpu_timing.ratios(frame)}
+    assert ("rev / res (eager)", 2) in found and ("rev compiled / eager", 2) in found
+    summary = (tmp_path / "gpu" / "SUMMARY.md").read_text()
+    assert (
+        "## timing: ratios over rounds" in summary and "Compile time per compiled point" in summary
+    )
+
+
+def test_profile_summary_on_cpu(tmp_path: Path) -> None:
+    """The profile runs anywhere (on CPU: top ops, no synchronisation counts) and its page has
+    the top kernels and the three max-aggregation paths."""
+    from bench.instruments import gpu_profile
+
+    save_graph(synthetic_graph(80, 400, 8, 8, 4, seed=0), tmp_path / "g.pt")
+    args = point_args(channels=8)
+    result = gpu_profile.profile(GraphSource(path=str(tmp_path / "g.pt")), args,
+                                 torch.device("cpu"), layers=2, steps=1)  # fmt: skip
+    assert result["sync_warnings"] is None and result["top"]
+    assert [p["path"] for p in result["aggregation"]] == [
+        "packed int64 key (one scatter)", "two float scatters", "two float scatters, chunked argmax"
+    ]  # fmt: skip
+    assert all(p["grad_ms"] > 0 and p["nograd_ms"] > 0 for p in result["aggregation"])
+    page = gpu_profile.markdown(result)
+    assert "## top kernels" in page and "## max-aggregation paths" in page
+    assert "aten::" in page  # on CPU the "kernels" are the ops

@@ -83,7 +83,7 @@ KEY_EXCLUDED_FIELDS = ("device", "data_root")
 # so the points stored before the field existed keep their keys
 # (aggr_impl: the stored trials ran PyG's aggregation, so "pyg" keeps their keys and the new
 # default "fused" gets new ones; non-max aggregations resolve to "pyg", ``TrialConfig.to_dict``)
-KEY_OMITTED_AT_VALUE = {"precision": "fp32", "conv": "gen", "aggr_impl": "pyg"}
+KEY_OMITTED_AT_VALUE = {"precision": "fp32", "conv": "gen", "aggr_impl": "pyg", "compile": False}
 DEFAULT_PROFILE = "cpu"
 _FIELDS = tuple(TrialConfig.__dataclass_fields__)
 

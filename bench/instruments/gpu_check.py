@@ -7,8 +7,11 @@ one part of a random 10-partition of ogbn-proteins (13.3k nodes, 0.79M edges, 8-
 features, 112 tasks). ``synthetic-proteins-paper`` has those sizes, so this command cuts one
 training part from it (the same partition a trial's first epoch draws) and measures, on that
 batch, every point of the paper's figure 1 table (112 layers), the depth series of figure 2
-(RevGNN to 1001 layers; ResGNN until it runs out of memory) and RevGNN-Deep/-Wide; then the
-engines' benchmark (``bench bench --device cuda``) on its own 10k-node graph.
+(RevGNN to 1001 layers; ResGNN until it runs out of memory) and RevGNN-Deep/-Wide; the timing
+rows (ResGNN, RevGNN and PyG's peer, eager and compiled, over fresh-process rounds with an
+interval: :mod:`bench.instruments.gpu_timing`); then the engines' benchmark (``bench bench
+--device cuda``) on its own 10k-node graph. First of all, a ``torch.profiler`` summary of a
+RevGNN step (:mod:`bench.instruments.gpu_profile`, ``profile-rev.md``).
 
 Each point is one training step measured like ``bench bench`` does it: in its own process,
 which loads the batch from disk onto its own device (a CUDA tensor handed to a spawned child
@@ -50,6 +53,9 @@ MIN_POINT_S = 20.0
 MAX_ERRORS_IN_A_ROW = 3
 #: points this deep are timed over one step (after warm-up and the metered step), not --repeats
 DEEP_FROM = 257
+#: the profile's process is killed after this long (start-up, load, compile, 5 steps)
+PROFILE_TIMEOUT_S = 240.0
+DEFAULT_TIMING_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class Point:
     graph: str = "paper"  # "paper": one proteins-sized training part; "bench": the engines' graph
     paper_point: paper.PaperPoint | None = None
     stop_series_on_oom: bool = False  # ResGNN's depth series ends at its first out-of-memory
+    compile: bool = False  # block functions under torch.compile (timing rows; else --compile)
+    round: int = 0  # timing rows: the fresh-process round
 
 
 def _figure1() -> list[Point]:
@@ -103,10 +111,13 @@ def _engines(depths: list[int], deep: list[int], peer: list[int]) -> list[Point]
     ]
 
 
-def plan_points(engines: bool = True) -> list[Point]:
+def plan_points(engines: bool = True, timing_rounds: int = 0) -> list[Point]:
     """Figure 1's points first (the paper's table), then figure 2's depth series, the headline
-    models and the engines' benchmark: what matters most runs first when time is short."""
-    points = _figure1() + _depth_series() + _headline()
+    models, the timing rows and the engines' benchmark: what matters most runs first when
+    time is short (``--only timing profile`` for the step times alone)."""
+    from bench.instruments import gpu_timing
+
+    points = _figure1() + _depth_series() + _headline() + gpu_timing.plan(Point, timing_rounds)
     if engines:
         points += _engines([16, 64, 256], [1001], [16, 64])
     return points
@@ -185,7 +196,8 @@ def _point_args(point: Point, base: argparse.Namespace) -> argparse.Namespace:
 
     return point_args(channels=point.channels, groups=point.groups, dropout=point.dropout,
                       repeats=base.repeats, aggr_impl=base.aggr_impl, deep_repeats=1,
-                      depths=[DEEP_FROM - 1])  # fmt: skip
+                      depths=[DEEP_FROM - 1], compile=point.compile or base.compile,
+                      round=point.round)  # fmt: skip
 
 
 def _row(point: Point, measured: dict[str, Any], prediction: Any, sizes: Any) -> dict[str, Any]:
@@ -201,7 +213,8 @@ def _row(point: Point, measured: dict[str, Any], prediction: Any, sizes: Any) ->
         "predicted_peak_bytes": prediction.total_bytes if prediction else None,
         "predicted_fwd_bwd_bytes": prediction.fwd_bwd_bytes if prediction else None,
     }  # fmt: skip
-    row.update({k: v for k, v in measured.items() if k not in ("arch", "depth")})
+    # the measurement's own graph name is the benchmark's ("main"); the check names its graphs
+    row.update({k: v for k, v in measured.items() if k not in ("arch", "depth", "graph")})
     return row
 
 
@@ -239,16 +252,18 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
     env = _environment()
     log(f"gpu-check on {env.get('device')} ({format_bytes(env.get('device_memory_bytes'))}), "
         f"torch {env['torch']}, CUDA {env['cuda']}; budget {args.budget_s:.0f} s")  # fmt: skip
-    points = [p for p in plan_points(engines=not args.skip_engines) if _selected(p, args)]
+    points = [p for p in _plan(args) if _selected(p, args)]
     csv = out / "gpu-check.csv"
     previous = pd.read_csv(csv) if args.merge and csv.exists() else None
     sources = {
         "bench": GraphSource(10_000, 100_000, 8, 8, 112, 0),
     }
-    if any(p.graph == "paper" for p in points):
+    if any(p.graph == "paper" for p in points) or _profile_selected(args):
         sources["paper"] = GraphSource(path=str(prepare_paper_batch(work, log)))
     sizes = {name: graph_sizes(src.load("cpu")) for name, src in sources.items()}
     target = torch.device(device)
+    if _profile_selected(args) and "paper" in sources:
+        _profile(sources["paper"], args, target, out, log)
     rows: list[dict[str, Any]] = []
     stopped_series: set[tuple[str, str, int]] = set()
     failures = 0
@@ -301,8 +316,30 @@ def merge_runs(previous: Any, new: Any) -> Any:
     return merged.loc[order].reset_index()
 
 
+def _plan(args: argparse.Namespace) -> list[Point]:
+    return plan_points(engines=not args.skip_engines, timing_rounds=args.timing_rounds)
+
+
 def _selected(point: Point, args: argparse.Namespace) -> bool:
-    return not args.only or any(word.lower() in point.label.lower() for word in args.only)
+    """``--only`` words: a point is chosen if one is in its label or is its group's name."""
+    words = [w.lower() for w in args.only]
+    return not words or any(w in point.label.lower() or w == point.group for w in words)
+
+
+def _profile_selected(args: argparse.Namespace) -> bool:
+    return not args.no_profile and (not args.only or "profile" in [w.lower() for w in args.only])
+
+
+def _profile(source: Any, args: argparse.Namespace, device: Any, out: Path, log: Any) -> None:
+    """The RevGNN step profile in its own process (``profile-rev.md``), before the points."""
+    from bench.instruments import gpu_profile
+
+    started = time.perf_counter()
+    point = Point("profile", "profile", "rev", 112, 64)
+    path, error = gpu_profile.run(source, _point_args(point, args), device, out,
+                                  timeout=min(PROFILE_TIMEOUT_S, args.budget_s))  # fmt: skip
+    took = time.perf_counter() - started
+    log(f"profile: {path} ({took:.0f} s)" if path else f"profile: failed ({error})")
 
 
 def _gb(value: Any) -> str:
@@ -327,6 +364,8 @@ def _point_line(row: dict[str, Any]) -> str:
 
 
 def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
+    from bench.instruments import gpu_timing
+
     """The Markdown summary: environment, then one table per group, beside paper and model."""
     devices = list(dict.fromkeys(frame["device"].dropna())) if "device" in frame else []
     where = (
@@ -370,7 +409,7 @@ def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
             ]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + gpu_timing.summary_lines(frame))
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -384,12 +423,15 @@ def dry_run(args: argparse.Namespace) -> int:
     from bench.measure.memory_model import GraphSizes
 
     sizes = {"paper": paper_sizes(), "bench": _sizes(10_000, 100_000, 8, 8, 112, GraphSizes)}
-    points = [p for p in plan_points(engines=not args.skip_engines) if _selected(p, args)]
+    points = [p for p in _plan(args) if _selected(p, args)]
     target = args.target_memory
+    if _profile_selected(args):
+        print("profile: a torch.profiler summary of RevGNN-64 x 112 on the paper batch "
+              f"(eager{', compiled' if args.compile else ''}) -> profile-rev.md")  # fmt: skip
     print(f"gpu-check plan: {len(points)} points, budget {args.budget_s:.0f} s; predicted with "
           f"the memory model for CUDA (paper batch: {sizes['paper'].batch_nodes:,} nodes, "
           f"{sizes['paper'].batch_edges:,} edges expected)")  # fmt: skip
-    print(f"{'group':<9} {'point':<22} {'params':>12} {'predicted':>11} {'paper':>9}"
+    print(f"{'group':<9} {'point':<44} {'params':>12} {'predicted':>11} {'paper':>9}"
           + ("  fits" if target else ""))  # fmt: skip
     for p in points:
         pred = predict(p, sizes[p.graph], args.aggr_impl)
@@ -398,7 +440,7 @@ def dry_run(args: argparse.Namespace) -> int:
         fits = ""
         if target and pred is not None:
             fits = "  yes" if pred.total_bytes <= target else "  no"
-        print(f"{p.group:<9} {p.label:<22} {(f'{pred.params:,}' if pred else ''):>12} "
+        print(f"{p.group:<9} {p.label:<44} {(f'{pred.params:,}' if pred else ''):>12} "
               f"{(_gb(pred.total_bytes) + ' GB' if pred else ''):>11} {paper_gb:>9}{fits}")  # fmt: skip
     return 0
 
@@ -423,6 +465,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "which saves two E x C tensors per layer; what the committed results/gpu/ ran)",
     )
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per point")
+    parser.add_argument("--compile", action="store_true",
+                        help="run every point's block functions under torch.compile (the timing "
+                        "rows run both ways whatever this says); compile time is its own column")  # fmt: skip
+    parser.add_argument("--timing-rounds", type=int, default=DEFAULT_TIMING_ROUNDS,
+                        help="fresh-process rounds of the timing rows (res, rev and the peer, "
+                        f"eager and compiled; default {DEFAULT_TIMING_ROUNDS}; 0: none)")  # fmt: skip
+    parser.add_argument("--no-profile", action="store_true",
+                        help="leave out the torch.profiler summary of a RevGNN step")  # fmt: skip
     parser.add_argument(
         "--out", default=OUT, help=f"folder for the CSV and summary (default {OUT})"
     )
@@ -437,6 +487,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.budget_s <= 0 or args.repeats < 1:
         print("error: --budget-s and --repeats must be positive", file=sys.stderr)
+        return 2
+    if args.timing_rounds < 0:
+        print("error: --timing-rounds must be 0 or more", file=sys.stderr)
         return 2
     if args.dry_run:
         return dry_run(args)

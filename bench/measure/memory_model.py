@@ -51,13 +51,16 @@ tests/test_conv.py). Per block of width w, with E' = E + N where the conv adds s
 * ``gat`` (H heads): the block input, the ReLU output and the projected features (3 N*w) plus
   2 N LayerNorm statistics; per edge (self-loops included) the gathered source features (E'*w),
   four E'*H attention tensors (logits, LeakyReLU input, softmax output and its gathered
-  partner) and the self-looped ``edge_index`` (2 E' int64). With edge features, the self-looped
-  edge embedding (E'*D, D its width) and its projection (E'*w).
+  partner); with edge features, the edge embedding's projection (E'*w).
 * ``sage``: block input, ReLU output (2 N*w) and the aggregation output's partner; ``max``
   also keeps the gathered neighbour features (E*w) and the output (N*w); ``mean`` one count
   per node. 2 N LayerNorm statistics.
-* ``gcn``: block input, ReLU output (2 N*w), 2 N statistics, and per self-looped edge the
-  normalisation weight (1 float) and ``edge_index`` (2 int64).
+* ``gcn``: block input, ReLU output (2 N*w), 2 N statistics.
+* once per step, not per block (the model prepares them for every layer:
+  ``bench.models.convs.prepare_edges``): GAT's self-looped ``edge_index`` (2 E' int64), the
+  selection of the edges that were not loops (E int64) and the self-looped edge embedding (its
+  N extra rows, E'*D in all, in place of the encoder's E*D); GCN's self-looped ``edge_index``
+  and its normalisation weights (E' * (2 int64 + 1 float)).
 * dropout (p > 0) adds its mask and the masked output the linear layer saves (2 N*w floats on
   CPU; a bool mask and the output on CUDA). The largest transient is the message tensor and
   its product (2 E'*w); for SAGE's max, the gathered messages and the scatter's expanded int64
@@ -297,19 +300,32 @@ def _other_conv_saved(
     stats = 2 * act * n
     if conv == "gat":
         heads = config.attention_heads or 1
-        e_loop = e + n
-        edge = e_loop * (act * (width + 4 * heads) + 2 * INDEX)
+        e_loop = e + n  # the self-looped graph itself is the batch's (_prepared_bytes)
+        edge = act * e_loop * (width + 4 * heads)
         if edge_width:
-            edge += act * e_loop * (edge_width + width)
+            edge += act * e_loop * width
         return act * 3 * n * width + stats + edge + mask
     if conv == "sage":
         node = act * 2 * n * width + stats
         if config.aggr == "max":
             return node + act * (e * width + n * width) + mask
         return node + (act * n if config.aggr == "mean" else 0) + mask
-    if conv == "gcn":
-        return act * 2 * n * width + stats + (e + n) * (act + 2 * INDEX) + mask
+    if conv == "gcn":  # the normalised weights are the batch's (_prepared_bytes)
+        return act * 2 * n * width + stats + mask
     raise ValueError(f"unknown conv {conv!r}")  # pragma: no cover - config validation
+
+
+def _prepared_bytes(config: TrialConfig, n: int, e: int, c: int, act: int, edges: bool) -> int:
+    """What the model computes once per batch for every layer (``prepare_edges``): GAT's
+    self-looped ``edge_index`` (2 E' int64), the selection that dropped existing loops (E
+    int64) and, with edge features, the self-looped embedding's N extra rows (its E rows
+    replace the encoder's output); GCN's self-looped ``edge_index`` and normalised weights."""
+    e_loop = e + n
+    if config.conv == "gat":
+        return INDEX * (2 * e_loop + e) + (act * n * c if edges else 0)
+    if config.conv == "gcn":
+        return e_loop * (FLOAT + 2 * INDEX)
+    return 0
 
 
 def _conv_transient(config: TrialConfig, n: int, e: int, width: int, act: int) -> int:
@@ -344,7 +360,7 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
         + mask
         + body_act * sizes.outputs * (n + 2 * sizes.batch_train_nodes)
     )
-    encoders = act * n * c + edge_emb
+    encoders = act * n * c + edge_emb + _prepared_bytes(config, n, e, c, act, has_edges)
     transient = _conv_transient(config, n, e_eff, c, body_act)
     fused = config.aggr_impl_mode == "fused"
 
@@ -362,7 +378,11 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
     elif arch in ("rev", "wt-rev"):
         w = c // config.groups
         # the edge embedding's gradient sums are in its (the encoder's) dtype
-        grads = FLOAT * n * c * (config.groups + 2) + (2 * edge_emb if has_edges else 0)
+        # (GAT's carries the self-loops' rows too)
+        loop_rows = act * n * c if config.conv == "gat" else 0
+        grads = FLOAT * n * c * (config.groups + 2) + (
+            2 * (edge_emb + loop_rows) if has_edges else 0
+        )
         body = FLOAT * n * c + saved(w, FLOAT) + grads
         # the largest ops run one group (width w) at a time
         transient = _conv_transient(config, n, e_eff, w, FLOAT)

@@ -17,7 +17,7 @@ from torch_geometric.nn import GENConv, Linear
 
 from bench.config import AGGR_IMPLS, AGGRS, DEFAULT_CONV, NORMS, TIES
 from bench.errors import ConfigError
-from bench.models.convs import make_other_conv
+from bench.models.convs import make_other_conv, prepare_edges
 from bench.nn.aggr import LeanMaxGENConv
 
 
@@ -176,7 +176,9 @@ class DeepGNN(nn.Module):
     """Encoders -> body (what each architecture defines) -> norm/ReLU/dropout/linear head.
 
     Node features of any width are encoded to ``channels``; edge features (if any) are encoded
-    once to ``channels`` and handed to every layer. Nothing dataset-specific lives here.
+    once to ``channels`` and handed to every layer, with what the convolution needs of the graph
+    computed once per batch (self-loops, degree normalisation: ``conv``,
+    :func:`~bench.models.convs.prepare_edges`). Nothing dataset-specific lives here.
     """
 
     def __init__(
@@ -187,9 +189,11 @@ class DeepGNN(nn.Module):
         channels: int,
         dropout: float,
         norm: str,
+        conv: str = DEFAULT_CONV,
     ) -> None:
         super().__init__()
         self.channels = channels
+        self.conv_name = conv
         self.dropout = dropout
         self.node_encoder = nn.Linear(in_channels, channels)
         self.edge_encoder = nn.Linear(edge_dim, channels) if edge_dim else None
@@ -208,6 +212,7 @@ class DeepGNN(nn.Module):
             if self.edge_encoder is not None and edge_attr is not None
             else None
         )
+        edge_index, e = prepare_edges(self.conv_name, edge_index, e, x.shape[0], x.dtype)
         h = self.body(h, edge_index, e)
         h = F.dropout(F.relu(self.head_norm(h)), self.dropout, self.training)
         return self.head(h)

@@ -88,7 +88,7 @@ class DEQGNN(DeepGNN):
         aggr_impl: str = "fused",
     ) -> None:
         check_settings(solver, tol, max_iter, grad)  # before building anything
-        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
+        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm, conv)
         # edge features reach the block already encoded to ``channels`` by DeepGNN
         self.block = DEQBlock(
             channels, channels if edge_dim else None, aggr, norm, conv, heads, aggr_impl

@@ -47,7 +47,7 @@ class ResGNN(DeepGNN):
         aggr_impl: str = "fused",
     ) -> None:
         n_blocks = distinct_blocks(layers, tie)
-        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
+        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm, conv)
         # the edge embedding is already ``channels`` wide: GENConv uses it without re-encoding
         block_edge_dim = channels if edge_dim else None
         make = block_maker(block_edge_dim, aggr, norm, dropout, conv, heads, aggr_impl)

@@ -56,7 +56,7 @@ class RevGNN(DeepGNN):
             raise ConfigError(
                 "groups", f"channels ({channels}) must be divisible by groups ({groups})"
             )
-        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
+        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm, conv)
         width = channels // groups
         block_edge_dim = channels if edge_dim else None
         n_blocks = distinct_blocks(layers, tie)

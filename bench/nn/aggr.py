@@ -25,6 +25,15 @@ tied edges instead; the gradient reaching the source nodes is the same when the 
 a source (duplicate edges), and where the tied edges differ, both are valid subgradients. Where
 there are no ties, gradients equal PyG's (float64 tests: ``tests/test_aggr.py``).
 
+Nothing here reads a tensor back to the host, so on a GPU the host can queue a whole
+reversible forward ahead of the device: nodes without incoming edges are told apart by the
+scatter's own start value (packed path) or one ``index_fill_`` over the E target indices
+(float path), not by ``bincount`` (which reads the index's min and max back, twice per call,
+and is slow on CUDA). Under ``torch.compile`` the aggregation is the ``torch.library`` custom
+op ``bench::relu_max`` (``bench::relu_max_values`` without grad), with fake implementations,
+so a block traces into one graph (:mod:`bench.models.compiled`); eager calls skip the custom
+op's dispatch and run the same functions directly.
+
 Softmax aggregation does not admit the same trick: every edge receives gradient through the
 softmax weights, so its backward needs all E x C messages (saved or recomputed); this module
 covers max only, and GENConv with any other aggregation keeps PyG's path.
@@ -53,25 +62,14 @@ __all__ = ["LeanMaxGENConv", "ReluMaxAggregation", "relu_max_aggregate"]
 
 
 class _ReluMax(torch.autograd.Function):
-    """``ReLU(scatter_max(msg, index)) + eps`` that saves only the N x C argmax."""
+    """``ReLU(scatter_max(msg, index)) + eps`` that saves only the N x C argmax (eager path)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, msg: Tensor, index: Tensor, dim_size: int, eps: float
     ) -> Tensor:
-        n_edges, channels = msg.shape
-        ctx.n_edges = n_edges
-        if n_edges == 0:
-            ctx.save_for_backward(torch.empty(0, dtype=torch.long, device=msg.device))
-            return msg.new_zeros(dim_size, channels)
-        if _packable(msg):
-            peak, arg = _packed_max(msg, index, dim_size)
-        else:
-            peak = _scatter_max(msg, index, dim_size)
-            arg = _first_argmax(msg, index, peak)
-        out = peak.clamp_min(0).add_(eps).masked_fill_(arg == n_edges, 0)  # 0: no edge
-        # no gradient where the ReLU is flat (max <= 0) or there is no edge: the sentinel E
-        arg.masked_fill_(peak <= 0, n_edges)
+        out, arg = _max_and_argmax(msg, index, dim_size, eps)
+        ctx.n_edges = msg.shape[0]
         ctx.save_for_backward(arg)
         return out
 
@@ -79,14 +77,34 @@ class _ReluMax(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         (arg,) = ctx.saved_tensors
-        n_edges = ctx.n_edges
-        if n_edges == 0:
-            return grad_out.new_zeros(0, grad_out.shape[1]), None, None, None
-        # one spare row collects the sentinels' values; every real (edge, channel) is written by
-        # at most one node (an edge has one target), so scatter_ needs no accumulation
-        grad = grad_out.new_zeros(n_edges + 1, grad_out.shape[1])
-        grad.scatter_(0, arg, grad_out)
-        return grad[:n_edges], None, None, None
+        return _scatter_grad(grad_out, arg, ctx.n_edges), None, None, None
+
+
+def _max_and_argmax(msg: Tensor, index: Tensor, dim_size: int, eps: float) -> tuple[Tensor, Tensor]:
+    """The output and the argmax to save (sentinel E: no gradient there)."""
+    n_edges, channels = msg.shape
+    if n_edges == 0:
+        return msg.new_zeros(dim_size, channels), torch.full(
+            (dim_size, channels), 0, dtype=torch.long, device=msg.device
+        )
+    if _packable(msg):
+        peak, arg = _packed_max(msg, index, dim_size)
+    else:
+        peak = _scatter_max(msg, index, dim_size)
+        arg = _first_argmax(msg, index, peak)
+    out = peak.clamp_min(0).add_(eps).masked_fill_(arg == n_edges, 0)  # 0: no edge
+    # no gradient where the ReLU is flat (max <= 0) or there is no edge: the sentinel E
+    arg.masked_fill_(peak <= 0, n_edges)
+    return out, arg
+
+
+def _scatter_grad(grad_out: Tensor, arg: Tensor, n_edges: int) -> Tensor:
+    """The messages' gradient: each output gradient to the edge that attained the max. One
+    spare row collects the sentinels' values; every real (edge, channel) is written by at most
+    one node (an edge has one target), so ``scatter_`` needs no accumulation."""
+    grad = grad_out.new_zeros(n_edges + 1, grad_out.shape[1])
+    grad.scatter_(0, arg, grad_out)
+    return grad[:n_edges]
 
 
 # Up to this many messages (E x C) the max and argmax come from ONE integer scatter of packed
@@ -163,34 +181,85 @@ def _first_argmax(msg: Tensor, index: Tensor, peak: Tensor) -> Tensor:
     return best.neg_().add_(n_edges).long()
 
 
-def _relu_max_no_grad(msg: Tensor, index: Tensor, dim_size: int, eps: float) -> Tensor:
-    """The forward values alone (nothing to save): no argmax search."""
-    if msg.shape[0] == 0:
-        return msg.new_zeros(dim_size, msg.shape[1])
+def _max_values(msg: Tensor, index: Tensor, dim_size: int, eps: float) -> Tensor:
+    """The forward values alone (nothing to save: no argmax search). Nodes without incoming
+    edges are found without reading anything back to the host (``bincount`` would, twice):
+    the packed scatter leaves its start value -1 there (every key is >= 0), the float path
+    marks the targets with one ``index_fill_`` over the E indices."""
+    n_edges, channels = msg.shape
+    if n_edges == 0:
+        return msg.new_zeros(dim_size, channels)
     if _packable(msg):  # ReLU'd bits order like the values (_packed_max): an integer scatter
         bits = msg.view(_BITS[msg.dtype]).clamp_min(0)
-        peak = torch.zeros(dim_size, msg.shape[1], dtype=bits.dtype, device=msg.device)
+        peak = torch.full((dim_size, channels), -1, dtype=bits.dtype, device=msg.device)
         peak.scatter_reduce_(0, index.view(-1, 1).expand_as(msg), bits, "amax")
-        out = peak.view(msg.dtype).add_(eps)
-    else:
-        out = _scatter_max(msg, index, dim_size).clamp_min_(0).add_(eps)
-    no_edge = torch.bincount(index, minlength=dim_size).view(-1, 1) == 0
-    return out.masked_fill_(no_edge, 0)
+        no_edge = peak < 0
+        return peak.clamp_min_(0).view(msg.dtype).add_(eps).masked_fill_(no_edge, 0)
+    out = _scatter_max(msg, index, dim_size).clamp_min_(0).add_(eps)
+    has_edge = torch.zeros(dim_size, 1, dtype=torch.bool, device=msg.device)
+    return out.mul_(has_edge.index_fill_(0, index, True))
+
+
+# --- the same computation as a torch.library custom op, for torch.compile ----------------------
+# Inside a compiled block the aggregation is one opaque op with a fake (shape-only)
+# implementation, so the block traces into one graph with dynamic sizes (its data-dependent
+# Python -- which path, how many chunks -- runs at run time on real tensors). Eager code calls
+# the functions above directly: a Python custom op costs ~0.1 ms of dispatch per call, which a
+# reversible step on a small graph pays hundreds of times.
+@torch.library.custom_op("bench::relu_max", mutates_args=())
+def _relu_max_op(msg: Tensor, index: Tensor, dim_size: int, eps: float) -> tuple[Tensor, Tensor]:
+    return _max_and_argmax(msg, index, dim_size, eps)
+
+
+@_relu_max_op.register_fake
+def _(msg: Tensor, index: Tensor, dim_size: int, eps: float) -> tuple[Tensor, Tensor]:
+    shape = (dim_size, msg.shape[1])
+    return msg.new_empty(shape), msg.new_empty(shape, dtype=torch.long)
+
+
+def _setup_relu_max(ctx: Any, inputs: tuple, output: tuple) -> None:
+    ctx.save_for_backward(output[1])
+    ctx.n_edges = inputs[0].shape[0]
+
+
+def _relu_max_op_backward(ctx: Any, grad_out: Tensor, _grad_arg: Any) -> tuple:
+    (arg,) = ctx.saved_tensors
+    return _scatter_grad(grad_out, arg, ctx.n_edges), None, None, None
+
+
+_relu_max_op.register_autograd(_relu_max_op_backward, setup_context=_setup_relu_max)
+
+
+@torch.library.custom_op("bench::relu_max_values", mutates_args=())
+def _relu_max_values_op(msg: Tensor, index: Tensor, dim_size: int, eps: float) -> Tensor:
+    return _max_values(msg, index, dim_size, eps)
+
+
+@_relu_max_values_op.register_fake
+def _(msg: Tensor, index: Tensor, dim_size: int, eps: float) -> Tensor:
+    return msg.new_empty(dim_size, msg.shape[1])
 
 
 def relu_max_aggregate(msg: Tensor, index: Tensor, dim_size: int, eps: float = 1e-7) -> Tensor:
     """``out[n] = max over edges k with index[k] == n of (ReLU(msg[k]) + eps)``, 0 for a node
-    without edges; saves an N x C argmax for backward instead of ``msg`` (module doc).
+    without edges; saves an N x C argmax for backward instead of ``msg`` (module doc). Nothing
+    in it reads a tensor back to the host.
 
     ``msg``: E x C raw messages (before ReLU); ``index``: the E target nodes; ``dim_size``: N.
+    Under ``torch.compile`` it is the custom op ``torch.ops.bench.relu_max`` (no graph break).
     """
     if msg.dim() != 2 or index.dim() != 1 or index.numel() != msg.shape[0]:
         raise ValueError(
             f"expected msg [E, C] and index [E], got {tuple(msg.shape)} and {tuple(index.shape)}"
         )
-    if torch.is_grad_enabled() and msg.requires_grad:
+    needs_grad = torch.is_grad_enabled() and msg.requires_grad
+    if torch.compiler.is_compiling():
+        if needs_grad:
+            return _relu_max_op(msg, index, dim_size, eps)[0]
+        return _relu_max_values_op(msg, index, dim_size, eps)
+    if needs_grad:
         return _ReluMax.apply(msg, index, dim_size, eps)
-    return _relu_max_no_grad(msg, index, dim_size, eps)
+    return _max_values(msg, index, dim_size, eps)
 
 
 class ReluMaxAggregation(Aggregation):
@@ -247,7 +316,9 @@ class LeanMaxGENConv(GENConv):
             src = self.lin_src(src)
         n_dst = size[1] if size is not None else (dst if dst is not None else src).shape[0]
         msg = self.message(src.index_select(0, edge_index[0]), edge_attr)
-        out = self.aggr_module(msg, edge_index[1], dim_size=n_dst)
+        # the aggregation itself, without PyG's Aggregation.__call__ and the module call around
+        # it (its checks are the ones relu_max_aggregate makes): two Python layers per call less
+        out = relu_max_aggregate(msg, edge_index[1], n_dst, self.aggr_module.eps)
         if hasattr(self, "lin_aggr_out"):
             out = self.lin_aggr_out(out)
         if hasattr(self, "msg_norm"):
@@ -257,9 +328,12 @@ class LeanMaxGENConv(GENConv):
         return self.mlp(out)
 
     def _hooked(self) -> bool:
-        """Whether something relies on ``propagate`` (PyG's hooks, explainers, decomposition)."""
+        """Whether something relies on ``propagate`` or on the aggregation module being called
+        (PyG's hooks, module hooks on the aggregation, explainers, decomposition)."""
         return bool(
-            self._propagate_forward_pre_hooks
+            self.aggr_module._forward_hooks
+            or self.aggr_module._forward_pre_hooks
+            or self._propagate_forward_pre_hooks
             or self._propagate_forward_hooks
             or self._message_forward_pre_hooks
             or self._message_forward_hooks

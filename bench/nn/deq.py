@@ -2,9 +2,9 @@
 grow with solver iterations. Model-agnostic: ``f`` is any function of one tensor (closing over
 its inputs and parameters), so this file knows nothing about graphs.
 
-Forward: the solver (torchdeq's fixed-point iteration, Anderson acceleration or Broyden) runs
-under ``no_grad``; then ONE evaluation ``f(z*)`` is recorded with autograd. That evaluation's
-graph is all the memory the backward needs.
+Forward: the solver (fixed-point iteration, Anderson acceleration or Broyden,
+:mod:`bench.nn.solvers`) runs under ``no_grad``; then ONE evaluation ``f(z*)`` is recorded with
+autograd. That evaluation's graph is all the memory the backward needs.
 
 Backward (``grad="implicit"``): for a loss L, dL/dtheta = g^T df/dtheta at z*, where g solves
 the adjoint fixed point g = J_f(z*)^T g + dL/dz*. A hook on the output replaces the incoming
@@ -13,16 +13,17 @@ recorded evaluation; autograd then carries g into the parameters and inputs.
 ``grad="phantom"`` instead backpropagates through ``phantom_steps`` unrolled applications of
 ``f`` from z* (the cheap "phantom"/Jacobian-free gradient; it is an approximation).
 
-How torchdeq is used, and why so:
-* its solvers treat dim 0 as a batch of independent problems with independent stopping; a
-  node matrix [N, d] would become N problems. Every state is flattened to ONE system [1, N*d],
-  so the stopping rule is the whole state's relative residual ||f(z) - z|| / ||f(z)||;
-* its default gradient is a 1-step phantom gradient; here the implicit backward is our own
-  (with the stop rule, statistics and fallback below), the phantom one is opt-in and named;
-* Anderson's least-squares system can be singular (locuslab/deq #20): on a
-  ``LinAlgError`` the solve is redone with Broyden and ``*_fallback`` is set in the stats;
-* Broyden keeps a low-rank inverse-Jacobian of rank ``history`` (torchdeq's ``LBFGS_thres``),
-  not one update per iteration, so its memory is flat in the iteration cap too.
+Solver choices, and why:
+* every state is flattened to ONE system [N*d], so the stopping rule is the whole state's
+  relative residual ||f(z) - z|| / ||f(z)|| (a per-row stop would treat a node matrix as N
+  problems);
+* convergence is read back to the host every ``check_every`` evaluations, not every one (the
+  solvers' module doc): a solve costs ``ceil(iterations / check_every)`` host reads plus one
+  for its statistics, and runs up to ``check_every - 1`` evaluations past convergence;
+* Anderson's least-squares system can be singular (locuslab/deq #20): when its solve fails
+  (seen at the next check) the solve is redone with Broyden and ``*_fallback`` is set;
+* Broyden keeps a low-rank inverse-Jacobian of rank ``history``, not one update per iteration,
+  so its memory is flat in the iteration cap too.
 
 Every solve records its iterations (evaluations of ``f`` or of the vjp) and final relative
 residual; non-convergence shows as a residual above ``tol`` and ``*_converged = 0``.
@@ -50,9 +51,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
 
 from bench.errors import ConfigError
+from bench.nn.solvers import CHECK_EVERY, METHODS, solve
 from bench.nn.state import (
     AutocastState,
     autocast_off,
@@ -60,11 +61,7 @@ from bench.nn.state import (
     upcast_under_autocast,
 )
 
-SOLVERS: dict[str, Callable[..., Any]] = {
-    "fixed_point": fixed_point_iter,
-    "anderson": anderson_solver,
-    "broyden": broyden_solver,
-}
+SOLVERS = tuple(METHODS)
 GRADS = ("implicit", "phantom")
 
 
@@ -96,50 +93,37 @@ def solve_fixed_point(
     tol: float = 1e-4,
     max_iter: int = 30,
     history: int = 6,
+    check_every: int = CHECK_EVERY,
 ) -> tuple[Tensor, dict[str, float]]:
     """Solve z = f(z) from ``z0`` as ONE system (whole tensor), without recording autograd.
 
     Returns the lowest-residual iterate and ``{"iters", "rel_residual", "fallback"}``; ``iters``
-    counts evaluations of ``f``.
+    counts evaluations of ``f``. The host reads the device every ``check_every`` evaluations
+    and once at the end (:mod:`bench.nn.solvers`).
 
     Precision: ``f`` runs under the autocast state of the caller; the solver's own arithmetic
     (mixing, least squares, the stopping test) runs with autocast off, on iterates kept in
     ``z0``'s dtype, or float32 if autocast is on and ``z0`` is lower precision (each output of
     ``f`` is cast to it)."""
     z0 = upcast_under_autocast(z0.detach())
-    shape, dtype = z0.shape, z0.dtype
+    dtype = z0.dtype
     caller = AutocastState.capture(z0.device)
-    calls = 0
 
-    def flat_f(z: Tensor) -> Tensor:
-        nonlocal calls
-        calls += 1
+    def g(z: Tensor) -> Tensor:
         with caller.restored():
-            out = f(z.reshape(shape))
-        return out.to(dtype).reshape(1, -1)
+            out = f(z)
+        return out.to(dtype)
 
-    z0_flat = z0.reshape(1, -1)
-    fallback = 0.0
-    options: dict[str, Any] = {"max_iter": max_iter, "tol": tol, "stop_mode": "rel"}
     with torch.no_grad(), autocast_off(z0.device):
-        try:
-            if solver == "anderson":
-                # Anderson needs two evaluations before its first mixing step
-                z, _, info = (
-                    anderson_solver(flat_f, z0_flat, m=history, **options)
-                    if max_iter > 2
-                    else fixed_point_iter(flat_f, z0_flat, **options)
-                )
-            elif solver == "broyden":
-                z, _, info = broyden_solver(flat_f, z0_flat, LBFGS_thres=history, **options)
-            else:
-                z, _, info = fixed_point_iter(flat_f, z0_flat, **options)
-        except torch.linalg.LinAlgError:
+        found = solve(solver, g, z0, tol, max_iter, check_every, history)
+        # one read for both: the residual (>= 0, or NaN), -1 where Anderson's solve failed
+        rel = float(torch.where(found.failed, -1.0, found.rel_residual))
+        fallback = 0.0
+        if rel < 0:
             fallback = 1.0
-            calls = 0
-            z, _, info = broyden_solver(flat_f, z0_flat, LBFGS_thres=history, **options)
-    rel = float(info["rel_lowest"].max())
-    return z.reshape(shape), {"iters": float(calls), "rel_residual": rel, "fallback": fallback}
+            found = solve("broyden", g, z0, tol, max_iter, check_every, history)
+            rel = float(found.rel_residual)
+    return found.z, {"iters": float(found.evaluations), "rel_residual": rel, "fallback": fallback}
 
 
 class DEQFixedPoint(nn.Module):
@@ -161,6 +145,7 @@ class DEQFixedPoint(nn.Module):
         bwd_max_iter: int | None = None,
         phantom_steps: int = 1,
         history: int = 6,
+        check_every: int = CHECK_EVERY,
     ) -> None:
         super().__init__()
         check_settings(solver, tol, max_iter, grad)
@@ -172,6 +157,9 @@ class DEQFixedPoint(nn.Module):
             raise ConfigError("phantom_steps", f"must be a positive integer, got {phantom_steps!r}")
         self.phantom_steps = phantom_steps
         self.history = history
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+            raise ConfigError("check_every", f"must be a positive integer, got {check_every!r}")
+        self.check_every = check_every
         self.stats: dict[str, float] = {}
 
     def extra_repr(self) -> str:
@@ -180,7 +168,7 @@ class DEQFixedPoint(nn.Module):
     def _solve(
         self, f: Callable[[Tensor], Tensor], z0: Tensor, tol: float, max_iter: int
     ) -> tuple[Tensor, dict[str, float]]:
-        return solve_fixed_point(f, z0, self.solver, tol, max_iter, self.history)
+        return solve_fixed_point(f, z0, self.solver, tol, max_iter, self.history, self.check_every)
 
     def forward(
         self,

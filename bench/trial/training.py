@@ -58,6 +58,7 @@ class _Progress:
     solver: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     start: dict[str, Any] = dataclasses.field(default_factory=dict)
     stop_reason: str | None = None  # "patience" when early stopping ended training
+    compile_clock: Any = None  # compile=True: a bench.models.compiled.CompileClock
 
 
 def _seed_everything(seed: int, device: str, deterministic: bool) -> None:
@@ -226,6 +227,7 @@ def _train(
     )
     from bench.measure.precision import MixedPrecision
     from bench.models import build_from_config
+    from bench.models.compiled import CompileClock, compile_blocks, eager_if
 
     _seed_everything(config.seed, config.device, config.deterministic_algorithms)
     device = torch.device(config.device)
@@ -251,6 +253,13 @@ def _train(
         config, dataset.num_features, dataset.edge_dim, dataset.num_outputs
     ).to(device)
     record.params = count_parameters(model)
+    if config.compile:
+        compile_blocks(model)
+        state.compile_clock = CompileClock()
+    clock_ = state.compile_clock or contextlib.nullcontext()
+    # the CPU meter (and a CUDA memory cap) watch ops through a TorchDispatchMode, under which
+    # compiled code cannot run: metered steps run the blocks eagerly (their memory is eager's)
+    eager_metered = config.compile and (device.type == "cpu" or config.memory_cap_bytes is not None)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     record.optimizer_impl = optimizer_implementation(optimizer)
     amp = MixedPrecision.for_config(config.precision, device)  # autocast, fp16 scaler
@@ -275,8 +284,9 @@ def _train(
     bar = _progress_bar(config.epochs) if progress else None
     patience = _Patience(config.patience, config.min_delta)
     try:
+        clock_.__enter__()
         for epoch in range(1, config.epochs + 1):
-            epoch_start = time.perf_counter()
+            epoch_start, epoch_compiled = time.perf_counter(), _compiled_s(state)
             enter("train")
             if fault == "sigkill":
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -299,7 +309,7 @@ def _train(
                 # moments exist)
                 metered = device.type == "cuda" or epoch == 1 or not state.memory
                 epoch_metered |= metered
-                step_start = time.perf_counter()
+                step_start, step_compiled = time.perf_counter(), _compiled_s(state)
                 inputs = _on_device(batch, mask, device)
                 optimizer.zero_grad(set_to_none=True)  # before the meter: not in the baseline
                 forward_backward = functools.partial(
@@ -309,9 +319,10 @@ def _train(
                 snapshot = state.steps_done == 1 and device.type == "cuda"
                 with _memory_history(state.snapshot_dir if snapshot else None):
                     if metered:
-                        loss_value, memory = metered_step(
-                            device, forward_backward, update, config.memory_cap_bytes
-                        )
+                        with eager_if(eager_metered):
+                            loss_value, memory = metered_step(
+                                device, forward_backward, update, config.memory_cap_bytes
+                            )
                         if state.steps_done:
                             state.memory.append(memory)
                         else:
@@ -322,21 +333,27 @@ def _train(
                 del inputs, forward_backward
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                if not metered or device.type == "cuda":  # the CPU meter's overhead is not timed
+                # the CPU meter's overhead is not timed, nor is a step that compiled something
+                timed = (not metered or device.type == "cuda") and (
+                    _compiled_s(state) == step_compiled
+                )
+                if timed:
                     state.step_times.append((epoch, time.perf_counter() - step_start))
                 state.steps_done += 1
                 if state.model_state_bytes is None:
                     state.model_state_bytes = model_state_bytes(model, optimizer)
                 losses.append(loss_value)
-            if not epoch_metered or device.type == "cuda":
+            compiled = _compiled_s(state) != epoch_compiled
+            if (not epoch_metered or device.type == "cuda") and not compiled:
                 state.epoch_times.append((epoch, time.perf_counter() - epoch_start))
             check_budget()
             valid = test = None
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 enter("eval")
-                valid, test = _evaluate(
-                    model, dataset, eval_batches, device, config.memory_cap_bytes
-                )
+                with eager_if(config.compile and config.memory_cap_bytes is not None):
+                    valid, test = _evaluate(
+                        model, dataset, eval_batches, device, config.memory_cap_bytes
+                    )
             event = {
                 "epoch": epoch,
                 "loss": sum(losses) / len(losses) if losses else None,
@@ -356,8 +373,15 @@ def _train(
                 state.stop_reason = "patience"
                 break
     finally:
+        clock_.__exit__(None, None, None)
         if bar is not None:
             bar.close()
+
+
+def _compiled_s(state: _Progress) -> float:
+    """Seconds compiled so far (0 without compile=True): a step or epoch that compiled is not
+    timed, its compile time goes to ``compile_time_s``."""
+    return state.compile_clock.seconds if state.compile_clock is not None else 0.0
 
 
 class _Patience:
@@ -515,6 +539,8 @@ def _finish(record: TrialRecord, state: _Progress, clock: float) -> None:
     record.step_time_s = _mean(later or [t for _, t in state.step_times[1:]])
     later_epochs = [t for epoch, t in state.epoch_times if epoch > 1]
     record.epoch_time_s = _mean(later_epochs or [t for _, t in state.epoch_times])
+    if state.compile_clock is not None:
+        record.compile_time_s = state.compile_clock.seconds
     if state.solver:
         record.solver = {"steps": len(next(iter(state.solver.values())))}
         for key, values in sorted(state.solver.items()):

@@ -46,12 +46,14 @@ def run(
         # rows the child did not write (timeouts, kills) still say which point they are
         row.update(graph=point.graph, nodes=point.source.nodes, edges=point.source.edges,
                    channels=point_args.channels, aggr_impl=point_args.aggr_impl,
-                   round=point_args.round)  # fmt: skip
+                   compile=point_args.compile, round=point_args.round)  # fmt: skip
         rows.append(row)
     df = pd.DataFrame(rows)
     df.attrs["aggr_impl"] = args.aggr_impl
+    df.attrs["compile"] = args.compile
     for column in ("peak_bytes", "peak_minus_state_bytes", "activation_bytes", "model_state_bytes",
-                   "params", "step_time_s", "fwd_iters", "bwd_iters", "error"):  # fmt: skip
+                   "params", "step_time_s", "compile_time_s", "fwd_iters", "bwd_iters",
+                 "error"):  # fmt: skip
         if column not in df:
             df[column] = math.nan
     df["device"] = device_description(device)
@@ -63,7 +65,8 @@ def run(
     df.to_csv(out, index=False)
     log(f"device: {device_description(device)}; graph: {args.nodes:,} nodes, {args.edges:,} edges, "
         f"{args.edge_dim}-dim edge features; {args.channels} channels; max aggregation: "
-        f"{args.aggr_impl}; meter: {meter_name(device)}")  # fmt: skip
+        f"{args.aggr_impl}; compiled: {'yes' if args.compile else 'no'}; meter: "
+        f"{meter_name(device)}")  # fmt: skip
     log(format_table(df[df["round"] == 0]))
     log("")
     if df["round"].max() > 0:
@@ -97,6 +100,10 @@ def main(args: argparse.Namespace) -> int:
         args.compare_aggr_depths = [2, 4]
         args.small_graphs, args.small_depth, args.small_repeats = [(100, 400)], 4, 1
         args.time_rounds = 2
+        if args.compare_compile is None:  # compiling takes tens of seconds: not a smoke test
+            args.compare_compile = "none"
+    if args.compare_compile is None:
+        args.compare_compile = "all"
     for name in ("nodes", "edges", "channels", "repeats", "deep_repeats", "features", "outputs",
                  "small_channels", "small_depth", "small_repeats", "time_rounds"):  # fmt: skip
         if getattr(args, name) < 1:

@@ -15,6 +15,8 @@ PEER = "pyg-groupaddrev"
 DEQ_RATIO_ITERS = (5, 50)
 MAIN = "main"  # the ``graph`` of the rows on the --nodes/--edges graph
 AGGR_IMPLS = ("fused", "pyg")
+#: --compare-compile: where res, rev and the peer also run with the other compile setting
+COMPARE_COMPILE = ("none", "small", "all")
 
 
 def _ints(text: str) -> list[int]:
@@ -93,6 +95,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[16, 64],
         help="depths at which res and rev also run with the other aggregation implementation "
         "('' for none; default 16,64)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="every row's block functions under torch.compile (bench.models.compiled); compile "
+        "time is its own column (compile_time_s), not part of the step time",
+    )
+    parser.add_argument(
+        "--compare-compile",
+        default=None,
+        choices=COMPARE_COMPILE,
+        help="res, rev and the peer again with the other compile setting, in every round, at "
+        "the small graphs' depth ('small') and also at the main graph's ratio depth ('all', the "
+        "default; 'none' with --quick); 'none' for no such rows",
     )
     parser.add_argument(
         "--small-graphs",

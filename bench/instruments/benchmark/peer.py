@@ -37,7 +37,7 @@ class PygGroupAddRevGNN(DeepGNN):
     ) -> None:  # fmt: skip
         from torch_geometric.nn import GroupAddRev
 
-        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm)
+        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm, conv)
         width = channels // groups
         block_edge_dim = channels if edge_dim else None
         make = block_maker(block_edge_dim, aggr, norm, dropout, conv, heads, aggr_impl)

@@ -93,7 +93,25 @@ def points(args: argparse.Namespace) -> list[Point]:
                  ("step_parts", True))  # fmt: skip
         for arch in ("res", "rev", PEER):
             runs.append(Point(arch, args.small_depth, source, f"{nodes}x{edges}", small))
+    runs += compile_points(args, runs)
     return runs + timing_rounds(args, runs)
+
+
+def compile_points(args: argparse.Namespace, runs: list[Point]) -> list[Point]:
+    """res, rev and the peer with the other compile setting (``--compare-compile``): at the
+    small graphs' depth, and with ``all`` at the main graph's ratio depth too; their rounds
+    come with the others' (:func:`timing_rounds`), so compiled / eager has an interval."""
+    mode = args.compare_compile or "all"
+    if mode == "none":
+        return []
+    mid = ratio_depth(list(args.depths))
+    chosen = [
+        p for p in runs
+        if p.arch in ("res", "rev", PEER) and "aggr_impl" not in dict(p.overrides)
+        and (p.graph != MAIN if mode == "small" else p.graph != MAIN or p.depth == mid)
+    ]  # fmt: skip
+    other = ("compile", not args.compile)
+    return [Point(p.arch, p.depth, p.source, p.graph, (*p.overrides, other)) for p in chosen]
 
 
 def timing_rounds(args: argparse.Namespace, runs: list[Point]) -> list[Point]:

@@ -68,6 +68,7 @@ from bench.measure.meters import (
 )
 from bench.measure.precision import MixedPrecision
 from bench.models.blocks import DeepGNN
+from bench.models.compiled import CompileClock, compile_blocks, eager_if
 
 DEQ_BENCH_TOL = 1e-12  # unreachable in float32: the solver runs to its iteration cap
 GRAD_BYTES_PER_PARAM = 4  # float32 gradients, allocated by the backward
@@ -128,6 +129,7 @@ def measure_one(
         "edges": source.edges,
         "channels": args.channels,
         "aggr_impl": args.aggr_impl,
+        "compile": args.compile,
         "round": args.round,
     }
     if device.type == "cpu":
@@ -137,6 +139,8 @@ def measure_one(
     try:
         graph = source.load(device)
         model = build(arch, depth, graph, args).to(device).train()
+        if args.compile:
+            compile_blocks(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         row["params"] = count_parameters(model)
         row["optimizer_impl"] = optimizer_implementation(optimizer)
@@ -149,15 +153,18 @@ def measure_one(
         step = functools.partial(train_step, model, optimizer, graph, amp)
 
         cap = args.memory_cap if device.type == "cpu" else None
-        with PeakMemory(device, cap_bytes=cap):
-            step()  # warm-up: gradients and Adam state now exist
-        optimizer.zero_grad(set_to_none=True)
-        _, memory = metered_step(
-            device,
-            functools.partial(forward_backward, model, graph, amp),
-            functools.partial(amp.step, optimizer),
-            cap,
-        )
+        # the CPU meter watches ops through a dispatch mode, under which compiled code cannot
+        # run: on CPU a compiled row's warm-up and metered steps are eager (its memory, eager's)
+        with CompileClock() as clock, eager_if(args.compile and device.type == "cpu"):
+            with PeakMemory(device, cap_bytes=cap):
+                step()  # warm-up: gradients and Adam state now exist (CUDA: compiles)
+            optimizer.zero_grad(set_to_none=True)
+            _, memory = metered_step(
+                device,
+                functools.partial(forward_backward, model, graph, amp),
+                functools.partial(amp.step, optimizer),
+                cap,
+            )
         state = model_state_bytes(model, optimizer)
         row.update(peak_bytes=memory.peak_bytes, model_state_bytes=state,
                    peak_minus_state_bytes=memory.peak_bytes - state,
@@ -169,10 +176,16 @@ def measure_one(
         stats = dict(model.solver_stats or {})
         repeats = args.deep_repeats if depth > max(args.depths) else args.repeats
         repeats = args.point_repeats or repeats
-        mean, std = time_steps(step, warmup=0, repeats=repeats, device=device)
-        row.update(step_time_s=mean, step_time_std_s=std, status="ok")
-        if args.step_parts:
-            row.update(step_parts(model, graph, amp, repeats, device))
+        with clock:
+            if args.compile and device.type == "cpu":
+                step()  # compiles: the warm-up and metered steps ran eagerly
+            compiled = clock.seconds
+            mean, std = time_steps(step, warmup=0, repeats=repeats, device=device)
+            row.update(step_time_s=mean, step_time_std_s=std, status="ok")
+            if args.compile:  # a timed step that compiled would be an error of method
+                row.update(compile_time_s=compiled, recompiled_s=clock.seconds - compiled)
+            if args.step_parts:
+                row.update(step_parts(model, graph, amp, repeats, device))
         for key in ("fwd_iters", "fwd_rel_residual", "bwd_iters", "bwd_rel_residual"):
             row[key] = stats.get(key, math.nan)
     except (MemoryError, torch.OutOfMemoryError) as err:

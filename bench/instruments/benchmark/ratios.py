@@ -14,36 +14,46 @@ from bench.stats import Interval, summarize
 
 # rev / res step-time targets per small graph (issue 14; others are printed as INFO)
 SMALL_TARGETS = {(500, 2500): 1.6, (1000, 10_000): 1.4}
+# compiled / eager rev step time: issue 26 asks for a measured speed-up on the 500-node graph
+COMPILE_TARGETS = {"500x2500": 1.0}
 
 
 def point_value(
     df: pd.DataFrame, arch: str, depth: int, column: str, graph: str = MAIN,
-    impl: str | None = None,
+    impl: str | None = None, compiled: bool | None = None,
 ) -> float:  # fmt: skip
-    """The value of one point in its first round (``impl`` None: the main rows' implementation)."""
-    rows = point_rounds(df, arch, depth, column, graph, impl)
+    """The value of one point in its first round (``impl`` / ``compiled`` None: the main rows'
+    implementation and compile setting)."""
+    rows = point_rounds(df, arch, depth, column, graph, impl, compiled)
     return float(rows.iloc[0]) if len(rows) else math.nan
 
 
 def point_rounds(
     df: pd.DataFrame, arch: str, depth: int, column: str, graph: str = MAIN,
-    impl: str | None = None,
+    impl: str | None = None, compiled: bool | None = None,
 ) -> pd.Series:  # fmt: skip
     """One point's ``column`` in every round it ran, indexed by round (first round first)."""
     rows = df[(df.arch == arch) & (df.depth == depth) & (df.status == "ok") & (df.graph == graph)]
     rows = rows[rows.aggr_impl == (impl or df.attrs.get("aggr_impl", "fused"))]
+    if "compile" in rows:  # CSVs written before the column existed ran eagerly
+        want = df.attrs.get("compile", False) if compiled is None else compiled
+        rows = rows[rows["compile"].astype("boolean").fillna(False) == want]
     rounds = rows["round"] if "round" in rows else pd.Series(0, index=rows.index)
     return rows.set_index(rounds.fillna(0).astype(int))[column].sort_index()
 
 
-def time_ratio(df: pd.DataFrame, arch: str, other: str, depth: int, graph: str = MAIN) -> Interval:
+def time_ratio(
+    df: pd.DataFrame, arch: str, other: str, depth: int, graph: str = MAIN,
+    compiled: bool | None = None, other_compiled: bool | None = None,
+) -> Interval:  # fmt: skip
     """``arch`` / ``other`` step time from the rounds both finished: the geometric mean of the
     per-round ratios and the exponentiated 95% t-interval of their logarithms (a ratio's
     noise is multiplicative: a step 20% slow in one round is 20% slow whatever its size);
-    ``std`` is the geometric standard deviation, a factor."""
+    ``std`` is the geometric standard deviation, a factor. ``compiled`` / ``other_compiled``
+    pick each side's compile setting (None: the main rows')."""
     a, b = (
-        point_rounds(df, arch, depth, "step_time_s", graph),
-        point_rounds(df, other, depth, "step_time_s", graph),
+        point_rounds(df, arch, depth, "step_time_s", graph, compiled=compiled),
+        point_rounds(df, other, depth, "step_time_s", graph, compiled=other_compiled),
     )
     common = sorted(set(a.index) & set(b.index))
     logs = summarize([math.log(a[r] / b[r]) for r in common])
@@ -87,6 +97,7 @@ def ratios(
         rows.append((f"rev / pyg-groupaddrev step time on {graph}", small_depth,
                      time_ratio(df, "rev", PEER, small_depth, graph), 0.8))  # fmt: skip
         rows += floor_ratios(df, graph, small_depth, groups)
+    rows += compile_ratios(df, mid, small_depth)
     out = []
     for name, depth, value, target in rows:
         found = {"ratio": name, "depth": depth, "target": target}
@@ -97,6 +108,29 @@ def ratios(
         found["verdict"] = verdict(found)
         out.append(found)
     return out
+
+
+def compile_ratios(
+    df: pd.DataFrame, mid: int, small_depth: int
+) -> list[tuple[str, int, Interval, float | None]]:
+    """Where the other compile setting ran (``--compare-compile``): compiled / eager step time
+    of res, rev and the peer, and rev / res and rev / peer with both compiled, per graph."""
+    if "compile" not in df or df["compile"].astype("boolean").fillna(False).nunique() < 2:
+        return []
+    rows: list[tuple[str, int, Interval, float | None]] = []
+    for graph in dict.fromkeys(df.graph):
+        depth = mid if graph == MAIN else small_depth
+        if math.isnan(point_value(df, "rev", depth, "step_time_s", graph, compiled=True)):
+            continue
+        where = "" if graph == MAIN else f" on {graph}"
+        for arch in ("res", "rev", PEER):
+            target = COMPILE_TARGETS.get(graph) if arch == "rev" else None
+            rows.append((f"{arch} step time compiled / eager{where}", depth,
+                         time_ratio(df, arch, arch, depth, graph, True, False), target))  # fmt: skip
+        for other in ("res", PEER):
+            rows.append((f"rev / {other} step time, both compiled{where}", depth,
+                         time_ratio(df, "rev", other, depth, graph, True, True), None))  # fmt: skip
+    return rows
 
 
 def verdict(found: dict[str, Any]) -> str:
