@@ -89,13 +89,42 @@ def test_per_class_split_disjoint_and_covering() -> None:
 
 
 def test_missing_file_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BENCH_SHARED_DATA", str(tmp_path / "empty"))  # --data-root comes first
+    monkeypatch.setenv("BENCH_SHARED_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("BENCH_OFFLINE", "1")
     with pytest.raises(DataError) as err:
-        load("coauthor-cs", root=str(tmp_path))
-    assert "ms_academic_cs.npz" in str(err.value) and str(tmp_path) in str(err.value)
+        load("coauthor-cs")
+    assert "ms_academic_cs.npz" in str(err.value) and str(tmp_path / "empty") in str(err.value)
     assert "downloading is off" in str(err.value)
+
+
+def test_an_explicit_data_root_is_authoritative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset missing from ``--data-root`` is an error naming that folder, even where the
+    local data folder holds it and downloads are on: no silent fallback."""
+    from bench.config import TrialConfig
+    from bench.data.download import files_of
+    from bench.harness.preflight import check_dataset, requirements
+
+    shared = tmp_path / "shared"
+    for name in files_of("cora"):
+        (shared / name).parent.mkdir(parents=True, exist_ok=True)
+        (shared / name).write_bytes(b"")
+    monkeypatch.setenv("BENCH_SHARED_DATA", str(shared))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("BENCH_OFFLINE", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as err:
+        load("cora", root=str(empty))
+    assert f"not in --data-root {empty}" in str(err.value) and "shared" not in str(err.value)
+    need = next(r for r in requirements(TrialConfig(dataset="cora", data_root=str(empty)))
+                if r.kind == "dataset")  # fmt: skip
+    problem = check_dataset(need)
+    assert problem is not None and str(empty) in problem.line()
+    assert check_dataset(next(r for r in requirements(TrialConfig(dataset="cora"))
+                              if r.kind == "dataset")) is None  # fmt: skip
 
 
 @pytest.mark.skipif(os.environ.get("BENCH_ALL_REAL") != "1", reason="set BENCH_ALL_REAL=1")

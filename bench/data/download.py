@@ -1,9 +1,10 @@
 """Where a real graph's files come from, and fetching them when they are not here.
 
-Resolution order for the real graphs (``cora``, ``amazon-*``, ``blogcatalog``, ...): an explicit
-``--data-root``, the local data folder (``$BENCH_SHARED_DATA``, else ``../shared/data`` beside the
-checkout), the download cache (``$XDG_CACHE_HOME/gnn1000-bench/data``), then a download into that
-cache. Each folder holds the files in the same layout (``Planetoid/Cora/raw/ind.cora.x``, ...).
+Resolution order for the real graphs (``cora``, ``amazon-*``, ``blogcatalog``, ...): the local
+data folder (``$BENCH_SHARED_DATA``, else ``../shared/data`` beside the checkout), the download
+cache (``$XDG_CACHE_HOME/gnn1000-bench/data``), then a download into that cache. An explicit
+``--data-root`` is authoritative: only that folder is read, and a dataset missing there is an
+error naming it (no other folder, no download: the user said where the data is). Each folder holds the files in the same layout (``Planetoid/Cora/raw/ind.cora.x``, ...).
 
 Downloads are on by default; ``--offline`` or ``BENCH_OFFLINE=1`` forbids them. The URLs are the
 ones the libraries themselves download from (PyG's ``Planetoid.url``, ``Amazon.url`` and
@@ -158,6 +159,8 @@ def fetchable(spec: object, root: str | None = None) -> bool:
     """The preflight's download policy: a downloadable dataset passes when downloads are on
     (a real graph of :data:`SOURCES`, or an ``ogbn-*`` graph, which ``ogb`` downloads)."""
     kind, name = getattr(spec, "kind", ""), getattr(spec, "name", "")
+    if root is not None and kind != "ogb":  # an explicit --data-root is authoritative
+        return False
     return downloads_allowed() and (downloadable(name) or kind == "ogb")
 
 
@@ -173,8 +176,11 @@ def cache_root() -> Path:
 
 
 def candidates(root: str | None) -> list[Path]:
-    """The folders searched, in order: ``root``, the local data folder, the download cache."""
-    found = [Path(root).expanduser()] if root is not None else []
+    """The folders searched, in order: ``root`` alone when given (authoritative), else the
+    local data folder and the download cache."""
+    if root is not None:
+        return [Path(root).expanduser()]
+    found = []
     local = paths.shared_root()
     if local is not None:
         found.append(local)
@@ -235,6 +241,11 @@ def ensure(name: str, root: str | None, fallback: tuple[str, ...] = ()) -> Path:
     found = locate(name, root, fallback)
     if found is not None:
         return found
+    if root is not None:
+        raise DataError(f"{name}: not in --data-root {Path(root).expanduser()} (no "
+                        f"{files_of(name, fallback)[0].split('|')[0]} there); put its files "
+                        "there, or leave out --data-root to use the local data folder, the "
+                        "download cache and downloads")  # fmt: skip
     searched = ", ".join(str(p) for p in candidates(root))
     if not downloadable(name):
         raise DataError(f"{name}: its files are not here (searched {searched})")

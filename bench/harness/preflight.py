@@ -155,6 +155,14 @@ def check_dataset(req: Requirement, fetchable: Fetchable = download_policy) -> P
         )
     from bench.data import download
 
+    if req.root is not None:  # an explicit --data-root is authoritative: no fallback, no download
+        root = Path(req.root).expanduser()
+        return Problem(
+            req,
+            f"dataset {spec.name} is not in --data-root {root} (no {files} there)",
+            f"put {files} under {root}, or leave out --data-root to use the local data folder, "
+            "the download cache and downloads",
+        )
     if download.downloadable(spec.name):
         searched = ", ".join(str(p) for p in download.candidates(req.root))
         why = (
@@ -167,11 +175,11 @@ def check_dataset(req: Requirement, fetchable: Fetchable = download_policy) -> P
             f"dataset {spec.name} is not here (searched {searched}) and {why}",
             download.not_here_fix(spec.name),
         )
-    where = "--data-root" if req.root is not None else "$BENCH_SHARED_DATA (the local data folder)"
     return Problem(
         req,
         f"dataset {spec.name} is not here (no {files} under {base})",
-        f"put {files} under {base}, or point {where} at a folder that holds it "
+        f"put {files} under {base}, or point $BENCH_SHARED_DATA (the local data folder) or "
+        "--data-root at a folder that holds it "
         "(python -m bench datasets shows what is found where)",
     )
 
