@@ -190,8 +190,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _in_worker() -> Callable[..., Any]:
+    from bench.trial.training import run_trial_in_worker
+
+    return run_trial_in_worker
+
+
 def main(args: argparse.Namespace) -> int:
-    """0 when every study it could run is complete (skips included), 1 otherwise, 2 for bad
+    """``--quick`` trains each trial in its worker's process (:func:`bench.trial.run_trial_in_worker`:
+    start-up would be most of a smoke trial's time). 0 when every study it could run is complete (skips included), 1 otherwise, 2 for bad
     input (an invalid spec, no profile named)."""
     default_profiles = ("quick",) if args.quick else DEFAULT_PROFILES
     text = args.profiles if args.profiles is not None else ",".join(default_profiles)
@@ -213,7 +220,8 @@ def main(args: argparse.Namespace) -> int:
         None if args.no_report else report_dir,
         figures=not args.no_figures,
         progress=not args.no_progress,
-        workers=args.workers if args.workers is not None else (2 if args.quick else None),
+        workers=args.workers if args.workers is not None else (1 if args.quick else None),
         rerun_stale=args.rerun_stale,
+        run_fn=_in_worker() if args.quick else None,
     )
     return 0 if result.ok else 1
