@@ -68,7 +68,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from bench.data.base import GraphDataset
+from bench.data.base import GraphDataset, build_dataset
 from bench.data.registry import DatasetSpec, tree_size
 from bench.errors import ConfigError
 
@@ -185,18 +185,8 @@ def load_depth_task(
         "valid": roots[n_train : n_train + n_valid].sort().values,
         "test": roots[n_train + n_valid :].sort().values,
     }
-    return GraphDataset(
-        name=spec.name,
-        data=data,
-        split=split,
-        task=spec.task,
-        metric=spec.metric,
-        info={
-            "source": "generated",
-            "description": spec.description,
-            "needed_hops": depth,
-            "trees": num_trees,
-            "tree_nodes": tree_size(depth, branching),
-            "positive_rate": round(float(parts["y"][parts["roots"]].mean()), 4),
-        },
-    )
+    return build_dataset(
+        spec, data, split, "generated", needed_hops=depth, trees=num_trees,
+        tree_nodes=tree_size(depth, branching),
+        positive_rate=round(float(parts["y"][parts["roots"]].mean()), 4),
+    )  # fmt: skip

@@ -85,7 +85,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from bench.data import cache
-from bench.data.base import GraphDataset, random_split
+from bench.data.base import GraphDataset, build_dataset, random_split
 from bench.data.features import NODE_AGGRS, proteins_node_features
 from bench.data.registry import CACHE_MIN_EDGES, DatasetSpec
 from bench.errors import ConfigError
@@ -442,18 +442,9 @@ def load_synthetic(
         parts = random_split(num_nodes, seed)
     data = Data(x=x, edge_index=edge_index, edge_attr=edge_attr, y=y, num_nodes=num_nodes)
     data.species = species
-    return GraphDataset(
-        name=spec.name,
-        data=data,
-        split=parts,
-        task=spec.task,
-        metric=spec.metric,
-        info={
-            "source": "generated",
-            "description": spec.description,
-            "species": num_species,
-            "positive_rate": round(float(y.mean()), 4),
-            **({"depth_task": f"labels from exactly {depth_task} hops"} if depth_task else {}),
-            **provenance,
-        },
-    )
+    return build_dataset(
+        spec, data, parts, "generated", species=num_species,
+        positive_rate=round(float(y.mean()), 4),
+        **({"depth_task": f"labels from exactly {depth_task} hops"} if depth_task else {}),
+        **provenance,
+    )  # fmt: skip

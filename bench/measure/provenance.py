@@ -40,12 +40,18 @@ def library_versions() -> dict[str, str]:
 
 
 @functools.cache
-def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
-    """The commit of the repository holding this package (``-dirty`` if it has local edits).
+def git_commit(
+    path: str | os.PathLike[str] | None = None, scope: str | os.PathLike[str] | None = None
+) -> str | None:
+    """The commit of the repository holding this package (or ``path``), ``-dirty`` if the files
+    under ``scope`` (default: the package's own, ``bench/``) have local edits: an edit to the
+    docs, README or tests changes no trial's code (a spec's settings are in every record), and
+    must not make a sweep's trials read as two code versions (:mod:`bench.report.stale`).
 
     None when the package is not in a git checkout or ``git`` is absent: an installed wheel
     has no commit, and that must not stop a trial."""
     where = Path(path) if path is not None else Path(__file__).resolve().parent
+    package = Path(scope) if scope is not None else Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
@@ -54,7 +60,7 @@ def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
             return None
         commit = head.stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", str(package)],
             cwd=where,
             capture_output=True,
             text=True,
