@@ -191,15 +191,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _in_worker() -> Callable[..., Any]:
-    from bench.trial.training import run_trial_in_worker
+    from bench.harness.worker import run_trial_in_worker
 
     return run_trial_in_worker
 
 
 def main(args: argparse.Namespace) -> int:
-    """``--quick`` trains each trial in its worker's process (:func:`bench.trial.run_trial_in_worker`:
-    start-up would be most of a smoke trial's time). 0 when every study it could run is complete (skips included), 1 otherwise, 2 for bad
-    input (an invalid spec, no profile named)."""
+    """``--quick`` trains each trial in its worker's process
+    (:func:`bench.harness.worker.run_trial_in_worker`: start-up would be most of a smoke
+    trial's time). 0 when every study it could run is complete (skips included), 1 otherwise,
+    2 for bad input (an invalid spec, no profile named)."""
     default_profiles = ("quick",) if args.quick else DEFAULT_PROFILES
     text = args.profiles if args.profiles is not None else ",".join(default_profiles)
     profiles = [p.strip() for p in text.split(",") if p.strip()]

@@ -9,8 +9,8 @@ Two ways to run one:
   in a fresh process, streams its per-epoch events back (``on_epoch`` may stop it), enforces
   the time budget and turns every way a child can end -- a record, a crash, the kernel's OOM
   killer -- into a record. It never raises for a trial failure.
-* :func:`run_trial_in_worker`: a sweep's trials in the worker's own process, for
-  ``reproduce --quick`` (smoke runs, where start-up would be most of the time).
+* :func:`bench.harness.worker.run_trial_in_worker`: a sweep's trials in the worker's own
+  process, for ``reproduce --quick`` (smoke runs, where start-up would be most of the time).
 
 The package, one job per module: ``flags`` (the command line, the dry run, the child side of
 the protocol), ``training`` (the in-process trial), ``protocol`` (the parent/child wire
@@ -49,7 +49,7 @@ Measurement choices (also in the record's docs):
 from bench.trial.flags import add_arguments, config_from_args, main, parse_bytes
 from bench.trial.isolation import run_trial_isolated
 from bench.trial.protocol import CONFIG_ERROR_PREFIX, FAULT_ENV
-from bench.trial.training import OnEpoch, run_trial, run_trial_in_worker
+from bench.trial.training import OnEpoch, run_trial
 
 __all__ = [
     "CONFIG_ERROR_PREFIX",
@@ -60,6 +60,5 @@ __all__ = [
     "main",
     "parse_bytes",
     "run_trial",
-    "run_trial_in_worker",
     "run_trial_isolated",
 ]

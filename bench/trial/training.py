@@ -101,18 +101,6 @@ def _loss_fn(task: str, unlabelled: bool = False) -> Callable[[Any, Any], Any]:
     raise ValueError(f"unknown task {task!r}")
 
 
-def run_trial_in_worker(
-    config: TrialConfig, timeout: float | None = None, on_epoch: OnEpoch | None = None
-) -> TrialRecord:
-    """A sweep's ``run_fn`` that trains in the worker's own process: no interpreter start-up
-    and imports per trial (about 10 s of a smoke trial's 13 here), for ``reproduce --quick``;
-    a crash takes the worker down (the sweep records the trial as lost), and memory is metered
-    beside what earlier trials left alive (a step's added bytes are still its own)."""
-    if timeout is not None:
-        config = config.replace(timeout=min(timeout, config.timeout or timeout))
-    return run_trial(config, on_epoch=on_epoch)
-
-
 def run_trial(
     config: TrialConfig,
     progress: bool = False,
