@@ -37,6 +37,7 @@ LATER_CONFIG_COLUMNS: tuple[str, ...] = (
     "heads",
     "aggr_impl",
     "dataset_hash",
+    "compile",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "study", "profile", "trial_number",
@@ -60,6 +61,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "stopped_epoch": np.nan,
     "stop_reason": None,
     "dataset_hash": None,  # exported before graph files: every dataset was a registered one
+    "compile": False,  # exported before compiled blocks: every trial ran eagerly
     "conv": "gen",  # exported before the conv axis: every block was GENConv
     "heads": None,  # GAT's heads; None for the other convs
     "aggr_impl": "pyg",  # exported before the fused max aggregation: PyG's path ran
