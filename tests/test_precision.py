@@ -87,6 +87,7 @@ def test_default_precision_keeps_the_stored_points_keys() -> None:
         before["precision"],
         before["aggr_impl"],
         before["conv"],
+        before["compile"],
     )  # what the key hashed before the fields
     before = {k: v for k, v in before.items() if v is not None}  # unset settings: not hashed
     blob = json.dumps(before, sort_keys=True, default=str)

@@ -54,3 +54,18 @@ def test_the_cpu_machine_named_is_the_machine_recorded() -> None:
     devices = trials["device_name"].dropna().unique()
     assert len(devices) and all("2 cores" in d for d in devices), devices
     assert set(trials["version_torch"].dropna()) == {"2.13.0+cpu"}
+
+
+def test_what_depth_buys_is_what_the_accuracy_ablation_measured() -> None:
+    """README's ground-truth numbers: res's best score under the budget, the reversible archs'
+    range at 2-4 layers, and DEQ-GNN out of the budget before the 4 hops the task needs."""
+    shown = section("What they show")
+    trials = pd.read_csv(ROOT / "results" / "accuracy-cpu.csv")
+    ok = trials[trials["status"] == "ok"]
+    means = ok.groupby(["arch", "layers"])["test_at_best_valid"].mean()
+    assert f"scores {means['res'].max():.2f} ROC-AUC" in shown
+    deep = means.loc[["rev", "wt-rev"]].loc[lambda m: m.index.get_level_values(1) >= 2]
+    assert f"score {deep.min():.2f}-{deep.max():.2f}" in shown
+    deq_hops = ok.loc[ok["arch"] == "deq", "receptive_hops"].max()
+    assert deq_hops < 4 and "DEQ-GNN runs out of that\nbudget before 4 hops" in shown
+    assert "27.3 MB" in shown and (trials["memory_cap_bytes"] == 27_300_000).all()

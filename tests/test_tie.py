@@ -243,7 +243,7 @@ def test_records_and_keys_carry_the_resolved_tie() -> None:
     old = {  # what the key hashes: set settings (None is unset), precision at its default left out
         k: v
         for k, v in res.to_dict().items()
-        if k not in (*KEY_EXCLUDED_FIELDS, "tie", "precision", "conv") and v is not None
+        if k not in (*KEY_EXCLUDED_FIELDS, "tie", "precision", "conv", "compile") and v is not None
     }
     blob = json.dumps(old, sort_keys=True, default=str)
     assert point_key(res) == hashlib.sha256(blob.encode()).hexdigest()[:16]
