@@ -14,6 +14,7 @@ import pandas as pd
 from bench.report import figures
 from bench.report.claims.accuracy import budget_text, needed_depth, with_hops
 from bench.report.fmt import fmt_num
+from bench.report.load import device_short
 from bench.report.select import FigureSpec
 from bench.stats import summarize
 
@@ -38,9 +39,8 @@ def depth_intervals(rows: pd.DataFrame) -> pd.DataFrame:
 def panel_names(rows: pd.DataFrame) -> pd.Series:
     """A panel per slice, except that budget-less rows on one ground-truth dataset and device
     (tasks of several k: the criteria and limits profiles) share one, the trainability panel."""
-    device = rows["slice"].str.split(" · ", n=1).str[1]
     pooled = rows["memory_cap_bytes"].isna() & rows["needed"].notna()
-    name = rows["dataset"] + ", tasks of several k · " + device
+    name = rows["dataset"] + ", tasks of several k · " + rows["device_name"].map(device_short)
     return name.where(pooled, rows["slice"])
 
 
