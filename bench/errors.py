@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class ConfigError(ValueError):
     """A setting is invalid. Raised before any training starts."""
@@ -21,6 +23,16 @@ class ConfigError(ValueError):
 
 class DataError(RuntimeError):
     """A dataset cannot be loaded (missing files, unknown name, ...)."""
+
+
+def cli_exit(exc: ConfigError | DataError) -> int:
+    """Print ``exc`` as a command's one-line error and return its exit status: 2 for bad input
+    (nothing was loaded or trained), 1 for data that cannot be had."""
+    if isinstance(exc, ConfigError):
+        print(f"error: {exc.for_cli()}", file=sys.stderr)
+        return 2
+    print(f"error: {exc}", file=sys.stderr)
+    return 1
 
 
 class DeviceUnavailable(ConfigError):

@@ -289,3 +289,13 @@ def test_registry_size_of_default_synthetic_is_current() -> None:
     ds = load("synthetic-proteins")
     spec = SPECS["synthetic-proteins"]
     assert (ds.info["nodes"], ds.info["edges"]) == (spec.nodes, spec.edges)
+
+
+def test_catalog_errors_go_to_stderr(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """An unknown dataset is one line on stderr (stdout stays clean for --json) and exit 2."""
+    from bench.cli import main
+
+    assert main(["datasets", "--json", "--dataset", "no-such-graph"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: --dataset") and "no-such-graph" in err and err.count("\n") == 1

@@ -168,7 +168,7 @@ def test_storage_postgres_reachable_and_writable(postgres_url: str) -> None:
 
 def test_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
     deq = TrialConfig(arch="deq")
-    assert preflight.check([deq]) == []  # torchdeq is installed
+    assert preflight.check([deq]) == []  # DEQ needs nothing beyond the core install
     monkeypatch.setitem(preflight.DEPENDENCIES, "arch:deq", ("no_such_module_for_bench",))
     (problem,) = preflight.check([deq, TrialConfig()], labels=["deq point", "rev point"])
     assert problem.requirement.kind == "dependency" and problem.points == ("deq point",)

@@ -13,7 +13,7 @@ import argparse
 import json
 
 from bench.data.registry import SPECS, get_spec
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, cli_exit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,12 +104,8 @@ def main(args: argparse.Namespace) -> int:
         try:
             get_spec(args.load)
             ds = load(args.load, root=args.data_root)
-        except ConfigError as exc:
-            print(f"error: {exc.for_cli()}")
-            return 2
-        except DataError as exc:
-            print(f"error: {exc}")
-            return 1
+        except (ConfigError, DataError) as exc:
+            return cli_exit(exc)
         print(json.dumps(ds.info, indent=2, default=str) if args.json else repr(ds))
         return 0
     table = rows(args.data_root)
@@ -123,8 +119,7 @@ def main(args: argparse.Namespace) -> int:
                 else [r for r in table if r["name"] == get_spec(args.dataset).name]
             )
         except ConfigError as exc:
-            print(f"error: {exc.for_cli()}")
-            return 2
+            return cli_exit(exc)
     if args.json:
         for row in table:
             print(json.dumps(row))

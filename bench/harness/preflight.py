@@ -21,8 +21,8 @@ What is checked, and how (cheap: no dataset is loaded, no trial process started)
 * **storage**: SQLite or ``journal:///path`` (a JournalStorage file): the file (or the folder it
   will be created in) is writable;
   any other URL: its driver imports and a connection opens within a few seconds.
-* **dependency**: the packages a loader or model imports lazily (``ogb``, ``scipy``,
-  ``torchdeq``) can be found, so a broken install is one line, not a traceback per trial.
+* **dependency**: the packages a loader imports lazily (``ogb``, ``scipy``) can be found, so a
+  broken install is one line, not a traceback per trial.
 
 Example::
 
@@ -55,7 +55,6 @@ CONNECT_TIMEOUT_S = 5
 DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "dataset-kind:ogb": ("ogb",),
     "dataset:blogcatalog": ("scipy",),
-    "arch:deq": ("torchdeq",),
 }
 # how to install a module that is missing (the default: pip install MODULE)
 INSTALL: dict[str, str] = {

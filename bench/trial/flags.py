@@ -16,7 +16,7 @@ from typing import Any
 from bench import units
 from bench.config import TrialConfig
 from bench.data.graph_file import is_graph_file, summary_of
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, cli_exit
 from bench.record import TrialRecord
 from bench.trial.isolation import run_trial_isolated
 from bench.trial.protocol import (
@@ -194,8 +194,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args, check_device=not args.dry_run)
     except ConfigError as exc:
-        print(f"error: {exc.for_cli()}", file=sys.stderr)
-        return 2
+        return cli_exit(exc)
     if args.target_memory is not None and not args.dry_run:
         print("error: --target-memory: only with --dry-run", file=sys.stderr)
         return 2
@@ -204,12 +203,8 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         try:
             return _dry_run(config, as_json=args.json, target_memory=args.target_memory)
-        except ConfigError as exc:
-            print(f"error: {exc.for_cli()}", file=sys.stderr)
-            return 2
-        except DataError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        except (ConfigError, DataError) as exc:
+            return cli_exit(exc)
     if not args.events:  # a child of a sweep records a missing dataset; a person gets one line
         problem = _data_problem(config)
         if problem is not None:

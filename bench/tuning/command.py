@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, cli_exit
 from bench.harness import launch, preflight
 from bench.harness.credentials import ENV_VAR, mask_url, storage_from
 from bench.harness.storage import (
@@ -148,8 +148,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ConfigError as err:
-        print(f"error: {err.for_cli()}", file=sys.stderr)
-        return 2
+        return cli_exit(err)
     done, running = trial_counts(study)
     print(f"\n{done} finished trials ({running} still running elsewhere)")
     print("Pareto front:" if run.multi else "best trial:")

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from bench.config import ARCHS, TrialConfig
-from bench.errors import ConfigError, DataError
+from bench.errors import ConfigError, DataError, cli_exit
 from bench.instruments.capacity.search import Row, depth_row, width_row
 from bench.instruments.capacity.verify import TOLERANCE, verify
 from bench.units import format_bytes, parse_bytes
@@ -208,20 +208,15 @@ def main(args: argparse.Namespace) -> int:
                 "device: verify on the GPU machine, or pass --device cpu",
             )
     except ConfigError as exc:
-        print(f"error: {exc.for_cli()}", file=sys.stderr)
-        return 2
+        return cli_exit(exc)
     from bench.data import is_graph_file, load
     from bench.data.graph_file import summary_of
     from bench.measure.memory_model import sizes_for
 
     try:
         dataset = load(base.dataset, root=base.data_root, **base.dataset_options)
-    except ConfigError as exc:
-        print(f"error: {exc.for_cli()}", file=sys.stderr)
-        return 2
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, DataError) as exc:
+        return cli_exit(exc)
     sizes = sizes_for(base, dataset)
     if args.layers is None:
         rows = [
