@@ -358,7 +358,7 @@ def test_a_pickle_that_would_run_code_is_refused(
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     assert cli.main(["datasets", "--dataset", str(garbage)]) == 2
-    assert "not a file written by torch.save" in capsys.readouterr().out
+    assert "not a file written by torch.save" in capsys.readouterr().err
 
 
 def test_file_errors_in_specs_settings_and_options(

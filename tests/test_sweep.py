@@ -430,3 +430,72 @@ def test_rerun_stale_runs_the_points_of_mixed_code_configurations_again(
     runs = executions(run_log)
     assert runs[("rev", 2, 0)] == runs[("rev", 2, 1)] == 2  # both seeds: one code version again
     assert all(n == 1 for k, n in runs.items() if k[:2] != ("rev", 2))
+
+
+def test_rerun_stale_without_a_stored_study_keeps_a_whole_export_or_runs_it_all(
+    spec_path: Path, run_log: Path, tmp_path: Path
+) -> None:
+    """A fresh clone has the exports, not the SQLite studies: --rerun-stale keeps an export
+    that has every point and one code version, and runs a study with a stale point in full."""
+    import pandas as pd
+
+    from bench.harness.reproduce import reproduce, stale_points
+
+    results = tmp_path / "results"
+
+    def again(lines: list[str]):
+        return reproduce([spec_path], ("cpu",), results, None, progress=False, run_fn=fake_run,
+                         rerun_stale=True, log=lines.append)  # fmt: skip
+
+    reproduce([spec_path], ("cpu",), results, None, progress=False, run_fn=fake_run)
+    export = results / "mini-cpu.csv"
+    before = export.read_bytes()
+    (results / "mini.db").unlink()  # what a clone has
+    lines: list[str] = []
+    assert again(lines).kept == ["mini-cpu"]
+    assert all(n == 1 for n in executions(run_log).values()) and export.read_bytes() == before
+    assert any("kept" in line and "mini-cpu.csv" in line for line in lines)
+
+    frame = pd.read_csv(export, dtype={"commit": object})
+    frame.loc[frame.index[0], "commit"] = "0123456789later"  # one trial ran on other code
+    frame.to_csv(export, index=False)
+    assert not (results / "mini.db").exists()  # keeping stored nothing
+    lines = []
+    result = again(lines)
+    assert result.ran == ["mini-cpu"] and not result.kept
+    assert len(executions(run_log)) == 12 and all(n == 2 for n in executions(run_log).values())
+    assert any("all of it runs again" in line for line in lines)
+    assert stale_points(export) == set()
+
+
+THREADS: list[tuple[str | None, int]] = []
+
+
+def thread_probe(config: TrialConfig, timeout: float | None = None, on_epoch=None) -> TrialRecord:
+    """What a trial sees: the OMP_NUM_THREADS its process would inherit, torch's thread count."""
+    import torch
+
+    THREADS.append((os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()))
+    return TrialRecord(status="ok", config=config.to_dict(), metric="rocauc", best_valid=0.5,
+                       test_at_best_valid=0.5)  # fmt: skip
+
+
+@pytest.mark.parametrize("user", [None, "2"])
+def test_cpu_trials_run_on_one_thread_unless_the_user_says(
+    spec_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user: str | None
+) -> None:
+    import torch
+
+    if user is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", user)
+    threads = torch.get_num_threads()
+    THREADS.clear()
+    run_sweep(spec_path, results_dir=tmp_path, run_fn=thread_probe, progress=False, device="cpu")
+    assert len(THREADS) == 12
+    if user is None:
+        assert set(THREADS) == {("1", 1)}
+    else:
+        assert {omp for omp, _ in THREADS} == {"2"}
+    assert os.environ.get("OMP_NUM_THREADS") == user and torch.get_num_threads() == threads

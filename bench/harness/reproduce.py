@@ -28,6 +28,7 @@ QUICK = Path("build") / "quick"  # --quick's results and report: the committed o
 @dataclass
 class ReproduceResult:
     ran: list[str] = field(default_factory=list)  # studies run (or resumed) to the end
+    kept: list[str] = field(default_factory=list)  # --rerun-stale: exported whole, nothing stale
     incomplete: list[str] = field(default_factory=list)  # run, but some points have no result
     skipped: list[Skip] = field(default_factory=list)
 
@@ -60,7 +61,8 @@ def reproduce(
     """Run every (spec, profile) study it can, export each spec, record the skips, then build
     the report (unless ``report_dir`` is None). ``run_fn`` as in
     :func:`bench.harness.sweep.run_sweep`. ``rerun_stale``: first run again the points of every
-    configuration whose exported trials mix code versions (:mod:`bench.report.stale`)."""
+    configuration whose exported trials mix code versions (:mod:`bench.report.stale`); a study
+    with no stored trials is kept as exported, or run in full (:func:`stored`)."""
     import optuna
 
     from bench.harness.export import export_study
@@ -79,8 +81,16 @@ def reproduce(
                 continue
             attempted.add((spec.name, profile))
             name = f"{spec.name}-{profile}"
-            rerun = stale_points(results_dir / f"{name}.csv") if rerun_stale else None
-            if rerun:
+            export = results_dir / f"{name}.csv"
+            rerun = stale_points(export) if rerun_stale else None
+            if rerun_stale and not stored(results_dir, spec.name, name) and export.exists():
+                missing = {p.key for p in spec.points(profile)} - exported_keys(export)
+                if not rerun and not missing:
+                    result.kept.append(name)
+                    log(f"{name}: kept {export} (every point exported, none stale)")
+                    continue
+                log(f"{name}: no stored study to rerun points in: all of it runs again")
+            elif rerun:
                 log(
                     f"{name}: {len(rerun)} points of configurations that mix code versions run again"
                 )
@@ -127,6 +137,25 @@ def reproduce(
     return result
 
 
+def stored(results_dir: Path, spec_name: str, study_name: str) -> bool:
+    """Whether ``results_dir/<spec>.db`` holds the study. Why: the SQLite studies are not
+    committed, so on a fresh clone ``--rerun-stale`` has only the exports; it keeps an export
+    that is whole and of one code version, and runs any other study again in full."""
+    from bench.harness.storage import storage_url, study_names
+
+    if not (Path(results_dir) / f"{spec_name}.db").exists():
+        return False
+    return study_name in study_names(storage_url(None, spec_name, results_dir), spec_name)
+
+
+def exported_keys(export: Path) -> set[str]:
+    """The point keys an export has a finished trial for."""
+    from bench.report.load import finished, read_table
+
+    table = finished(read_table(export))
+    return {str(k) for k in table["point_key"].dropna()} if "point_key" in table else set()
+
+
 def stale_points(export: Path) -> set[str]:
     """The point keys ``--rerun-stale`` runs again: those of the export's configurations whose
     trials come from more than one commit (none when there is no export yet)."""
@@ -139,7 +168,8 @@ def stale_points(export: Path) -> set[str]:
 
 
 def summary(result: ReproduceResult) -> str:
-    lines = [f"reproduce: {len(result.ran)} studies complete, {len(result.incomplete)} "
+    kept = f", {len(result.kept)} kept as exported" if result.kept else ""
+    lines = [f"reproduce: {len(result.ran)} studies complete{kept}, {len(result.incomplete)} "
              f"incomplete, {len(result.skipped)} skipped"]  # fmt: skip
     lines += [f"  incomplete: {name} (run the same command again)" for name in result.incomplete]
     for skip in result.skipped:
@@ -176,7 +206,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rerun-stale",
         action="store_true",
-        help="first run again the points of configurations whose trials mix code versions",
+        help="first run again the points of configurations whose trials mix code versions; "
+        "a study with no stored trials keeps a whole export of one code version and runs "
+        "again in full otherwise",
     )
     parser.add_argument("--no-report", action="store_true", help="run and export only")
     parser.add_argument("--no-figures", action="store_true", help="report tables and text only")

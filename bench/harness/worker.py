@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +102,34 @@ class WorkerOptions:
     gpu: str | None = None  # CUDA_VISIBLE_DEVICES for this worker's trials
 
 
+@contextlib.contextmanager
+def one_thread_on_cpu(device: str) -> Iterator[None]:
+    """Run CPU trials on one thread each: a trial process inherits ``OMP_NUM_THREADS=1``, an
+    in-worker trial gets ``torch.set_num_threads(1)``. Why: two workers on two cores would run
+    four threads (a 50 s trial took over 5 min here), and step times would depend on
+    ``--workers``. An ``OMP_NUM_THREADS`` the user set is kept."""
+    if device != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+        torch.set_num_threads(threads)
+
+
 def worker_loop(options: WorkerOptions, run_fn: RunFn | None = None) -> int:
     """Claim and run trials until every point has a record; returns how many this worker ran."""
+    with one_thread_on_cpu(options.device):
+        return _work(options, run_fn)
+
+
+def _work(options: WorkerOptions, run_fn: RunFn | None) -> int:
     if options.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = options.gpu
     run_fn = run_fn or default_run_fn()
