@@ -291,7 +291,7 @@ def test_registry_size_of_default_synthetic_is_current() -> None:
     assert (ds.info["nodes"], ds.info["edges"]) == (spec.nodes, spec.edges)
 
 
-def test_catalog_errors_go_to_stderr(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+def test_catalog_errors_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown dataset is one line on stderr (stdout stays clean for --json) and exit 2."""
     from bench.cli import main
 

@@ -82,9 +82,9 @@ def reproduce(
             attempted.add((spec.name, profile))
             name = f"{spec.name}-{profile}"
             export = results_dir / f"{name}.csv"
-            rerun = stale_points(export) if rerun_stale else None
+            exported, rerun = exported_points(export) if rerun_stale else (set(), None)
             if rerun_stale and not stored(results_dir, spec.name, name) and export.exists():
-                missing = {p.key for p in spec.points(profile)} - exported_keys(export)
+                missing = {p.key for p in spec.points(profile)} - exported
                 if not rerun and not missing:
                     result.kept.append(name)
                     log(f"{name}: kept {export} (every point exported, none stale)")
@@ -148,23 +148,23 @@ def stored(results_dir: Path, spec_name: str, study_name: str) -> bool:
     return study_name in study_names(storage_url(None, spec_name, results_dir), spec_name)
 
 
-def exported_keys(export: Path) -> set[str]:
-    """The point keys an export has a finished trial for."""
-    from bench.report.load import finished, read_table
-
-    table = finished(read_table(export))
-    return {str(k) for k in table["point_key"].dropna()} if "point_key" in table else set()
-
-
-def stale_points(export: Path) -> set[str]:
-    """The point keys ``--rerun-stale`` runs again: those of the export's configurations whose
-    trials come from more than one commit (none when there is no export yet)."""
+def exported_points(export: Path) -> tuple[set[str], set[str]]:
+    """The point keys an export has a finished trial for, and those ``--rerun-stale`` runs
+    again: the keys of its configurations whose trials come from more than one commit (both
+    empty when there is no export yet). One read of the export for both."""
     if not export.exists():
-        return set()
+        return set(), set()
     from bench.report.load import derive, finished, read_table
     from bench.report.stale import stale_point_keys
 
-    return stale_point_keys(derive(finished(read_table(export))))
+    table = derive(finished(read_table(export)))
+    keys = {str(k) for k in table["point_key"].dropna()} if "point_key" in table else set()
+    return keys, stale_point_keys(table)
+
+
+def stale_points(export: Path) -> set[str]:
+    """The point keys ``--rerun-stale`` runs again (see :func:`exported_points`)."""
+    return exported_points(export)[1]
 
 
 def summary(result: ReproduceResult) -> str:
