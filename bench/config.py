@@ -1,44 +1,28 @@
 """TrialConfig: the validated description of one trial. Everything downstream takes one.
 
-Validation happens here, before any data is loaded or any model built, and every error names
-the setting at fault (``ConfigError.flag`` gives its command-line flag).
+Validation happens here, once, before any data is loaded or any model built: the data and
+training settings here, the model's by its :class:`~bench.models.config.ModelConfig` (which
+asks the architecture and the convolution). Every error names the setting at fault; the command
+line turns it into its flag.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import ConfigError, DeviceUnavailable
+from bench.models.config import ModelConfig, positive_number
 
-ARCHS = ("res", "rev", "wt-res", "wt-rev", "deq", "ckpt")
-REVERSIBLE_ARCHS = ("rev", "wt-rev")
-TIED_ARCHS = ("wt-res", "wt-rev")
-# weight tying: "after-first" = an untied first layer, then one block shared by the rest (the
-# paper's parameter counts); "all" = one block for every layer
-TIES = ("after-first", "all")
-DEFAULT_TIE = "after-first"
-DEQ_SOLVERS = ("fixed_point", "anderson", "broyden")
-DEQ_GRADS = ("implicit", "phantom")
 BATCHINGS = ("mini", "full")
 DEVICES = ("cpu", "cuda")
 # autocast of forward and loss: fp32 = none; bf16 on CPU and CUDA; fp16 with a gradient scaler
 PRECISIONS = ("fp32", "bf16", "fp16")
-AGGRS = ("max", "softmax", "power", "mean", "add")
-# the convolution inside every block (bench.models.convs): GENConv (the paper's proteins block),
-# multi-head GAT (RevGAT, arxiv), GraphSAGE (products) and GCN
-CONVS = ("gen", "gat", "sage", "gcn")
-DEFAULT_CONV = "gen"
-EDGE_CONVS = ("gen", "gat")  # the convolutions that read edge features
-# aggregations a SAGE block accepts (PyG's SAGEConv; GENConv's learnable softmax/power are not)
-SAGE_AGGRS = ("max", "mean", "add")
-DEFAULT_HEADS = 1  # GAT attention heads when ``heads`` is unset
-# how max aggregation runs: "fused" saves an N x C argmax (bench.nn.aggr); "pyg" is PyG's
-# scatter_reduce path (saves two E x C tensors per layer); other aggregations always use PyG's
-AGGR_IMPLS = ("fused", "pyg")
-NORMS = ("layer", "batch", "none")
+#: the fields that describe the model (handed to it whole as a ModelConfig)
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 
 
 @dataclass(frozen=True)
@@ -61,10 +45,13 @@ class TrialConfig:
     # like ordinary dropout, and replaying them costs nothing extra; the paper profiles set it)
     share_mask: bool | None = None
     aggr: str = "max"  # GENConv's (and SAGE's) neighbourhood aggregation; GAT/GCN: default only
-    # the convolution of every block: gen | gat | sage | gcn (bench.models.convs)
-    conv: str = DEFAULT_CONV
+    # the convolution of every block: gen | gat | sage | gcn, or a factory "module:function",
+    # which validation pins to its source as "module:function@<sha256 prefix>" (a changed
+    # factory is a new configuration; bench.models.conv_specs)
+    conv: str = "gen"
     heads: int | None = None  # GAT attention heads (None = 1; an error for other convs)
-    aggr_impl: str = "fused"  # fused | pyg: max aggregation's implementation (AGGR_IMPLS)
+    # fused | pyg: how GENConv's max aggregation runs (bench.models.config.AGGR_IMPLS)
+    aggr_impl: str = "fused"
     norm: str = "layer"
     lr: float = 1e-3
     epochs: int = 5  # the maximum; with ``patience`` training may stop earlier
@@ -113,12 +100,11 @@ class TrialConfig:
         return cls(**values).validated(check_device=check_device)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as plain data, with ``tie`` resolved for weight-tied archs (so a record
-        says which tying it ran even if the default changes)."""
+        """The settings as plain data, with ``tie``, ``heads`` and ``aggr_impl`` as they ran
+        (so a record says which tying it ran even if the default changes)."""
         values = dataclasses.asdict(self)
-        values["tie"] = self.tie_mode
-        values["heads"] = self.attention_heads
-        values["aggr_impl"] = self.aggr_impl_mode
+        model = self.model
+        values.update(tie=model.tie, heads=model.heads, aggr_impl=model.aggr_impl)
         return values
 
     def replace(self, **changes: Any) -> TrialConfig:
@@ -126,165 +112,30 @@ class TrialConfig:
             changes["dataset_hash"] = None  # another dataset: its own hash is taken
         return dataclasses.replace(self, **changes).validated()
 
+    @functools.cached_property
+    def model(self) -> ModelConfig:
+        """The model's settings, resolved by its architecture (checked when built)."""
+        return ModelConfig(**{name: getattr(self, name) for name in MODEL_FIELDS})
+
+    @property
+    def architecture(self) -> Any:
+        """The registered :class:`~bench.models.archs.Architecture` of ``arch``."""
+        return self.model.architecture
+
     @property
     def deterministic_algorithms(self) -> bool:
         """Whether trials use ``torch.use_deterministic_algorithms`` (see the field)."""
         return self.device == "cpu" if self.deterministic is None else self.deterministic
 
-    @property
-    def is_deq(self) -> bool:
-        return self.arch == "deq"
-
-    @property
-    def is_tied(self) -> bool:
-        return self.arch in TIED_ARCHS
-
-    @property
-    def tie_mode(self) -> str | None:
-        """The weight tying in effect: ``tie`` or the default for tied archs, None otherwise."""
-        return (self.tie or DEFAULT_TIE) if self.is_tied else None
-
-    @property
-    def attention_heads(self) -> int | None:
-        """GAT's heads in effect: ``heads`` or the default for ``conv="gat"``, None otherwise."""
-        return (self.heads or DEFAULT_HEADS) if self.conv == "gat" else None
-
-    @property
-    def aggr_impl_mode(self) -> str:
-        """The aggregation implementation that runs: ``aggr_impl`` for GENConv's max, "pyg"
-        otherwise (only that has a fused implementation), so a record says what ran."""
-        return self.aggr_impl if self.aggr == "max" and self.conv == "gen" else "pyg"
-
-    def deq_settings(self) -> dict[str, Any]:
-        """DEQ solver settings with defaults filled in (meaningful for arch 'deq' only).
-
-        For ``deq`` the iteration cap defaults to ``layers``, so "res at L layers vs deq at L
-        iterations" is the same grid point on the depth axis."""
-        return {
-            "solver": self.deq_solver or "anderson",
-            "tol": self.deq_tol if self.deq_tol is not None else 1e-4,
-            # the depth axis of every ablation doubles as DEQ's iteration cap
-            "max_iter": self.deq_max_iter if self.deq_max_iter is not None else self.layers,
-            "grad": self.deq_grad or "implicit",
-        }
-
     # --- validation ---------------------------------------------------------------------
     def validated(self, *, check_device: bool = True) -> TrialConfig:
-        """Return self if every setting is valid (with a graph file's ``dataset_hash``
-        filled in), else raise ConfigError naming the setting. ``check_device=False`` skips
-        only the check that the device exists here."""
-        from bench.data import dataset_names, is_graph_file  # local: data pulls in heavier modules
-
-        if is_graph_file(self.dataset):
-            from bench.data.graph_file import check_setting
-
-            sha256 = check_setting(self.dataset, self.dataset_hash, self.dataset_options)
-        else:
-            sha256 = None
-            names = dataset_names()
-            if self.dataset not in names:
-                raise ConfigError(
-                    "dataset",
-                    f"unknown dataset {self.dataset!r}; known: {', '.join(names)}, or a graph "
-                    "file PATH.pt",
-                )
-            if self.dataset_hash is not None:
-                raise ConfigError("dataset_hash", "is a graph file's content hash, but "
-                                  f"dataset {self.dataset!r} is a registered one")  # fmt: skip
-        _choice("arch", self.arch, ARCHS)
-        _choice("aggr", self.aggr, AGGRS)
-        _choice("aggr_impl", self.aggr_impl, AGGR_IMPLS)
-        _choice("norm", self.norm, NORMS)
-        _choice("batching", self.batching, BATCHINGS)
-        _choice("device", self.device, DEVICES)
-        _choice("precision", self.precision, PRECISIONS)
-        if self.precision == "fp16" and self.device != "cuda":
-            raise ConfigError(
-                "precision",
-                "fp16 needs --device cuda (its gradient scaler is CUDA's); on CPU use bf16",
-            )
-        for name in ("layers", "channels", "epochs", "train_parts", "eval_parts", "eval_every"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("groups", self.groups)
-        if self.arch in REVERSIBLE_ARCHS:
-            if self.groups < 2:
-                raise ConfigError(
-                    "groups", f"a reversible arch needs groups >= 2, got {self.groups}"
-                )
-            if self.channels % self.groups:
-                raise ConfigError(
-                    "groups",
-                    f"channels ({self.channels}) must be divisible by groups ({self.groups})",
-                )
-        self._check_conv()
-        if not (0.0 <= self.dropout < 1.0):
-            raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
-        _positive_float("lr", self.lr)
-        _positive_float("grad_clip", self.grad_clip, allow_inf=True)
-        if self.patience is not None:
-            _positive_int("patience", self.patience)
-        if self.min_delta is not None:
-            if self.patience is None:
-                raise ConfigError("min_delta", "is an early-stopping setting: give --patience too")
-            if (
-                isinstance(self.min_delta, bool)
-                or not isinstance(self.min_delta, (int, float))
-                or not math.isfinite(self.min_delta)
-                or self.min_delta < 0
-            ):
-                raise ConfigError(
-                    "min_delta", f"must be a non-negative number, got {self.min_delta!r}"
-                )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError("seed", f"must be a non-negative integer, got {self.seed!r}")
-        deq_flags = {
-            "deq_solver": self.deq_solver,
-            "deq_tol": self.deq_tol,
-            "deq_max_iter": self.deq_max_iter,
-            "deq_grad": self.deq_grad,
-        }
-        if not self.is_deq:
-            for name, value in deq_flags.items():
-                if value is not None:
-                    raise ConfigError(
-                        name, f"is a DEQ setting, but arch is {self.arch!r} (use --arch deq)"
-                    )
-        else:
-            if self.deq_solver is not None:
-                _choice("deq_solver", self.deq_solver, DEQ_SOLVERS)
-            if self.deq_grad is not None:
-                _choice("deq_grad", self.deq_grad, DEQ_GRADS)
-            if self.deq_tol is not None:
-                _positive_float("deq_tol", self.deq_tol)
-            if self.deq_max_iter is not None:
-                _positive_int("deq_max_iter", self.deq_max_iter)
-        if self.share_mask is not None:
-            if not isinstance(self.share_mask, bool):
-                raise ConfigError("share_mask", f"must be true or false, got {self.share_mask!r}")
-            if self.arch not in REVERSIBLE_ARCHS:
-                raise ConfigError(
-                    "share_mask",
-                    f"is a reversible-stack setting, but arch is {self.arch!r} "
-                    f"(use --arch {' or '.join(REVERSIBLE_ARCHS)})",
-                )
-        if self.tie is not None:
-            if not self.is_tied:
-                raise ConfigError(
-                    "tie",
-                    f"is a weight-tying setting, but arch is {self.arch!r} "
-                    f"(use --arch {' or '.join(TIED_ARCHS)})",
-                )
-            _choice("tie", self.tie, TIES)
-        if self.timeout is not None:
-            _positive_float("timeout", self.timeout)
-        if self.memory_cap_bytes is not None:
-            _positive_int("memory_cap_bytes", self.memory_cap_bytes)
-        if not isinstance(self.dataset_options, dict):
-            raise ConfigError("dataset_options", "must be a mapping of option name to value")
-        if not isinstance(self.compile, bool):
-            raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
-        if self.deterministic is not None and not isinstance(self.deterministic, bool):
-            raise ConfigError("deterministic", f"must be true or false, got {self.deterministic!r}")
+        """Return self if every setting is valid (with a graph file's ``dataset_hash`` filled in
+        and a conv factory pinned to its source), else raise ConfigError naming the setting.
+        ``check_device=False`` skips only the check that the device exists here."""
+        dataset_hash = self._check_data()
+        conv = self._check_model()
+        self._check_training()
+        self._check_harness()
         if self.device == "cuda" and check_device:
             import torch
 
@@ -292,49 +143,81 @@ class TrialConfig:
                 raise DeviceUnavailable(
                     "device", "cuda was asked for, but no CUDA device is available here"
                 )
-        if sha256 is not None and self.dataset_hash is None:
-            return dataclasses.replace(self, dataset_hash=sha256)
-        return self
+        filled = {k: v for k, v in (("dataset_hash", dataset_hash), ("conv", conv))
+                  if v is not None and v != getattr(self, k)}  # fmt: skip
+        return dataclasses.replace(self, **filled) if filled else self
 
-    def _check_conv(self) -> None:
-        """``conv`` and ``heads``, and what the chosen convolution cannot do (module CONVS)."""
-        _choice("conv", self.conv, CONVS)
-        if self.heads is not None:
-            if self.conv != "gat":
-                raise ConfigError(
-                    "heads", f"is a GAT setting, but conv is {self.conv!r} (use --conv gat)"
-                )
-            _positive_int("heads", self.heads)
-        if self.conv == "gat":
-            heads = self.attention_heads or DEFAULT_HEADS
-            grouped = self.arch in REVERSIBLE_ARCHS
-            width = self.channels // self.groups if grouped else self.channels
-            if width % heads:
-                where = f"channels/groups = {width}" if grouped else f"channels = {width}"
-                raise ConfigError(
-                    "heads",
-                    f"{heads} heads must divide each block's width ({where}): GAT concatenates "
-                    "its heads, each width/heads wide",
-                )
-        if self.conv == "sage" and self.aggr not in SAGE_AGGRS:
-            raise ConfigError(
-                "aggr", f"SAGE aggregates by {', '.join(SAGE_AGGRS)}, got {self.aggr!r}"
-            )
-        if self.conv in ("gat", "gcn") and self.aggr != "max":
-            raise ConfigError(
-                "aggr",
-                f"is GENConv's and SAGE's aggregation; {self.conv.upper()} has its own "
-                "(attention-weighted / degree-normalised sum): leave aggr at its default",
-            )
-        if self.conv not in EDGE_CONVS:
+    def _check_data(self) -> str | None:
+        """The dataset and its options; a graph file's content hash."""
+        from bench.data import dataset_names, is_graph_file  # local: data pulls in heavier modules
+
+        if not isinstance(self.dataset_options, dict):
+            raise ConfigError("dataset_options", "must be a mapping of option name to value")
+        if is_graph_file(self.dataset):
+            from bench.data.graph_file import check_setting
+
+            return check_setting(self.dataset, self.dataset_hash, self.dataset_options)
+        names = dataset_names()
+        if self.dataset not in names:
+            raise ConfigError("dataset", f"unknown dataset {self.dataset!r}; known: "
+                              f"{', '.join(names)}, or a graph file PATH.pt")  # fmt: skip
+        if self.dataset_hash is not None:
+            raise ConfigError("dataset_hash", "is a graph file's content hash, but "
+                              f"dataset {self.dataset!r} is a registered one")  # fmt: skip
+        return None
+
+    def _check_model(self) -> str:
+        """The model's settings (its architecture's and convolution's rules, ModelConfig), and
+        what the convolution cannot do with this dataset; ``conv`` pinned to its source."""
+        if not isinstance(self.arch, str):
+            raise ConfigError("arch", f"must be an architecture name, got {self.arch!r}")
+        spec = self.model.conv_spec
+        if not spec.reads_edges:
             from bench.data.registry import has_edge_features
 
             if has_edge_features(self.dataset):
-                raise ConfigError(
-                    "conv",
-                    f"{self.conv!r} cannot read edge features and dataset {self.dataset!r} has "
-                    f"them: they would be dropped silently; use --conv {' or '.join(EDGE_CONVS)}",
-                )
+                raise ConfigError("conv", f"{self.conv!r} cannot read edge features and dataset "
+                                  f"{self.dataset!r} has them: they would be dropped silently; "
+                                  "use gen or gat (or a factory taking edge_dim)")  # fmt: skip
+        return spec.pinned
+
+    def _check_training(self) -> None:
+        """Optimisation, early stopping, batching, precision."""
+        _choice("batching", self.batching, BATCHINGS)
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        if self.precision == "fp16" and self.device != "cuda":
+            raise ConfigError("precision", "fp16 needs --device cuda (its gradient scaler is "
+                              "CUDA's); on CPU use bf16")  # fmt: skip
+        for name in ("epochs", "train_parts", "eval_parts", "eval_every"):
+            _positive_int(name, getattr(self, name))
+        positive_number("lr", self.lr)
+        positive_number("grad_clip", self.grad_clip, allow_inf=True)
+        if self.patience is not None:
+            _positive_int("patience", self.patience)
+        if self.min_delta is not None:
+            if self.patience is None:
+                raise ConfigError("min_delta", "is an early-stopping setting: give --patience too")
+            value = self.min_delta
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value >= 0)
+            ):
+                raise ConfigError("min_delta", f"must be a non-negative number, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError("seed", f"must be a non-negative integer, got {self.seed!r}")
+
+    def _check_harness(self) -> None:
+        """Time and memory budgets, switches."""
+        if self.timeout is not None:
+            positive_number("timeout", self.timeout)
+        if self.memory_cap_bytes is not None:
+            _positive_int("memory_cap_bytes", self.memory_cap_bytes)
+        for name in ("compile", "deterministic"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ConfigError(name, f"must be true or false, got {value!r}")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -345,10 +228,3 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 def _positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(name, f"must be a positive integer, got {value!r}")
-
-
-def _positive_float(name: str, value: Any, allow_inf: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(name, f"must be a positive number, got {value!r}")
-    if math.isnan(value) or value <= 0 or (math.isinf(value) and not allow_inf):
-        raise ConfigError(name, f"must be a positive number, got {value!r}")

@@ -15,10 +15,11 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
 from bench import cli
-from bench.config import ARCHS, TrialConfig
+from bench.config import TrialConfig
 from bench.data import load
 from bench.instruments.capacity import TOLERANCE, largest_fitting
 from bench.measure.memory_model import predict, sizes_for
+from bench.models import archs as arch_registry
 
 MiB = 2**20
 
@@ -78,7 +79,11 @@ def test_deepest_depth_per_arch_on_a_graph_file(
     assert code == 0 and out["target_memory_bytes"] == 64 * MiB and out["search"] == "depth"
     assert out["dataset_hash"] and "accuracy" in out["dataset_summary"]
     rows = {(r["arch"], r["channels"]): r for r in out["rows"]}
-    assert {a for a, _ in rows} == set(ARCHS) and {c for _, c in rows} == {64, 128, 256}
+    assert {a for a, _ in rows} == set(arch_registry.names()) and {c for _, c in rows} == {
+        64,
+        128,
+        256,
+    }
     config = TrialConfig.from_dict({"dataset": small_graph})
     sizes = sizes_for(config, load(small_graph))
     for (arch, channels), row in rows.items():

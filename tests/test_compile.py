@@ -6,6 +6,7 @@ benchmark) with compile time kept apart from step time."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.config import TrialConfig
-from bench.harness.spec import KEY_EXCLUDED_FIELDS, KEY_OMITTED_AT_VALUE, point_key
+from bench.harness.spec import KEY_EXCLUDED_FIELDS, KEY_NEUTRAL, KEYED_FIELDS, point_key
 from bench.instruments.benchmark.graph import GraphSource
 from bench.instruments.benchmark.plan import point_args
 from bench.instruments.benchmark.point import measure_one
@@ -155,9 +156,9 @@ def test_trial_flag_records_compile_time_apart_and_keeps_point_keys(tmp_path: ob
     values = TrialConfig().to_dict()
     del values["compile"]
     kept = {k: v for k, v in values.items() if k not in KEY_EXCLUDED_FIELDS and v is not None}
-    for name, default in KEY_OMITTED_AT_VALUE.items():
-        if kept.get(name) == default:
-            del kept[name]
+    for f in dataclasses.fields(TrialConfig):
+        if f.name not in KEYED_FIELDS and kept.get(f.name) == KEY_NEUTRAL.get(f.name, f.default):
+            del kept[f.name]
     blob = json.dumps(kept, sort_keys=True, default=str)
     assert point_key(TrialConfig()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
     assert point_key(TrialConfig(compile=True)) != point_key(TrialConfig())

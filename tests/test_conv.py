@@ -14,13 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.config import ARCHS, CONVS, TrialConfig
+from bench.config import TrialConfig
 from bench.data.registry import get_spec
 from bench.errors import ConfigError
 from bench.harness.spec import point_key
 from bench.measure.memory_model import GraphSizes, activation_bytes, predict_params
 from bench.measure.meters import PeakMemory, count_parameters
-from bench.models import build_from_config, build_model
+from bench.models import archs as arch_registry
+from bench.models import build_model
+from bench.models.conv_specs import BUILT_IN as _BUILT_IN_CONVS
 from bench.models.convs import prepare_edges
 from bench.models.deq import DEQGNN
 from bench.nn import ReversibleStack
@@ -71,7 +73,7 @@ def _unrolled(stack: ReversibleStack, h: Tensor, ctx: tuple, masks: list) -> Ten
     return torch.cat(xs, dim=-1)
 
 
-@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("conv", tuple(_BUILT_IN_CONVS))
 @pytest.mark.parametrize("arch", ["rev", "wt-rev"])
 @pytest.mark.parametrize("groups", [2, 3, 4])
 def test_reversible_gradients_equal_unrolled_autograd_float64(
@@ -119,7 +121,7 @@ def test_reversible_gradients_equal_unrolled_autograd_float64(
 TOL, RTOL = 1e-11, 1e-7
 
 
-@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("conv", tuple(_BUILT_IN_CONVS))
 def test_deq_gradients_match_unrolled_network_for_every_conv(conv: str) -> None:
     torch.manual_seed(0)
     n, e = 30, 120
@@ -157,7 +159,7 @@ def test_deq_gradients_match_unrolled_network_for_every_conv(conv: str) -> None:
         torch.testing.assert_close(g, r, rtol=RTOL, atol=1e-9)
 
 
-@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("conv", tuple(_BUILT_IN_CONVS))
 def test_checkpointed_res_equals_res_for_every_conv(conv: str) -> None:
     """``ckpt`` recomputes each block in backward: same gradients as ``res`` (no RNG inside a
     conv, so GAT's recomputation is the forward's)."""
@@ -192,19 +194,19 @@ def _config(conv: str, **kw: object) -> TrialConfig:
     return TrialConfig(dataset=dataset, conv=conv, heads=HEADS.get(conv), **kw).validated()  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("conv", CONVS)
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("conv", tuple(_BUILT_IN_CONVS))
+@pytest.mark.parametrize("arch", arch_registry.names())
 @pytest.mark.parametrize("layers", [1, 7])
 def test_predicted_params_equal_counted_params_for_every_conv(
     conv: str, arch: str, layers: int
 ) -> None:
     config = _config(conv, arch=arch, layers=layers, channels=12, groups=3 if "rev" in arch else 2)
     sizes = _sizes(EDGE_DIM[conv])
-    model = build_from_config(config, sizes.features, sizes.edge_dim, sizes.outputs)
+    model = build_model(config.model, sizes.features, sizes.edge_dim, sizes.outputs)
     assert predict_params(config, sizes) == count_parameters(model)
 
 
-@pytest.mark.parametrize("conv", CONVS)
+@pytest.mark.parametrize("conv", tuple(_BUILT_IN_CONVS))
 @pytest.mark.parametrize(("arch", "depths"), [("res", (2, 8)), ("rev", (2, 16)), ("deq", (4,))])
 def test_predicted_activations_within_1_5x_of_the_meter(
     conv: str, arch: str, depths: tuple[int, ...]
@@ -228,7 +230,7 @@ def test_predicted_activations_within_1_5x_of_the_meter(
     measured = []
     for layers in depths:
         config = _config(conv, arch=arch, layers=layers, channels=32, dropout=0.1)
-        model = build_from_config(config, features, edge_dim, outputs).train()
+        model = build_model(config.model, features, edge_dim, outputs).train()
         torch.manual_seed(0)
         with PeakMemory("cpu") as meter:
             loss = F.binary_cross_entropy_with_logits(model(x, edge_index, edge_attr), y)
@@ -310,7 +312,7 @@ def test_cli_trial_gat_with_edge_features_records_conv_and_prediction(tmp_path: 
     assert record["params"] == record["predicted_params"]
     assert record["predicted_peak_bytes"] > 0
     config = TrialConfig.from_dict({**record["config"], "dataset_options": {"num_nodes": 300}})
-    model = build_from_config(config, 16, 8, 32)
+    model = build_model(config.model, 16, 8, 32)
     assert model.edge_encoder is not None
     assert all(b.conv.lin_edge is not None for blocks in model.stack.blocks for b in blocks)
 
@@ -327,7 +329,7 @@ def _conv_rows(rev_grows: str | None = None) -> pd.DataFrame:
     from test_report import depth_rows  # the report tests' hand-made export rows
 
     rows = []
-    for conv in CONVS:
+    for conv in tuple(_BUILT_IN_CONVS):
         over = {"conv": conv, "heads": HEADS.get(conv), "dataset": "cora"}
         part = depth_rows("conv", ("res", "rev"), [2, 8, 32], **over)
         for r in part:
@@ -339,10 +341,10 @@ def _conv_rows(rev_grows: str | None = None) -> pd.DataFrame:
 
 def test_conv_flat_claim_is_judged_for_each_conv() -> None:
     claims = [c for c in all_claims(_conv_rows()) if c.key == "conv-flat"]
-    assert len(claims) == len(CONVS)
+    assert len(claims) == len(tuple(_BUILT_IN_CONVS))
     assert all(c.verdict == SUPPORTED for c in claims), [c.evidence for c in claims]
     names = {"gen": "GENConv", "gat": "GAT", "sage": "GraphSAGE", "gcn": "GCN"}
-    assert all(any(f"({names[conv]}" in c.case for c in claims) for conv in CONVS)
+    assert all(any(f"({names[conv]}" in c.case for c in claims) for conv in tuple(_BUILT_IN_CONVS))
     broken = [c for c in all_claims(_conv_rows(rev_grows="sage")) if c.key == "conv-flat"]
     verdicts = {("(GraphSAGE" in c.case): c.verdict for c in broken}
     assert verdicts == {True: NOT_SUPPORTED, False: SUPPORTED}
@@ -362,7 +364,7 @@ def test_conv_figure_has_one_panel_per_conv(
     paths = figures.memory_vs_depth_per_conv(rows, FIGURE_BY_KEY["fig9"], tmp_path)
     assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size for p in paths)
     titles = [ax.get_title() for ax in drawn[0].axes]
-    assert len(titles) == 2 * len(CONVS)  # activation memory and score, per conv
+    assert len(titles) == 2 * len(tuple(_BUILT_IN_CONVS))  # activation memory and score, per conv
     for name in ("GENConv", "GAT (2 heads)", "GraphSAGE", "GCN"):
         assert sum(t.startswith(name) for t in titles) == 2, titles
 
@@ -396,8 +398,8 @@ def test_search_space_samples_heads_for_gat_only_and_repairs_channels() -> None:
         config = space.suggest(trial).config  # always valid: heads divide each block's width
         assert ("heads" in trial.params) == (config.conv == "gat")
         width = config.channels // (config.groups if config.arch == "rev" else 1)
-        assert width % (config.attention_heads or 1) == 0
-        seen.add((config.conv, config.attention_heads))
+        assert width % (config.model.heads or 1) == 0
+        seen.add((config.conv, config.model.heads))
         study.tell(trial, 0.0)
     assert {("gen", None), ("sage", None), ("gcn", None), ("gat", 3)} <= seen
 
@@ -424,7 +426,7 @@ def test_arxiv_profile_has_the_papers_revgat_shape() -> None:
     points = [p for p in load_spec("conv").points("arxiv") if p.label == "RevGAT"]
     for pt in points:
         c = pt.config
-        assert (c.conv, c.attention_heads, c.layers, c.channels) == (
+        assert (c.conv, c.model.heads, c.layers, c.channels) == (
             revgat.conv,
             revgat.heads,
             revgat.layers,

@@ -17,7 +17,7 @@ from bench.data import load
 from bench.data.partition import trial_batches
 from bench.data.registry import graph_size, needed_hops
 from bench.errors import ConfigError
-from bench.models import build_from_config
+from bench.models import build_model
 from bench.trial import run_trial
 
 
@@ -83,7 +83,7 @@ def test_an_untrained_model_short_of_k_gives_every_root_the_same_score() -> None
     for arch, layers in (("res", k - 1), ("rev", 2), ("deq", 2)):  # 4, 4 and 3 hops
         torch.manual_seed(1)
         config = TrialConfig(dataset="synthetic-depth", arch=arch, layers=layers, channels=8)
-        model = build_from_config(config, 1, None, 1).eval()
+        model = build_model(config.model, 1, None, 1).eval()
         with torch.no_grad():
             out = model(ds.data.x, ds.data.edge_index)[roots, 0]
         assert torch.equal(out, out[0].expand_as(out)), arch

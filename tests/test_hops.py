@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench.config import TrialConfig
-from bench.models import build_from_config
+from bench.models import build_model
 from bench.trial.hops import deq_hops, receptive_hops, record_hops
 
 CHAIN = 16
@@ -22,7 +22,7 @@ def _chain() -> torch.Tensor:
 def _head_moves(config: TrialConfig, distance: int) -> bool:
     """Does changing the input of the node ``distance`` hops from node 0 change node 0's output?"""
     torch.manual_seed(0)
-    model = build_from_config(config, 4, None, 1).double().eval()
+    model = build_model(config.model, 4, None, 1).double().eval()
     x = torch.randn(CHAIN, 4, dtype=torch.double)
     moved = x.clone()
     moved[distance] += 3.0

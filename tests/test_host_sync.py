@@ -17,9 +17,10 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch_geometric.nn import GATConv, GCNConv
 
-from bench.config import ARCHS, CONVS
-from bench.models import build_model
-from bench.models.convs import make_other_conv, prepare_edges
+from bench.models import ModelConfig, build_model
+from bench.models import archs as arch_registry
+from bench.models.conv_specs import BUILT_IN as _BUILT_IN_CONVS
+from bench.models.convs import make_conv, prepare_edges
 from bench.nn.solvers import solve
 
 aten = torch.ops.aten
@@ -101,7 +102,7 @@ def _host_reads(arch: str, conv: str, depth: int, **kw: Any) -> tuple[dict[str, 
     return dict(log.counts), model.solver_stats
 
 
-VARIANTS = [(arch, conv, {}) for arch in ARCHS for conv in CONVS] + [
+VARIANTS = [(arch, conv, {}) for arch in arch_registry.names() for conv in tuple(_BUILT_IN_CONVS)] + [
     (arch, "gen", kw) for arch in ("res", "rev") for kw in ({"aggr_impl": "pyg"}, {"aggr": "softmax"})
 ]  # fmt: skip
 
@@ -152,12 +153,12 @@ def test_prepared_edges_equal_pygs_own_self_loops_and_normalisation() -> None:
     x = torch.randn(n, 8, dtype=torch.float64)
     edge_index = torch.cat([torch.randint(0, n, (2, 120)), torch.tensor([[3, 5], [3, 5]])], 1)
     edge_attr = torch.randn(edge_index.shape[1], 8, dtype=torch.float64)
-    ours = make_other_conv("gat", 8, 8, 8, heads=2).double()
+    ours = make_conv(ModelConfig(conv="gat", heads=2, channels=8), 8, 8, 8).double()
     theirs = GATConv(8, 4, heads=2, edge_dim=8).double()
     theirs.load_state_dict(ours.state_dict())
     prepared = prepare_edges("gat", edge_index, edge_attr, n, torch.float64)
     torch.testing.assert_close(ours(x, *prepared), theirs(x, edge_index, edge_attr))
-    ours = make_other_conv("gcn", 8, 8, None).double()
+    ours = make_conv(ModelConfig(conv="gcn", channels=8), 8, 8, None).double()
     theirs = GCNConv(8, 8).double()
     theirs.load_state_dict(ours.state_dict())
     prepared = prepare_edges("gcn", edge_index, None, n, torch.float64)
@@ -212,7 +213,7 @@ def test_cuda_step_never_synchronises(arch: str, conv: str, kw: dict[str, Any]) 
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize(("arch", "conv"), [(a, c) for a in ARCHS for c in ("gat", "gcn")]
+@pytest.mark.parametrize(("arch", "conv"), [(a, c) for a in arch_registry.names() for c in ("gat", "gcn")]
                          + [("deq", "gen")])  # fmt: skip
 def test_cuda_synchronisations_do_not_grow_with_depth(arch: str, conv: str) -> None:
     """Where a step reads the device at all (the batch's self-loops, DEQ's checks), it reads it

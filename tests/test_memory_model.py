@@ -8,9 +8,10 @@ import time
 import pytest
 import torch
 
-from bench.config import ARCHS, TrialConfig
+from bench.config import TrialConfig
 from bench.measure.memory_model import GraphSizes, predict, predict_params
 from bench.measure.meters import count_parameters
+from bench.models import archs as arch_registry
 from bench.models import build_model
 from bench.trial import run_trial
 from bench.units import format_bytes
@@ -26,16 +27,11 @@ NO_EDGE_FEATURES = GraphSizes(
 
 
 def counted(config: TrialConfig, sizes: GraphSizes) -> int:
-    deq = config.deq_settings() if config.is_deq else {}
-    model = build_model(
-        config.arch, sizes.features, sizes.edge_dim, sizes.outputs, config.layers,
-        config.channels, config.groups, config.dropout, config.aggr, config.norm,
-        **({f"deq_{k}": v for k, v in deq.items()}),
-    )  # fmt: skip
+    model = build_model(config.model, sizes.features, sizes.edge_dim, sizes.outputs)
     return count_parameters(model)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", arch_registry.names())
 @pytest.mark.parametrize("layers", [1, 3, 7])  # 7 > 3: the depth extrapolation path
 @pytest.mark.parametrize("sizes", [PROTEINS_LIKE, NO_EDGE_FEATURES], ids=["edges", "no-edges"])
 def test_predicted_params_equal_counted_params_exactly(

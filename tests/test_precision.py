@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from bench import cli
-from bench.config import ARCHS, TrialConfig
+from bench.config import TrialConfig
 from bench.harness.spec import point_key
 from bench.measure.memory_model import GraphSizes, predict
 from bench.measure.precision import MixedPrecision
+from bench.models import archs as arch_registry
 from bench.report.load import derive
 from bench.trial import run_trial
 from bench.tuning.params import SearchSpaceError
@@ -66,7 +67,7 @@ def test_bf16_trial_trains_on_the_default_dataset(capsys: pytest.CaptureFixture[
     assert len(losses) == 2 and losses[1] < losses[0], losses
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", arch_registry.names())
 def test_every_arch_runs_in_bf16(arch: str) -> None:
     config = TrialConfig(arch=arch, layers=3, channels=8, epochs=1, train_parts=2, eval_parts=1,
                          precision="bf16", dataset_options={"num_nodes": 200})  # fmt: skip

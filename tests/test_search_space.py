@@ -9,8 +9,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from bench.config import REVERSIBLE_ARCHS, TrialConfig
+from bench.config import TrialConfig
 from bench.errors import ConfigError
+from bench.models import archs as arch_registry
 from bench.tuning.params import SearchSpaceError
 from bench.tuning.space import load_search_space
 from bench.units import format_bytes, parse_bytes
@@ -72,9 +73,11 @@ def test_sampling_only_yields_valid_configs(tmp_path: Path) -> None:
         suggestion = space.suggest(trial)
         config = suggestion.config
         assert isinstance(config, TrialConfig)
-        assert ("groups" in trial.params) == (config.arch in REVERSIBLE_ARCHS)
+        assert ("groups" in trial.params) == (
+            config.arch in arch_registry.names(family="reversible")
+        )
         assert ("deq_solver" in trial.params) == (config.arch == "deq")
-        if config.arch in REVERSIBLE_ARCHS:
+        if config.arch in arch_registry.names(family="reversible"):
             assert config.channels % config.groups == 0
             assert 6 <= config.channels <= 30
             if "channels" in suggestion.adjusted:

@@ -15,11 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from bench import cli, paper
-from bench.config import TIES, TrialConfig
+from bench.config import TrialConfig
 from bench.errors import ConfigError
 from bench.harness.spec import KEY_EXCLUDED_FIELDS, load_spec, point_key
 from bench.measure.memory_model import GraphSizes, predict_params
 from bench.measure.meters import count_parameters
+from bench.models import archs as arch_registry
 from bench.models import build_model
 from bench.nn import ReversibleStack
 from bench.tuning.params import SearchSpaceError
@@ -55,7 +56,7 @@ def test_after_first_reproduces_the_papers_weight_tied_counts(label: str) -> Non
     assert ours == PAPER_COUNTS[label]
     assert ours == pytest.approx(pt.params, rel=0.0025)  # the paper prints 3 digits (35.0K)
     config = TrialConfig(arch=pt.arch, layers=pt.layers, channels=pt.channels)
-    assert config.tie_mode == "after-first"  # the default is the paper's count
+    assert config.model.tie == "after-first"  # the default is the paper's count
     assert predict_params(config, PROTEINS) == ours
     if label in ONE_BLOCK:
         all_tied = _meta_count(pt.arch, pt.layers, pt.channels, tie="all")
@@ -100,7 +101,7 @@ def test_after_first_count_equals_a_two_layer_untied_model_at_every_depth(arch: 
 
 
 @pytest.mark.parametrize("arch", ["wt-res", "wt-rev"])
-@pytest.mark.parametrize("tie", TIES)
+@pytest.mark.parametrize("tie", arch_registry.TIES)
 def test_memory_model_counts_tied_models_exactly(arch: str, tie: str) -> None:
     for layers in (1, 2, 3, 4, 7, 112):  # > 3: the depth extrapolation path
         config = TrialConfig(arch=arch, layers=layers, channels=12, groups=3, tie=tie)
@@ -118,7 +119,7 @@ def _unique_groups(stack: ReversibleStack) -> list[nn.Module]:
     return list({id(f): f for block in stack.blocks for f in block}.values())
 
 
-@pytest.mark.parametrize("tie", TIES)
+@pytest.mark.parametrize("tie", arch_registry.TIES)
 @pytest.mark.parametrize("groups", [2, 3, 4])
 def test_wt_rev_gradients_equal_unrolled_autograd_float64(tie: str, groups: int) -> None:
     """The engine's gradients (inputs rebuilt from outputs, shared weights summed over layers)
@@ -178,7 +179,7 @@ def test_wt_rev_gradients_equal_unrolled_autograd_float64(tie: str, groups: int)
     assert shared_grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("tie", TIES)
+@pytest.mark.parametrize("tie", arch_registry.TIES)
 def test_wt_res_gradients_equal_unrolled_autograd_float64(tie: str) -> None:
     torch.manual_seed(0)
     n, layers, channels = 12, 4, 8
@@ -213,7 +214,7 @@ def test_config_refuses_tie_for_untied_archs_and_unknown_values() -> None:
         with pytest.raises(ConfigError) as info:
             TrialConfig(arch=arch, tie="all").validated()
         assert info.value.field == "tie" and "wt-res or wt-rev" in info.value.message
-        assert TrialConfig(arch=arch).tie_mode is None
+        assert TrialConfig(arch=arch).model.tie is None
     with pytest.raises(ConfigError) as info:
         TrialConfig(arch="wt-rev", tie="first").validated()
     assert info.value.field == "tie"
@@ -237,7 +238,7 @@ def test_records_and_keys_carry_the_resolved_tie() -> None:
     assert default.to_dict()["tie"] == "after-first"
     assert point_key(default) == point_key(explicit)
     assert point_key(default) != point_key(explicit.replace(tie="all"))
-    assert TrialConfig.from_dict(default.to_dict()).tie_mode == "after-first"
+    assert TrialConfig.from_dict(default.to_dict()).model.tie == "after-first"
     # untied archs: the key is what it was before the field existed (stored points stay found)
     res = TrialConfig(arch="res", layers=8)
     old = {  # what the key hashes: set settings (None is unset), precision at its default left out
@@ -253,10 +254,14 @@ def test_weight_tying_ablation_shows_both_tie_modes() -> None:
     spec = load_spec("weight-tying")
     for profile in spec.profiles:
         points = spec.points(profile)
-        seen = {(p.config.arch, p.config.tie_mode) for p in points}
+        seen = {(p.config.arch, p.config.model.tie) for p in points}
         # the paper's profiles use the paper's tying, and so does the quick smoke run;
         # the others compare both modes
-        ties = ("after-first",) if profile.startswith("paper") or profile == "quick" else TIES
+        ties = (
+            ("after-first",)
+            if profile.startswith("paper") or profile == "quick"
+            else arch_registry.TIES
+        )
         assert seen == {(a, t) for a in ("wt-res", "wt-rev") for t in ties}, profile
         # depths start at 2: an after-first model's count is constant from there on
         assert min(p.config.layers for p in points) >= 2
@@ -283,10 +288,10 @@ def test_search_space_samples_tie_for_tied_archs_only() -> None:
     for _ in range(60):
         trial = study.ask()
         config = space.suggest(trial).config
-        assert ("tie" in trial.params) == config.is_tied
-        if config.is_tied:
+        assert ("tie" in trial.params) == config.architecture.tied
+        if config.architecture.tied:
             assert config.tie == trial.params["tie"]
-        seen.add((config.arch, config.tie_mode))
+        seen.add((config.arch, config.model.tie))
         study.tell(trial, 0.0)
     assert {("wt-rev", "all"), ("wt-rev", "after-first"), ("res", None)} <= seen
 

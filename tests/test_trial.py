@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from bench import cli
-from bench.config import ARCHS, TrialConfig
+from bench.config import TrialConfig
+from bench.models import archs as arch_registry
 from bench.record import STATUSES, TrialRecord
 from bench.trial import FAULT_ENV, parse_bytes, run_trial, run_trial_isolated
 
@@ -63,12 +64,12 @@ def assert_complete(record: TrialRecord, config: TrialConfig) -> None:
         assert record.solver is not None
         for key in ("fwd_iters", "fwd_rel_residual", "bwd_iters", "bwd_rel_residual"):
             assert record.solver[f"{key}_mean"] <= record.solver[f"{key}_max"]
-        assert 1 <= record.solver["fwd_iters_max"] <= config.deq_settings()["max_iter"]
+        assert 1 <= record.solver["fwd_iters_max"] <= config.model.deq_max_iter
     else:
         assert record.solver is None
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", arch_registry.names())
 def test_every_arch_gives_a_complete_record_in_process(arch: str) -> None:
     config = BASE.replace(arch=arch, dropout=0.1)
     assert_complete(run_trial(config), config)

@@ -42,6 +42,7 @@ any point a trial would refuse (``TrialConfig.from_dict`` raises ``ConfigError``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -79,11 +80,18 @@ RESERVED_FIELDS = {
 }
 # fields that do not change what a trial measures, so not part of a point's identity
 KEY_EXCLUDED_FIELDS = ("device", "data_root")
-# fields added after results were stored: left out of the key at these values (their defaults),
-# so the points stored before the field existed keep their keys
-# (aggr_impl: the stored trials ran PyG's aggregation, so "pyg" keeps their keys and the new
-# default "fused" gets new ones; non-max aggregations resolve to "pyg", ``TrialConfig.to_dict``)
-KEY_OMITTED_AT_VALUE = {"precision": "fp32", "conv": "gen", "aggr_impl": "pyg", "compile": False}
+# the fields a point's key hashed when keys were made (frozen: never add to it). Any field added
+# since is left out of the key at its default, so adding a field changes no stored point's key
+KEYED_FIELDS = (
+    "dataset", "dataset_hash", "arch", "layers", "channels", "groups", "tie", "dropout",
+    "share_mask", "aggr", "heads", "norm", "lr", "epochs", "patience", "min_delta", "seed",
+    "batching", "train_parts", "eval_parts", "eval_every", "grad_clip", "deterministic",
+    "deq_solver", "deq_tol", "deq_max_iter", "deq_grad", "timeout", "memory_cap_bytes",
+    "dataset_options",
+)  # fmt: skip
+# where a later field's value that keeps old keys is not its default: the trials stored before
+# ``aggr_impl`` ran PyG's aggregation ("pyg" keeps their keys; the default "fused" gets new ones)
+KEY_NEUTRAL = {"aggr_impl": "pyg"}
 DEFAULT_PROFILE = "cpu"
 _FIELDS = tuple(TrialConfig.__dataclass_fields__)
 
@@ -149,18 +157,18 @@ class Spec:
 def point_key(config: TrialConfig) -> str:
     """A stable identity for a configuration (a hash of its settings, device excluded).
 
-    Unset settings (``None``) and the fields of ``KEY_OMITTED_AT_VALUE`` at their defaults are
-    left out, so a new field leaves every existing point's key, and so its stored trial, as it
-    was. Weight-tied archs hash their resolved ``tie`` (``to_dict``), so their keys changed when
+    Unset settings (``None``) are left out, and so is every field added after keys were made
+    (not in ``KEYED_FIELDS``) while at its default, so a new field leaves every existing
+    point's key, and so its stored trial, as it was. Weight-tied archs hash their resolved ``tie`` (``to_dict``), so their keys changed when
     the default tying became "after-first": the stored "all" trials are not reused. A graph
     file's content hash (``dataset_hash``, None for registered datasets) is hashed beside its
     path, so two different files of one name are two points, never one."""
     values = {
         k: v for k, v in config.to_dict().items() if k not in KEY_EXCLUDED_FIELDS and v is not None
     }
-    for name, value in KEY_OMITTED_AT_VALUE.items():
-        if values.get(name) == value:
-            del values[name]
+    for f in dataclasses.fields(config):
+        if f.name not in KEYED_FIELDS and values.get(f.name) == KEY_NEUTRAL.get(f.name, f.default):
+            values.pop(f.name, None)
     blob = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -35,9 +35,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from bench.config import PRECISIONS, REVERSIBLE_ARCHS
+from bench.config import PRECISIONS
 from bench.measure.meters import device_description
 from bench.measure.precision import MixedPrecision
+from bench.models import archs as registry
 from bench.models import build_model
 
 COLUMNS = (
@@ -128,9 +129,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> str | None:
     """The first bad flag, as 'flag: message' (before any model is built), or None."""
     archs, precisions = args.archs.split(","), args.precisions.split(",")
-    bad = [a for a in archs if a not in REVERSIBLE_ARCHS]
+    reversible = registry.names(family="reversible")
+    bad = [a for a in archs if a not in reversible]
     if bad:
-        return f"--archs: {bad[0]!r} is not reversible; choose from {', '.join(REVERSIBLE_ARCHS)}"
+        return f"--archs: {bad[0]!r} is not reversible; choose from {', '.join(reversible)}"
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         return f"--precisions: unknown {bad[0]!r}; choose from {', '.join(PRECISIONS)}"

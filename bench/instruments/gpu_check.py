@@ -153,12 +153,14 @@ def predict(point: Point, sizes: Any, aggr_impl: str = "fused") -> Any:
     """The memory model's CUDA prediction for ``point`` (None for the PyG peer)."""
     from bench.config import TrialConfig
     from bench.measure.memory_model import predict as model_predict
+    from bench.models import archs
 
-    if point.arch not in ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq"):
+    if point.arch not in archs.names():
         return None
+    grouped = "groups" in archs.get(point.arch).accepts()
     config = TrialConfig.from_dict(
         {"arch": point.arch, "layers": point.layers, "channels": point.channels,
-         "groups": point.groups if point.arch in ("rev", "wt-rev") else 2,
+         "groups": point.groups if grouped else 2,
          "dropout": point.dropout, "device": "cuda", "aggr_impl": aggr_impl,
          "dataset_options": {"num_tasks": sizes.outputs}},
         check_device=False,

@@ -91,6 +91,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.config import TrialConfig
+from bench.models.archs import BodyInputs, EquilibriumArch
+from bench.models.conv_specs import is_factory
 from bench.units import format_bytes
 
 FLOAT = 4  # bytes per float32
@@ -99,7 +101,7 @@ FLOAT = 4  # bytes per float32
 ACT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 INDEX = 8  # bytes per int64
 STATE_BYTES_PER_PARAM = 16  # weights + gradients + Adam's exp_avg and exp_avg_sq
-DEQ_HISTORY = 6  # bench.nn.deq's default solver history (Anderson m / Broyden rank)
+DEQ_HISTORY = EquilibriumArch.history  # the solver history (Anderson m / Broyden rank)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ class MemoryPrediction:
     data_bytes: int
     total_bytes: int
     sizes: GraphSizes
+    #: how a block's activations were had where no formula knows the convolution (a user's
+    #: factory): a measured one-step calibration (bench.measure.calibration); None otherwise
+    calibrated: str | None = None
 
     @property
     def fwd_bwd_bytes(self) -> int:
@@ -153,7 +158,8 @@ class MemoryPrediction:
         return "\n".join(
             [
                 f"{config.arch}: {config.layers} layers x {config.channels} channels"
-                + (f", {config.groups} groups" if config.arch in ("rev", "wt-rev") else "")
+                + (f", {config.groups} groups" if config.model.block_width < config.channels
+                   else "")  # fmt: skip
                 + f" on {config.dataset} ({config.device})",
                 f"  graph:        {s.nodes:,} nodes, {s.edges:,} edges; largest training batch "
                 f"{s.batch_nodes:,} nodes, {s.batch_edges:,} edges",
@@ -167,6 +173,7 @@ class MemoryPrediction:
                 f"  predicted peak of forward+backward: {format_bytes(self.fwd_bwd_bytes)}; "
                 f"of the optimiser step: {format_bytes(self.optimizer_step_bytes)}",
                 f"  predicted peak of a training step: {format_bytes(self.total_bytes)}",
+                *([f"  {self.calibrated}"] if self.calibrated else []),
             ]
         )
 
@@ -235,13 +242,14 @@ def _count_on_meta(config: TrialConfig, sizes: GraphSizes, layers: int) -> int:
 
     import torch
 
-    from bench.models import build_from_config
+    from bench.models import build_model
 
     key = (json.dumps(dataclasses.asdict(config) | {"layers": layers}, sort_keys=True,
                       default=str), sizes)  # fmt: skip
     if key not in _COUNTS:
+        model_config = dataclasses.replace(config, layers=layers).model
         with torch.device("meta"):
-            model = build_from_config(config, sizes.features, sizes.edge_dim, sizes.outputs, layers)
+            model = build_model(model_config, sizes.features, sizes.edge_dim, sizes.outputs)
         # parameters() yields each Parameter once, so tied weights count once
         _COUNTS[key] = sum(p.numel() for p in model.parameters())
     return _COUNTS[key]
@@ -299,7 +307,7 @@ def _other_conv_saved(
     mask = ((1 if cuda else act) + act) * n * width if p > 0 else 0
     stats = 2 * act * n
     if conv == "gat":
-        heads = config.attention_heads or 1
+        heads = config.model.heads or 1
         e_loop = e + n  # the self-looped graph itself is the batch's (_prepared_bytes)
         edge = act * e_loop * (width + 4 * heads)
         if edge_width:
@@ -340,18 +348,19 @@ def _conv_transient(config: TrialConfig, n: int, e: int, width: int, act: int) -
 
 
 def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
-    """Bytes of activations alive at the peak of a training step (see the module doc)."""
-    n, e, c, L = sizes.batch_nodes, sizes.batch_edges, config.channels, config.layers
+    """Bytes of activations alive at the peak of a training step (see the module doc): the
+    encoders, the head and the body, whose formula is the architecture's
+    (:meth:`bench.models.archs.Architecture.body_bytes`)."""
+    n, e, c = sizes.batch_nodes, sizes.batch_edges, config.channels
     cuda = config.device == "cuda"
     p = config.dropout
-    arch = config.arch
+    arch = config.architecture
     # bytes per saved float: ``act`` for what the encoders produce under autocast (2 B for
     # bf16/fp16); ``body_act`` for what the body and the head compute from their state: the same,
-    # except that reversible and DEQ engines keep their state in float32 at any precision
+    # except where an architecture keeps its state in float32 at any precision
     act = ACT_BYTES[config.precision]
-    body_act = FLOAT if arch in ("rev", "wt-rev", "deq") else act
+    body_act = FLOAT if arch.float32_state else act
     has_edges = bool(sizes.edge_dim)
-    e_eff = e  # messages exist per edge with or without edge features
     edge_emb = act * e * c if has_edges else 0
     mask = (1 if cuda else body_act) * n * c if p > 0 else 0
     # head: norm input, ReLU output, dropout mask + output (p > 0), logits, masked logits/targets
@@ -361,40 +370,44 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
         + body_act * sizes.outputs * (n + 2 * sizes.batch_train_nodes)
     )
     encoders = act * n * c + edge_emb + _prepared_bytes(config, n, e, c, act, has_edges)
-    transient = _conv_transient(config, n, e_eff, c, body_act)
-    fused = config.aggr_impl_mode == "fused"
+    factory = _factory_cost(config, sizes)
 
-    def saved(width: int, act_bytes: int) -> int:  # one block of ``width`` channels, by conv
+    def block(width: int, act_bytes: int) -> int:  # one block of ``width`` channels, by conv
+        if factory is not None:
+            return factory(width, act_bytes)[0]
         if config.conv == "gen":
-            return _block_saved(n, e_eff, width, p, cuda, act_bytes, fused)
-        edge_width = c if has_edges else 0
-        return _other_conv_saved(config, n, e_eff, width, edge_width, cuda, act_bytes)
+            return _block_saved(n, e, width, p, cuda, act_bytes, config.model.aggr_impl == "fused")
+        return _other_conv_saved(config, n, e, width, c if has_edges else 0, cuda, act_bytes)
 
-    block = saved(c, body_act)
-    if arch in ("res", "wt-res"):
-        body = L * block
-    elif arch == "ckpt":
-        body = L * act * n * c + block
-    elif arch in ("rev", "wt-rev"):
-        w = c // config.groups
-        # the edge embedding's gradient sums are in its (the encoder's) dtype
-        # (GAT's carries the self-loops' rows too)
-        loop_rows = act * n * c if config.conv == "gat" else 0
-        grads = FLOAT * n * c * (config.groups + 2) + (
-            2 * (edge_emb + loop_rows) if has_edges else 0
-        )
-        body = FLOAT * n * c + saved(w, FLOAT) + grads
-        # the largest ops run one group (width w) at a time
-        transient = _conv_transient(config, n, e_eff, w, FLOAT)
-    elif arch == "deq":
-        f_eval = 2 * block + FLOAT * n * c * 3
-        # Anderson/Broyden keep at most m past iterates, and no more than the cap lets it run
-        history = min(DEQ_HISTORY, config.deq_settings()["max_iter"])
-        solver = 2 * (2 * history + 4) * FLOAT * n * c
-        body = f_eval + solver + mask
-    else:  # pragma: no cover - TrialConfig validation rules this out
-        raise ValueError(f"unknown arch {arch!r}")
-    return int(encoders + body + head + transient)
+    def transient(width: int, act_bytes: int) -> int:
+        if factory is not None:
+            return factory(width, act_bytes)[1]
+        return _conv_transient(config, n, e, width, act_bytes)
+
+    body, largest_op = arch.body_bytes(BodyInputs(
+        nodes=n, channels=c, layers=config.layers, groups=config.groups, act=body_act,
+        edge_emb=edge_emb, loop_rows=act * n * c if has_edges and config.conv == "gat" else 0,
+        mask=mask, deq_max_iter=config.model.deq_max_iter, block=block, transient=transient,
+    ))  # fmt: skip
+    return int(encoders + body + head + largest_op)
+
+
+def _factory_cost(config: TrialConfig, sizes: GraphSizes) -> Any:
+    """For a user's convolution, ``cost(width, act) -> (block bytes, transient bytes)`` from a
+    measured one-block calibration (:mod:`bench.measure.calibration`); None otherwise."""
+    if not is_factory(config.conv):
+        return None
+    from bench.measure.calibration import calibrate_block
+
+    def cost(width: int, act_bytes: int) -> tuple[int, int]:
+        edge_width = config.channels if sizes.edge_dim else None
+        measured = calibrate_block(config.model, width, edge_width, config.device)
+        scale = act_bytes / FLOAT
+        nodes, edges = sizes.batch_nodes, sizes.batch_edges
+        return (int(scale * measured.saved_bytes(nodes, edges)),
+                int(scale * measured.edge_bytes(edges)))  # fmt: skip
+
+    return cost
 
 
 def predict(config: TrialConfig, sizes: GraphSizes) -> MemoryPrediction:
@@ -408,6 +421,11 @@ def predict(config: TrialConfig, sizes: GraphSizes) -> MemoryPrediction:
     optimizer_temp = FLOAT * params if cuda else FLOAT * largest_layer
     data = sizes.batch_bytes if cuda else sizes.host_bytes
     total = data + state + max(acts, optimizer_temp)
+    calibrated = None
+    if is_factory(config.conv):
+        from bench.measure.calibration import calibration_note
+
+        calibrated = calibration_note(config.conv, config.device)
     return MemoryPrediction(
         params=params,
         model_state_bytes=state,
@@ -416,6 +434,7 @@ def predict(config: TrialConfig, sizes: GraphSizes) -> MemoryPrediction:
         data_bytes=data,
         total_bytes=int(total),
         sizes=sizes,
+        calibrated=calibrated,
     )
 
 

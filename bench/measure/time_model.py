@@ -9,10 +9,11 @@ is modelled per architecture family as::
 node-or-edge channel per layer) are least-squares fits (non-negative) to committed step times
 measured on the same kind of device: ``results/gpu/gpu-check.csv`` for CUDA (H100/H200, one
 metered step each, 112-1001 layers on ogbn-proteins-sized parts and 64 layers on a
-10k-node graph) and ``results/benchmark/benchmark.csv`` for CPU (one thread). Families: res
-(res, wt-res; ckpt at 4/3 of res: its recomputation), rev (rev, wt-rev), deq (``L_eff`` = the
-iteration cap, its worst case: the solver may stop earlier). :func:`calibration` says how well
-each fit matches its own points.
+10k-node graph) and ``results/benchmark/benchmark.csv`` for CPU (one thread). One fit per
+architecture family (``bench.models.archs``: residual, reversible, equilibrium), each member at
+its ``time_factor`` of it (checkpointing at 4/3: its recomputation); ``L_eff`` is the arch's
+depth (an equilibrium model's iteration cap, its worst case: the solver may stop earlier).
+:func:`calibration` says how well each fit matches its own points.
 
 A trial then takes ``epochs x (train_parts steps + eval_parts evaluation forwards at 1/3 of a
 step each + the epoch's partition on the host)`` plus a fixed start-up. Batches: a random node
@@ -32,17 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.data.paths import REPO_ROOT
+from bench.models import archs
 
 STARTUP_S = 10.0  # per trial: a fresh process, imports, data, CUDA context (an estimate)
 PARTITION_S_PER_EDGE = 5e-8  # a random partition per epoch, on the host: ~4 s at 79M edges
 EVAL_SHARE = 1 / 3  # an evaluation forward (no grad) against a training step
-CKPT_FACTOR = 4 / 3  # checkpointing recomputes every layer's forward once
 CALIBRATION = {
     "cuda": REPO_ROOT / "results" / "gpu" / "gpu-check.csv",
     "cpu": REPO_ROOT / "results" / "benchmark" / "benchmark.csv",
 }
-FAMILY = {"res": "res", "wt-res": "res", "ckpt": "res", "rev": "rev", "wt-rev": "rev",
-          "deq": "deq"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,13 +68,15 @@ def _rows(device: str, path: Path | None = None) -> Any:
         nodes, edges, layers = table["batch_nodes"], table["batch_edges"], table["layers"]
     else:  # benchmark: a whole graph per step
         nodes, edges, layers = table["nodes"], table["edges"], table["depth"]
-    keep = table["arch"].isin(FAMILY) & (table.get("precision", "fp32") == "fp32")
+    known = {a.name: a for a in archs.registered()}
+    keep = table["arch"].isin(known) & (table.get("precision", "fp32") == "fp32")
     if "aggr_impl" in table:
         keep &= table["aggr_impl"] == "fused"
     return pd.DataFrame({
-        "family": table["arch"].map(FAMILY), "layers": layers, "nodes": nodes, "edges": edges,
-        "channels": table["channels"], "step_s": table["step_time_s"],
-        "ckpt": table["arch"] == "ckpt",
+        "family": table["arch"].map({n: a.family for n, a in known.items()}), "layers": layers,
+        "nodes": nodes, "edges": edges, "channels": table["channels"],
+        "step_s": table["step_time_s"],
+        "factor": table["arch"].map({n: a.time_factor for n, a in known.items()}),
     })[keep]  # fmt: skip
 
 
@@ -88,7 +89,7 @@ def calibration(device: str, path: Path | None = None) -> dict[str, Fit]:
     rows = _rows(device, path)
     fits = {}
     for family, group in rows.groupby("family"):
-        per_layer = group["step_s"] / group["layers"] / np.where(group["ckpt"], CKPT_FACTOR, 1)
+        per_layer = group["step_s"] / group["layers"] / group["factor"]
         work = (group["nodes"] + group["edges"]) * group["channels"]
         # relative least squares: every point weighs the same, small and large
         a = np.column_stack([np.ones(len(group)), work]) / per_layer.to_numpy()[:, None]
@@ -119,11 +120,11 @@ def estimate_trial(config: Any, device: str, fits: dict[str, Fit] | None = None)
 
     size = graph_size(config.dataset, config.dataset_options)
     fits = fits if fits is not None else calibration(device)
-    fit = fits.get(FAMILY.get(config.arch, ""))
+    arch = config.architecture
+    fit = fits.get(arch.family)
     if size is None or fit is None:
         return None
-    layers = config.deq_settings()["max_iter"] if config.is_deq else config.layers
-    factor = CKPT_FACTOR if config.arch == "ckpt" else 1.0
+    layers, factor = config.model.depth, arch.time_factor
     full = config.batching == "full"
 
     def steps(parts: int) -> float:  # seconds of ``parts`` training steps covering the graph

@@ -14,39 +14,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.config import DEFAULT_CONV
-from bench.models.blocks import DeepGNN, make_block_conv, make_norm
-from bench.nn.deq import DEQFixedPoint, check_settings
+from bench.models.blocks import DeepGNN, make_norm
+from bench.models.config import ModelConfig
+from bench.models.convs import make_conv
+from bench.nn.deq import DEQFixedPoint
 
 
 class DEQBlock(nn.Module):
     """f(z, x): conv -> Norm(. + x) -> ReLU -> dropout -> conv -> + first conv -> ReLU -> Norm.
 
-    ``conv`` picks both convolutions (GENConv by default; GAT / SAGE / GCN as in every block).
+    ``config.conv`` picks both convolutions (as in every block).
 
     ``dropout_mask`` (scaled by 1/(1-p)) is passed in so that one mask serves every solver
     iteration and the backward solve: f must be a fixed function for a fixed point to exist.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        edge_dim: int | None,
-        aggr: str,
-        norm: str,
-        conv: str = DEFAULT_CONV,
-        heads: int | None = None,
-        aggr_impl: str = "fused",
-    ) -> None:
+    def __init__(self, config: ModelConfig, edge_dim: int | None) -> None:
         super().__init__()
-        self.conv1 = make_block_conv(
-            conv, channels, channels, edge_dim, aggr, norm, heads, aggr_impl
-        )
-        self.norm1 = make_norm(norm, channels)
-        self.conv2 = make_block_conv(
-            conv, channels, channels, edge_dim, aggr, norm, heads, aggr_impl
-        )
-        self.norm2 = make_norm(norm, channels)
+        channels = config.channels
+        self.conv1 = make_conv(config, channels, channels, edge_dim)
+        self.norm1 = make_norm(config.norm, channels)
+        self.conv2 = make_conv(config, channels, channels, edge_dim)
+        self.norm2 = make_norm(config.norm, channels)
 
     def forward(
         self,
@@ -64,36 +53,21 @@ class DEQBlock(nn.Module):
 
 
 class DEQGNN(DeepGNN):
-    """Deep-equilibrium GNN: encoders -> z* = f(z*, x) -> head; ``layers`` = iteration cap.
+    """Deep-equilibrium GNN: encoders -> z* = f(z*, x) -> head; the iteration cap is
+    ``config.deq_max_iter`` (resolved to ``layers`` when unset).
 
     ``solver_stats`` holds ``fwd_iters``, ``fwd_rel_residual`` (and ``fwd_converged``,
     ``fwd_fallback``) after forward; ``bwd_iters``, ``bwd_rel_residual`` after backward.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        edge_dim: int | None,
-        out_channels: int,
-        channels: int,
-        dropout: float = 0.0,
-        norm: str = "layer",
-        aggr: str = "max",
-        solver: str = "anderson",
-        tol: float = 1e-4,
-        max_iter: int = 30,
-        grad: str = "implicit",
-        conv: str = DEFAULT_CONV,
-        heads: int | None = None,
-        aggr_impl: str = "fused",
-    ) -> None:
-        check_settings(solver, tol, max_iter, grad)  # before building anything
-        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm, conv)
+    def __init__(self, config: ModelConfig, in_channels: int, edge_dim: int | None,
+                 out_channels: int) -> None:  # fmt: skip
+        super().__init__(config, in_channels, edge_dim, out_channels)
         # edge features reach the block already encoded to ``channels`` by DeepGNN
-        self.block = DEQBlock(
-            channels, channels if edge_dim else None, aggr, norm, conv, heads, aggr_impl
-        )
-        self.deq = DEQFixedPoint(solver=solver, tol=tol, max_iter=max_iter, grad=grad)
+        self.block = DEQBlock(config, self.block_edge_dim)
+        self.deq = DEQFixedPoint(solver=config.deq_solver, tol=config.deq_tol,
+                                 max_iter=config.deq_max_iter, grad=config.deq_grad,
+                                 history=config.architecture.history)  # fmt: skip
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
         mask = None

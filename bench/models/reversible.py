@@ -17,68 +17,38 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bench.config import DEFAULT_CONV, DEFAULT_TIE
-from bench.errors import ConfigError
-from bench.models.blocks import DeepGNN, block_maker, block_of_layer, distinct_blocks
+from bench.models.blocks import DeepGNN, ResPlusBlock, block_of_layer, distinct_blocks
+from bench.models.config import ModelConfig
 from bench.nn.reversible import ReversibleStack
 
 
 class RevGNN(DeepGNN):
     """Grouped reversible GNN: activation memory independent of depth.
 
-    ``tie`` shares blocks (WT-RevGNN): ``"after-first"`` gives the first layer its own G group
-    functions and shares one block among all later layers, ``"all"`` uses one block at every
-    layer; None (the default) gives every layer its own.
-    ``share_mask=True`` uses one dropout mask for all layers and groups (the paper's way);
-    the default draws an independent mask per layer and group, replayed from one seed.
+    ``config.tie`` shares blocks (WT-RevGNN): ``"after-first"`` gives the first layer its own
+    G group functions and shares one block among all later layers, ``"all"`` uses one block at
+    every layer; None gives every layer its own. ``config.share_mask`` uses one dropout mask for
+    all layers and groups (the paper's way); otherwise an independent mask per layer and group
+    is drawn, replayed from one seed.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        edge_dim: int | None,
-        out_channels: int,
-        layers: int,
-        channels: int,
-        groups: int = 2,
-        dropout: float = 0.0,
-        aggr: str = "max",
-        norm: str = "layer",
-        tie: str | None = None,
-        share_mask: bool = False,
-        conv: str = DEFAULT_CONV,
-        heads: int | None = None,
-        aggr_impl: str = "fused",
-    ) -> None:
-        if groups < 2:
-            raise ConfigError("groups", f"a reversible arch needs groups >= 2, got {groups}")
-        if channels % groups:
-            raise ConfigError(
-                "groups", f"channels ({channels}) must be divisible by groups ({groups})"
-            )
-        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm, conv)
-        width = channels // groups
-        block_edge_dim = channels if edge_dim else None
-        n_blocks = distinct_blocks(layers, tie)
-        make = block_maker(block_edge_dim, aggr, norm, dropout, conv, heads, aggr_impl)
-        blocks = [[make(width) for _ in range(groups)] for _ in range(n_blocks)]
+    def __init__(self, config: ModelConfig, in_channels: int, edge_dim: int | None,
+                 out_channels: int) -> None:  # fmt: skip
+        super().__init__(config, in_channels, edge_dim, out_channels)
+        layers, groups = config.layers, config.groups
+        width = config.channels // groups
+        n_blocks = distinct_blocks(layers, config.tie)
+        blocks = [[ResPlusBlock(config, width, self.block_edge_dim) for _ in range(groups)]
+                  for _ in range(n_blocks)]  # fmt: skip
         if 1 < n_blocks < layers:  # partly tied: one entry per layer, shared ones repeated
             blocks = [blocks[block_of_layer(layer, n_blocks)] for layer in range(layers)]
         self.stack = ReversibleStack(
-            blocks, num_layers=layers, dropout=dropout, share_mask=share_mask
+            blocks, num_layers=layers, dropout=config.dropout, share_mask=bool(config.share_mask)
         )
         self.layers = layers
         self.groups = groups
-        self.tie = tie
+        self.tie = config.tie
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
         # the edge embedding goes to every group whole, as explicit context (never split)
         return self.stack(h, edge_index, edge_attr)
-
-
-class WTRevGNN(RevGNN):
-    """Weight-tied RevGNN: an untied first grouped reversible block, then one block for every
-    later layer (``tie="after-first"``, the default), or one block for all (``tie="all"``)."""
-
-    def __init__(self, *args: object, tie: str = DEFAULT_TIE, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs, tie=tie)  # type: ignore[arg-type]

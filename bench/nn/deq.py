@@ -52,7 +52,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.errors import ConfigError
 from bench.nn.solvers import CHECK_EVERY, METHODS, solve
 from bench.nn.state import (
     AutocastState,
@@ -65,25 +64,16 @@ SOLVERS = tuple(METHODS)
 GRADS = ("implicit", "phantom")
 
 
-def check_settings(solver: str, tol: float, max_iter: int, grad: str) -> None:
-    """Raise ConfigError naming the setting (``deq_*``, as in TrialConfig) if any is invalid."""
+def _check_settings(solver: str, tol: float, max_iter: int, grad: str) -> None:
+    """Raise ValueError naming the argument if any is invalid."""
     if solver not in SOLVERS:
-        raise ConfigError(
-            "deq_solver", f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}"
-        )
-    if (
-        isinstance(tol, bool)
-        or not isinstance(tol, (int, float))
-        or not math.isfinite(tol)
-        or tol <= 0
-    ):
-        raise ConfigError("deq_tol", f"must be a positive finite number, got {tol!r}")
+        raise ValueError(f"solver: unknown value {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol: must be a positive finite number, got {tol!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ConfigError("deq_max_iter", f"must be a positive integer, got {max_iter!r}")
+        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
     if grad not in GRADS:
-        raise ConfigError(
-            "deq_grad", f"unknown gradient {grad!r}; choose one of {', '.join(GRADS)}"
-        )
+        raise ValueError(f"grad: unknown value {grad!r}; choose one of {', '.join(GRADS)}")
 
 
 def solve_fixed_point(
@@ -148,17 +138,17 @@ class DEQFixedPoint(nn.Module):
         check_every: int = CHECK_EVERY,
     ) -> None:
         super().__init__()
-        check_settings(solver, tol, max_iter, grad)
+        _check_settings(solver, tol, max_iter, grad)
         self.solver, self.tol, self.max_iter, self.grad = solver, float(tol), max_iter, grad
         self.bwd_tol = float(bwd_tol) if bwd_tol is not None else self.tol
         self.bwd_max_iter = bwd_max_iter if bwd_max_iter is not None else max_iter
-        check_settings(solver, self.bwd_tol, self.bwd_max_iter, grad)
+        _check_settings(solver, self.bwd_tol, self.bwd_max_iter, grad)
         if phantom_steps < 1:
-            raise ConfigError("phantom_steps", f"must be a positive integer, got {phantom_steps!r}")
+            raise ValueError(f"phantom_steps: must be a positive integer, got {phantom_steps!r}")
         self.phantom_steps = phantom_steps
         self.history = history
         if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
-            raise ConfigError("check_every", f"must be a positive integer, got {check_every!r}")
+            raise ValueError(f"check_every: must be a positive integer, got {check_every!r}")
         self.check_every = check_every
         self.stats: dict[str, float] = {}
 

@@ -88,7 +88,6 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from bench.errors import ConfigError
 from bench.nn.state import AutocastState, frozen_running_stats, upcast_under_autocast
 
 __all__ = ["ReversibleStack", "frozen_running_stats"]
@@ -182,19 +181,19 @@ class ReversibleStack(nn.Module):
     ) -> None:
         super().__init__()
         if len(blocks) == 0:
-            raise ConfigError("layers", "a reversible stack needs at least one block")
+            raise ValueError("blocks: a reversible stack needs at least one block")
         groups = len(blocks[0])
         if groups < 2:
-            raise ConfigError("groups", f"a reversible layer needs >= 2 groups, got {groups}")
+            raise ValueError(f"blocks: a reversible layer needs >= 2 group functions, got {groups}")
         if any(len(b) != groups for b in blocks):
-            raise ConfigError("groups", "every block must have the same number of group functions")
+            raise ValueError("blocks: every block must have the same number of group functions")
         num_layers = len(blocks) if num_layers is None else num_layers
         if num_layers < 1 or num_layers % len(blocks):
-            raise ConfigError(
-                "layers", f"num_layers ({num_layers}) must be a positive multiple of {len(blocks)}"
+            raise ValueError(
+                f"num_layers: must be a positive multiple of {len(blocks)}, got {num_layers}"
             )
         if not 0.0 <= dropout < 1.0:
-            raise ConfigError("dropout", f"must be in [0, 1), got {dropout}")
+            raise ValueError(f"dropout: must be in [0, 1), got {dropout}")
         self.blocks = nn.ModuleList(nn.ModuleList(b) for b in blocks)
         self.groups = groups
         self.num_layers = num_layers

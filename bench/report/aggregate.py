@@ -22,7 +22,7 @@ def deq_tolerance(rows: pd.DataFrame) -> pd.Series:
     """Each trial's solver tolerance (its ``deq_tol``, else the DEQ default)."""
     from bench.config import TrialConfig
 
-    default = TrialConfig(arch="deq").deq_settings()["tol"]
+    default = TrialConfig(arch="deq").model.deq_tol
     return rows["deq_tol"].fillna(default)
 
 

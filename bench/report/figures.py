@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.transforms as mtransforms  # noqa: E402
 import numpy as np  # noqa: E402
@@ -33,19 +34,17 @@ from matplotlib.ticker import (  # noqa: E402
 )  # noqa: E402
 
 from bench import paper  # noqa: E402
-from bench.config import ARCHS  # noqa: E402
+from bench.models import archs  # noqa: E402
 from bench.report.aggregate import linear_fit  # noqa: E402
 from bench.report.fmt import byte_unit, fmt_bytes  # noqa: E402
 from bench.report.load import variant_labels  # noqa: E402
 from bench.report.select import FigureSpec  # noqa: E402
 from bench.stats import summarize  # noqa: E402
 
-MODEL_NAMES = {"res": "ResGNN", "rev": "RevGNN", "wt-res": "WT-ResGNN", "wt-rev": "WT-RevGNN",
-               "deq": "DEQ-GNN", "ckpt": "ResGNN (checkpointed)"}  # fmt: skip
-MODEL_ORDER = [MODEL_NAMES[a] for a in ARCHS]
-_CB = sns.color_palette("colorblind")
-# Distinct hues per family: blue/orange for res/rev, green/pink when tied, purple for DEQ.
-PALETTE = dict(zip(MODEL_ORDER, [_CB[0], _CB[1], _CB[2], _CB[4], "#6a3d9a", _CB[7]], strict=True))
+# each architecture's display name and colour, in registration order (bench.models.archs)
+MODEL_NAMES = {a.name: a.display for a in archs.registered()}
+MODEL_ORDER = list(MODEL_NAMES.values())
+PALETTE = {a.display: mcolors.to_rgb(a.colour) for a in archs.registered()}
 VARIANT_EXCLUDE = ("arch", "layers", "deq_max_iter", "dataset", "device")
 RC = {"svg.hashsalt": "bench-report", "svg.fonttype": "path", "figure.dpi": 100}
 LABEL_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11))

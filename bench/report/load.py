@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.config import TIED_ARCHS, TrialConfig
+from bench.config import TrialConfig
 from bench.errors import DataError
+from bench.models import archs
 from bench.record import STATUSES
 
 CONFIG_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialConfig))
@@ -194,7 +195,7 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
         if column not in df.columns:
             df[column] = default
     if "tie" not in df.columns:  # exported before the field: weight tying shared one block
-        df["tie"] = df["arch"].map(lambda arch: "all" if arch in TIED_ARCHS else None)
+        df["tie"] = df["arch"].map(lambda arch: "all" if arch in archs.names(tied=True) else None)
     df["kind"] = df["kind"].fillna("ablation")
     df["spec"] = df["spec"].where(df["spec"].notna(), df["study"])
     df["profile"] = df["profile"].where(df["profile"].notna(), df["kind"])  # tuning: no profile

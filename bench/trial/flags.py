@@ -17,6 +17,7 @@ from bench import units
 from bench.config import TrialConfig
 from bench.data.graph_file import is_graph_file, summary_of
 from bench.errors import ConfigError, DataError, cli_exit
+from bench.models import archs
 from bench.record import TrialRecord
 from bench.trial.isolation import run_trial_isolated
 from bench.trial.protocol import (
@@ -84,36 +85,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrialConfig)
     settings = parser.add_argument_group("trial settings (one per TrialConfig field)")
     for f in dataclasses.fields(TrialConfig):
-        # a friendlier alias (shown first) where the field name reads badly as a flag
-        flags = [*_FLAG_ALIASES.get(f.name, ()), "--" + f.name.replace("_", "-")]
-        base, optional = _unwrap_optional(hints[f.name])
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-        if f.name == "dataset_options":
-            settings.add_argument(
-                *flags,
-                dest=f.name,
-                action="append",
-                type=_key_value,
-                default=None,
-                metavar="KEY=VALUE",
-                help="a dataset loader option (repeatable), e.g. --dataset-option num_nodes=200",
-            )
-            continue
-        kind = parse_bytes if f.name == "memory_cap_bytes" else _bool if base is bool else base
-        metavar = "BYTES" if f.name == "memory_cap_bytes" else f.name.upper()
-        arch_default = f.name.startswith("deq_") or f.name == "tie"
-        shown = "the arch's default" if optional and arch_default else default
-        if f.name == "heads":
-            shown = "1 (--conv gat only)"
-        settings.add_argument(
-            *flags,
-            dest=f.name,
-            type=kind,
-            default=None,
-            metavar=metavar,
-            help=f"default: {shown}",
-        )
-    harness = parser.add_argument_group("harness")
+        _add_setting(settings, f, hints[f.name])
+    _add_harness_arguments(parser.add_argument_group("harness"))
+
+
+def _add_setting(group: Any, f: dataclasses.Field, hint: Any) -> None:
+    """One field's flag: its name (and a friendlier alias, shown first, where the name reads
+    badly as a flag), its type, and its default in the help (None: the flag was not given)."""
+    flags = [*_FLAG_ALIASES.get(f.name, ()), "--" + f.name.replace("_", "-")]
+    if f.name == "dataset_options":
+        group.add_argument(*flags, dest=f.name, action="append", type=_key_value, default=None,
+                           metavar="KEY=VALUE", help="a dataset loader option (repeatable), "
+                           "e.g. --dataset-option num_nodes=200")  # fmt: skip
+        return
+    base, optional = _unwrap_optional(hint)
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    kind = parse_bytes if f.name == "memory_cap_bytes" else _bool if base is bool else base
+    metavar = "BYTES" if f.name == "memory_cap_bytes" else f.name.upper()
+    shown = "the arch's default" if optional and f.name in archs.OPTIONAL else default
+    if f.name == "heads":
+        shown = "1 (--conv gat only)"
+    group.add_argument(*flags, dest=f.name, type=kind, default=None, metavar=metavar,
+                       help=f"default: {shown}")  # fmt: skip
+
+
+def _add_harness_arguments(harness: Any) -> None:
+    """How the trial runs and what it prints (not part of its configuration)."""
     harness.add_argument(
         "--config-json",
         metavar="JSON",

@@ -226,7 +226,7 @@ def _train(
         optimizer_implementation,
     )
     from bench.measure.precision import MixedPrecision
-    from bench.models import build_from_config
+    from bench.models import build_model
     from bench.models.compiled import CompileClock, compile_blocks, eager_if
 
     _seed_everything(config.seed, config.device, config.deterministic_algorithms)
@@ -249,8 +249,8 @@ def _train(
     prediction = memory_model.predict(config, sizes)
     record.predicted_params = prediction.params
     record.predicted_peak_bytes = prediction.total_bytes
-    model = build_from_config(
-        config, dataset.num_features, dataset.edge_dim, dataset.num_outputs
+    model = build_model(
+        config.model, dataset.num_features, dataset.edge_dim, dataset.num_outputs
     ).to(device)
     record.params = count_parameters(model)
     if config.compile:

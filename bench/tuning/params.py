@@ -11,32 +11,23 @@ from typing import Any
 
 import optuna
 
-from bench.config import (
-    ARCHS,
-    CONVS,
-    DEQ_GRADS,
-    DEQ_SOLVERS,
-    PRECISIONS,
-    TIES,
-    TrialConfig,
-)
+from bench.config import PRECISIONS, TrialConfig
 from bench.errors import ConfigError
+from bench.models import archs
 
 # settings the tuner owns or that cannot be sampled
 UNTUNABLE = ("memory_cap_bytes", "data_root", "dataset_options", "dataset_hash", "device")
-DEQ_FIELDS = ("deq_solver", "deq_tol", "deq_max_iter", "deq_grad")
 
 FIELD_TYPES: dict[str, str] = {
     f.name: str(f.type).replace(" | None", "") for f in dataclasses.fields(TrialConfig)
 }
-KNOWN_CHOICES: dict[str, tuple[str, ...]] = {
-    "arch": ARCHS,
-    "deq_solver": DEQ_SOLVERS,
-    "deq_grad": DEQ_GRADS,
-    "tie": TIES,
-    "precision": PRECISIONS,
-    "conv": CONVS,
-}
+
+
+def known_choices() -> dict[str, tuple[str, ...]]:
+    """The values a categorical setting can take, where they are a closed set (a conv may be
+    a factory ``module:function``: every corner of a space is validated instead)."""
+    return {"arch": archs.names(), "deq_solver": archs.DEQ_SOLVERS, "deq_grad": archs.DEQ_GRADS,
+            "tie": archs.TIES, "precision": PRECISIONS}  # fmt: skip
 
 
 class SearchSpaceError(ConfigError):

@@ -38,14 +38,11 @@ from typing import Any
 
 import optuna
 
-from bench.config import (
-    DEFAULT_HEADS,
-    REVERSIBLE_ARCHS,
-    TIED_ARCHS,
-    TrialConfig,
-)
+from bench.config import TrialConfig
 from bench.data.paths import REPO_ROOT
 from bench.errors import ConfigError
+from bench.models import archs
+from bench.models.conv_specs import conv_spec
 from bench.units import format_bytes
 
 if sys.version_info >= (3, 11):
@@ -53,11 +50,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 from bench.tuning.params import (
-    DEQ_FIELDS,
     FIELD_TYPES,
-    KNOWN_CHOICES,
     Param,
     SearchSpaceError,
+    known_choices,
     parse_param,
     suggest_value,
 )
@@ -103,13 +99,9 @@ class SearchSpace:
         """Whether a param matters for this arch and conv (conditional spaces keep TPE
         informed); ``conv`` None means the base's."""
         if name == "heads":
-            return (conv or self.base.get("conv", TrialConfig.conv)) == "gat"
-        if name in DEQ_FIELDS:
-            return arch == "deq"
-        if name == "groups":
-            return arch in REVERSIBLE_ARCHS
-        if name == "tie":
-            return arch in TIED_ARCHS
+            return _has_heads(conv or self.base.get("conv", TrialConfig.conv))
+        if name in archs.OPTIONAL or name == "groups":
+            return name in archs.get(arch).accepts()
         return True
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Suggestion:
@@ -131,18 +123,17 @@ class SearchSpace:
     def build(self, params: dict[str, Any]) -> Suggestion:
         """The configuration for sampled ``params`` (also used to replay a stored trial)."""
         values = {**self.base, **params}
-        arch = values.get("arch", TrialConfig.arch)
-        for name in DEQ_FIELDS:
-            if arch != "deq":
+        accepts = archs.get(values.get("arch", TrialConfig.arch)).accepts()
+        for name in archs.OPTIONAL:
+            if name not in accepts:
                 values.pop(name, None)
-        if arch not in TIED_ARCHS:
-            values.pop("tie", None)
-        if values.get("conv", TrialConfig.conv) != "gat":
+        heads = _has_heads(values.get("conv", TrialConfig.conv))
+        if not heads:
             values.pop("heads", None)
         adjusted: dict[str, tuple[Any, Any]] = {}
-        divisor = values.get("groups", TrialConfig.groups) if arch in REVERSIBLE_ARCHS else 1
-        if values.get("conv", TrialConfig.conv) == "gat":
-            divisor *= values.get("heads") or DEFAULT_HEADS
+        divisor = values.get("groups", TrialConfig.groups) if "groups" in accepts else 1
+        if heads:
+            divisor *= values.get("heads") or 1
         if divisor > 1:
             channels = values.get("channels", TrialConfig.channels)
             if channels % divisor and "channels" in self.params:
@@ -291,34 +282,31 @@ def parse_search_space(raw: dict[str, Any], path: Path | str = "<memory>") -> Se
 def _check_consistency(space: SearchSpace) -> None:
     """Reject spaces that would produce invalid configurations, naming the key at fault."""
     path, params, base = space.path, space.params, space.base
-    for name in KNOWN_CHOICES:
+    for name, known in known_choices().items():
         if name in params and params[name].kind == "categorical":
-            bad = [c for c in params[name].choices if c not in KNOWN_CHOICES[name]]
+            bad = [c for c in params[name].choices if c not in known]
             if bad:
                 raise SearchSpaceError(
                     path, f"space.{name}.choices",
-                    f"unknown value {bad[0]!r}; choose from {', '.join(KNOWN_CHOICES[name])}",
+                    f"unknown value {bad[0]!r}; choose from {', '.join(known)}",
                 )  # fmt: skip
-    archs = (
+    arch_names = (
         list(params["arch"].choices) if "arch" in params else [base.get("arch", TrialConfig.arch)]
     )
-    deq_tuned = [n for n in DEQ_FIELDS if n in params]
-    if deq_tuned and "deq" not in archs:
-        raise SearchSpaceError(
-            path, f"space.{deq_tuned[0]}", "is a DEQ setting, but the arch is never 'deq'"
-        )
-    if "tie" in params and not any(a in TIED_ARCHS for a in archs):
-        raise SearchSpaceError(
-            path,
-            "space.tie",
-            f"is a weight-tying setting, but the arch is never {' or '.join(TIED_ARCHS)}",
-        )
+    try:
+        taken = set().union(*(archs.get(a).accepts() for a in arch_names))
+    except ConfigError as err:
+        raise SearchSpaceError(path, "base.arch", err.message) from None
+    for name in (n for n in params if n in archs.OPTIONAL and n not in taken):
+        what, owners = archs.OPTIONAL[name]
+        raise SearchSpaceError(path, f"space.{name}", f"is a {what} setting, but the arch is "
+                               f"never {' or '.join(archs.names(**owners))}")  # fmt: skip
     convs = (
         list(params["conv"].choices) if "conv" in params else [base.get("conv", TrialConfig.conv)]
     )
-    if "heads" in params and "gat" not in convs:
+    if "heads" in params and not any(_has_heads(c) for c in convs):
         raise SearchSpaceError(path, "space.heads", "is a GAT setting, but the conv is never 'gat'")
-    if any(a in REVERSIBLE_ARCHS for a in archs):
+    if "groups" in taken:
         _check_groups(space)
     # every corner of the space must be a valid configuration (e.g. dropout high < 1)
     try:
@@ -327,6 +315,14 @@ def _check_consistency(space: SearchSpace) -> None:
     except ConfigError as err:
         key = f"space.{err.field}" if err.field in params else f"base.{err.field}"
         raise SearchSpaceError(path, key, err.message) from None
+
+
+def _has_heads(conv: str) -> bool:
+    """Whether a convolution has attention heads (a valid name; a bad one is caught later)."""
+    try:
+        return conv_spec(conv).heads
+    except ConfigError:
+        return False
 
 
 def _check_groups(space: SearchSpace) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from bench.models.blocks import DeepGNN, ResPlusBlock, block_maker
+from bench.models.blocks import DeepGNN, ResPlusBlock
+from bench.models.config import ModelConfig
 
 
 class _FullEdgeGroup(nn.Module):
@@ -24,27 +25,22 @@ class _FullEdgeGroup(nn.Module):
 
 
 class PygGroupAddRevGNN(DeepGNN):
-    """The peer: PyG's ``GroupAddRev`` around the same res+ block (one per group), ``layers``
-    times. PyG's dropout is plain ``nn.functional.dropout`` inside the block (no mask replay),
+    """The peer: PyG's ``GroupAddRev`` around the same res+ block (one per group),
+    ``config.layers`` times (``config``: a RevGNN's). PyG's dropout is plain ``nn.functional.dropout`` inside the block (no mask replay),
     so with dropout its reconstruction is inexact; its cost, which is what is measured, is not
     affected."""
 
-    def __init__(
-        self, in_channels: int, edge_dim: int | None, out_channels: int, layers: int, channels: int,
-        groups: int = 2, dropout: float = 0.0, aggr: str = "max", norm: str = "layer",
-        conv: str = "gen", heads: int | None = None,
-        aggr_impl: str = "fused",
-    ) -> None:  # fmt: skip
+    def __init__(self, config: ModelConfig, in_channels: int, edge_dim: int | None,
+                 out_channels: int) -> None:  # fmt: skip
         from torch_geometric.nn import GroupAddRev
 
-        super().__init__(in_channels, edge_dim, out_channels, channels, dropout, norm, conv)
-        width = channels // groups
-        block_edge_dim = channels if edge_dim else None
-        make = block_maker(block_edge_dim, aggr, norm, dropout, conv, heads, aggr_impl)
+        super().__init__(config, in_channels, edge_dim, out_channels)
+        width = config.channels // config.groups
         self.layers = nn.ModuleList(
-            GroupAddRev(nn.ModuleList(_FullEdgeGroup(make(width)) for _ in range(groups)))
-            for _ in range(layers)
-        )
+            GroupAddRev(nn.ModuleList(_FullEdgeGroup(ResPlusBlock(config, width, self.block_edge_dim))
+                                      for _ in range(config.groups)))
+            for _ in range(config.layers)
+        )  # fmt: skip
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
         if edge_attr is None:

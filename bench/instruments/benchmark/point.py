@@ -75,21 +75,20 @@ GRAD_BYTES_PER_PARAM = 4  # float32 gradients, allocated by the backward
 
 
 def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> DeepGNN:
-    edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else None
-    common = dict(dropout=args.dropout, aggr=args.aggr, norm="layer", aggr_impl=args.aggr_impl,
-                  conv=args.conv, heads=args.heads)  # fmt: skip
-    if arch == PEER:
-        return PygGroupAddRevGNN(graph.x.size(1), edge_dim, graph.y.size(1), depth, args.channels,
-                                 groups=args.groups, **common)  # type: ignore[arg-type]  # fmt: skip
-    from bench.models import build_model
+    """``arch`` (or the PyG peer, on RevGNN's settings) at ``depth`` for the benchmark graph;
+    an equilibrium model iterates to its cap ``depth`` (an unreachable tolerance)."""
+    from bench.models import ModelConfig, archs, build_model
 
-    deq = (
-        {"deq_max_iter": depth, "deq_tol": DEQ_BENCH_TOL, "deq_solver": args.deq_solver}
-        if arch == "deq"
-        else {}
-    )
-    return build_model(arch, graph.x.size(1), edge_dim, graph.y.size(1), depth, args.channels,
-                       groups=args.groups, **common, **deq)  # type: ignore[arg-type]  # fmt: skip
+    edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else None
+    settings = dict(layers=depth, channels=args.channels, groups=args.groups,
+                    dropout=args.dropout, aggr=args.aggr, norm="layer", aggr_impl=args.aggr_impl,
+                    conv=args.conv, heads=args.heads)  # fmt: skip
+    sizes = (graph.x.size(1), edge_dim, graph.y.size(1))
+    if arch == PEER:
+        return PygGroupAddRevGNN(ModelConfig(arch="rev", **settings), *sizes)
+    if "deq_max_iter" in archs.get(arch).accepts():
+        settings.update(deq_max_iter=depth, deq_tol=DEQ_BENCH_TOL, deq_solver=args.deq_solver)
+    return build_model(ModelConfig(arch=arch, **settings), *sizes)
 
 
 def forward_backward(model: nn.Module, graph: Graph, amp: MixedPrecision | None = None) -> None:

@@ -10,10 +10,11 @@ import os
 import sys
 from typing import Any
 
-from bench.config import ARCHS, TrialConfig
+from bench.config import TrialConfig
 from bench.errors import ConfigError, DataError, cli_exit
 from bench.instruments.capacity.search import Row, depth_row, width_row
 from bench.instruments.capacity.verify import TOLERANCE, verify
+from bench.models import archs as registry
 from bench.units import format_bytes, parse_bytes
 
 DEFAULT_CHANNELS = "64,128,256"
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "own memory with --device cuda on a GPU machine, else this machine's)",
     )
     parser.add_argument(
-        "--archs", default=",".join(ARCHS), help="comma-separated archs (default: %(default)s)"
+        "--archs", default=None, help="comma-separated archs (default: every registered arch)"
     )
     parser.add_argument(
         "--channels",
@@ -188,11 +189,12 @@ def main(args: argparse.Namespace) -> int:
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        archs = [a.strip() for a in args.archs.split(",") if a.strip()]
-        unknown = [a for a in archs if a not in ARCHS]
+        known = registry.names()
+        archs = [a.strip() for a in (args.archs or ",".join(known)).split(",") if a.strip()]
+        unknown = [a for a in archs if a not in known]
         if unknown or not archs:
             raise ConfigError(
-                "archs", f"unknown arch {(unknown or [''])[0]!r}; choose from {', '.join(ARCHS)}"
+                "archs", f"unknown arch {(unknown or [''])[0]!r}; choose from {', '.join(known)}"
             )
         widths = _ints(args.channels, "channels")
         for flag in ("layers", "max_layers", "max_channels", "channel_step"):

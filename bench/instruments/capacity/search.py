@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.config import REVERSIBLE_ARCHS, TrialConfig
+from bench.config import TrialConfig
 from bench.errors import ConfigError
+from bench.models import archs
 from bench.units import format_bytes
 
 
@@ -87,7 +88,7 @@ def _cached(fn: Callable[[int], Any]) -> Callable[[int], Any]:
 def _flat_note(arch: str) -> str:
     from bench.measure.memory_model import DEQ_HISTORY
 
-    if arch == "deq":
+    if archs.get(arch).depth_unit == "iteration":
         return f"iterations cost no memory (implicit gradients; flat from {DEQ_HISTORY} on)"
     return "depth costs no memory (one shared block, activations rebuilt)"
 
@@ -142,8 +143,8 @@ def depth_row(
 
 def width_unit(base: TrialConfig, arch: str, step: int) -> int:
     """Widths searched: multiples of ``step`` that the arch's groups (and GAT's heads) divide."""
-    divisor = base.groups if arch in REVERSIBLE_ARCHS else 1
-    if base.conv == "gat":
+    divisor = base.groups if "groups" in archs.get(arch).accepts() else 1
+    if base.model.conv_spec.heads:
         divisor *= base.heads or 1
     return math.lcm(step, divisor)
 
