@@ -158,8 +158,11 @@ class MemoryPrediction:
         return "\n".join(
             [
                 f"{config.arch}: {config.layers} layers x {config.channels} channels"
-                + (f", {config.groups} groups" if config.model.block_width < config.channels
-                   else "")  # fmt: skip
+                + (
+                    f", {config.groups} groups"
+                    if config.model.block_width < config.channels
+                    else ""
+                )  # fmt: skip
                 + f" on {config.dataset} ({config.device})",
                 f"  graph:        {s.nodes:,} nodes, {s.edges:,} edges; largest training batch "
                 f"{s.batch_nodes:,} nodes, {s.batch_edges:,} edges",

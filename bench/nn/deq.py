@@ -68,7 +68,12 @@ def _check_settings(solver: str, tol: float, max_iter: int, grad: str) -> None:
     """Raise ValueError naming the argument if any is invalid."""
     if solver not in SOLVERS:
         raise ValueError(f"solver: unknown value {solver!r}; choose one of {', '.join(SOLVERS)}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol <= 0:
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, (int, float))
+        or not math.isfinite(tol)
+        or tol <= 0
+    ):
         raise ValueError(f"tol: must be a positive finite number, got {tol!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")

@@ -25,7 +25,6 @@ class FigureSpec:
     compare: bool = True  # two archs drawn against each other: both must be there
     fallback: bool = True  # no trials of its specs: draw every ablation trial of its archs
 
-
     @property
     def archs(self) -> tuple[str, ...]:
         return self.arch_names if self.arch_names is not None else registry.names()
