@@ -121,23 +121,6 @@ PRODUCTS: tuple[PaperPoint, ...] = (
 )  # fmt: skip
 OTHER_DATASETS: tuple[PaperPoint, ...] = ARXIV + PRODUCTS
 
-# The paper's claims, stated in a form our measurements can be held against.
-CLAIMS: dict[str, str] = {
-    "rev-flat": "Activation memory of a reversible GNN is O(1) in depth; a residual GNN's is O(L) "
-    "(figure 2): only parameters and optimiser state grow with depth for RevGNN.",
-    "res-linear": "ResGNN memory grows linearly with depth until it runs out of memory (figure 2).",
-    "wt-rev-flat": "The same holds with weight tying: WT-RevGNN flat, WT-ResGNN linear (figure 3).",
-    "deq-flat": "DEQ-GNN memory does not grow with the number of solver iterations (figure 4).",
-    "batching": "Full-batch and mini-batch training both keep RevGNN flat in depth while ResGNN "
-    "grows; mini-batches need less memory (figure 5).",
-    "groups-params": "Grouping divides a layer's parameters roughly by the number of groups.",
-    "tied-params": "Weight-tied and DEQ models have parameters independent of depth.",
-    "rev-vs-res": "Reversible models match or beat the residual baseline at a fraction of its "
-    "memory (figure 1).",
-    "tied-tradeoff": "Weight-tied and DEQ models trade some accuracy for far fewer parameters "
-    "(figure 1).",
-}
-
 # Numbers the claims can be compared with (ratios and slopes, not absolute bytes).
 # RevGNN 112 -> 1001 layers at 80 channels adds about 0.30 GB: its extra 17.8M parameters x 16 B.
 REV_DEPTH_GROWTH_GB = 0.30

@@ -25,14 +25,14 @@ from bench.report.claims import (
     INCONCLUSIVE,
     NO_DATA,
     NOT_SUPPORTED,
-    STATEMENTS,
     SUPPORTED,
-    Claim,
+    Finding,
     all_claims,
     claim_verdict,
+    registered_claims,
 )
 from bench.report.claims.accuracy import accuracy_claims, with_hops
-from bench.report.claims.rules import COUNTED
+from bench.report.claims.params import COUNTED
 from bench.report.load import derive, read_results
 from bench.report.stale import MARK as STALE_MARK
 from bench.report.stale import stale_configs, stale_point_keys
@@ -328,7 +328,7 @@ def overview_pair(diffs: list[float], rev_memory: float = 0.1) -> pd.DataFrame:
     return derive(pd.DataFrame(rows))
 
 
-def rev_vs_res(df: pd.DataFrame) -> Claim:
+def rev_vs_res(df: pd.DataFrame) -> Finding:
     (claim,) = [c for c in all_claims(df) if c.key == "rev-vs-res"]
     return claim
 
@@ -364,8 +364,8 @@ def test_unpaired_seeds_use_welch() -> None:
 
 
 def test_claim_verdict_prefers_misses_then_contradictions_then_doubt() -> None:
-    def claims(*verdicts: str) -> list[Claim]:
-        return [Claim("rev-vs-res", "fig1", "s", str(i), "", v) for i, v in enumerate(verdicts)]
+    def claims(*verdicts: str) -> list[Finding]:
+        return [Finding("rev-vs-res", "fig1", "s", str(i), "", v) for i, v in enumerate(verdicts)]
 
     assert (
         claim_verdict(claims(SUPPORTED, CONTRADICTED, NOT_SUPPORTED), "rev-vs-res") == NOT_SUPPORTED
@@ -396,7 +396,7 @@ def test_tied_tradeoff_shows_the_score_interval_and_judges_params() -> None:
 # --- the accuracy ablation --------------------------------------------------------------------
 
 
-def accuracy_claims_of(rows: list[dict]) -> dict[str, Claim]:
+def accuracy_claims_of(rows: list[dict]) -> dict[str, Finding]:
     df = derive(pd.DataFrame(rows))
     return {c.case.split(" ")[0]: c for c in all_claims(df) if c.key == "depth-buys-accuracy"}
 
@@ -522,8 +522,9 @@ def test_every_figure_is_written_png_and_svg(built) -> None:
 def test_report_md_states_every_claim_and_embeds_figures(built) -> None:
     _, out, _ = built
     text = (out / "REPORT.md").read_text()
-    for key, statement in STATEMENTS.items():
-        assert f"### {key}\n" in text and statement in text and f"[{key}](#{key})" in text
+    for claim in registered_claims():
+        key = claim.key
+        assert f"### {key}\n" in text and claim.statement in text and f"[{key}](#{key})" in text
     assert "![Figure 2" in text and "figures/fig8_pareto.png" in text
     assert "V100" in text and "cpu-live-tensors" in text and text.count(CPU) == 1
     assert "abc1234" in text and "2.13.0" in text  # commits shown to 7 digits
@@ -533,7 +534,7 @@ def test_report_md_states_every_claim_and_embeds_figures(built) -> None:
     assert "[depth-buys-accuracy](#depth-buys-accuracy)" in text and "*contradicted*" in text
     assert "*inconclusive*" in text and "t-interval" in text
     board = "\n".join(text.splitlines()[:40])  # the verdict board fits the first 40 lines
-    assert all(f"[{key}](#{key})" in board for key in STATEMENTS)
+    assert all(f"[{c.key}](#{c.key})" in board for c in registered_claims())
     assert "**Sanity checks and design targets**" in board
 
 
@@ -694,7 +695,7 @@ def groups_rows(per_layer: Callable[[int, int], int]) -> list[dict]:
     return rows
 
 
-def groups_cases(rows: list[dict], key: str) -> list[Claim]:
+def groups_cases(rows: list[dict], key: str) -> list[Finding]:
     return [
         c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == key and c.slice != COUNTED
     ]

@@ -1,7 +1,7 @@
-"""The verdict board: REPORT.md's first screen. One row per claim: its verdict, the case that
-decides it (a GPU slice's where one exists), the paper's number, what the GPU check measured
-beside it, and links to the claim's section and figure. The paper's claims, the sanity checks
-and the design targets are apart."""
+"""The verdict board: REPORT.md's first screen. One row per registered claim
+(:mod:`bench.report.claims`): its verdict, the case that decides it (a GPU slice's where one
+exists), the paper's number, what the GPU check measured beside it, and links to the claim's
+section and figure. The paper's claims, the sanity checks and the design targets are apart."""
 
 from __future__ import annotations
 
@@ -11,60 +11,21 @@ import re
 import numpy as np
 import pandas as pd
 
-from bench import paper
-from bench.report.claims.base import VERDICT_ORDER, Claim, claim_verdict
-from bench.report.claims.rules import FIGURE_OF, KIND, STATEMENTS
+from bench.report.claims import (
+    PAPER_CLAIM,
+    VERDICT_ORDER,
+    Claim,
+    Finding,
+    claim_verdict,
+    registered_claims,
+)
 from bench.report.fmt import markdown_table
 from bench.report.load import device_short
 from bench.report.select import FIGURE_BY_KEY
 
-SHORT: dict[str, str] = {
-    "rev-flat": "RevGNN memory flat in depth",
-    "res-linear": "ResGNN memory linear in depth",
-    "wt-rev-flat": "WT-RevGNN flat, WT-ResGNN linear",
-    "deq-flat": "DEQ memory flat in iterations",
-    "batching": "flat in both batchings; mini below full",
-    "groups-params": "grouping divides a layer's parameters by ~G",
-    "tied-params": "tied/DEQ parameters independent of depth",
-    "rev-vs-res": "RevGNN matches ResGNN in far less memory",
-    "tied-tradeoff": "tied/DEQ: far fewer parameters, some accuracy",
-    "depth-buys-accuracy": "depth buys accuracy within a budget",
-    "conv-flat": "flat for every convolution",
-    "groups-count": "grouped layers hold the predicted parameters",
-    "rev-time": "a reversible step costs ~4/3 of a residual one",
-}
-
 
 def _gb(value: float) -> str:
     return f"{value / 1e9:.2f}"
-
-
-def paper_numbers() -> dict[str, str]:
-    """The paper's number beside each claim (its figure 1 and text, bench.paper)."""
-    p = paper.point
-    res, rev, wtres, wtrev = p("ResGNN-64"), p("RevGNN-64"), p("WT-ResGNN-64"), p("WT-RevGNN-64")
-    deq, deep, wide = p("DEQ-GNN-64"), p("RevGNN-Deep"), p("RevGNN-Wide")
-    return {
-        "rev-flat": f"RevGNN-80 +{paper.REV_DEPTH_GROWTH_GB:g} GB from 112 to 1001 layers (its "
-        f"parameters only); ResGNN ~{paper.RES_GB_PER_LAYER:g} GB a layer",
-        "res-linear": f"ResGNN-64 ~{paper.RES_GB_PER_LAYER:g} GB a layer; ResGNN-224 out of memory",
-        "wt-rev-flat": f"{wtrev.label} {wtrev.peak_memory_gb:g} GB, {wtres.label} "
-        f"{wtres.peak_memory_gb:g} GB at 112 layers",
-        "deq-flat": f"{deq.label} {deq.peak_memory_gb:g} GB at 112 iterations (figure 4)",
-        "batching": "figure 5, ogbn-products: both flat for RevGNN, mini-batch lower",
-        "groups-params": f"{rev.label} {rev.params / 1e6:.2f}M vs {res.label} "
-        f"{res.params / 1e6:.2f}M parameters ({rev.params / res.params:.3f}×)",
-        "rev-vs-res": f"{rev.label} {rev.test_score} vs {res.label} {res.test_score} ROC-AUC at "
-        f"{rev.peak_memory_gb} vs {res.peak_memory_gb} GB "
-        f"({rev.peak_memory_gb / res.peak_memory_gb:.3f}×)",
-        "tied-tradeoff": f"{wtrev.label} {wtrev.params / 1e3:.1f}K vs {rev.label} "
-        f"{rev.params / 1e6:.2f}M parameters ({wtrev.params / rev.params:.3f}×), "
-        f"{wtrev.test_score} vs {rev.test_score} ROC-AUC",
-        "depth-buys-accuracy": f"{deep.label} {deep.test_score}, {wide.label} {wide.test_score} "
-        f"ROC-AUC against {res.label}'s {res.test_score}",
-        "conv-flat": "RevGAT (ogbn-arxiv) and SAGE blocks (ogbn-products); no depth figure",
-        "rev-time": f"none (the suite's target {paper.REV_STEP_TIME_TARGET:.3g}×)",
-    }
 
 
 def gpu_commit(results_dir: pathlib.Path, gpu: pd.DataFrame | None) -> str:
@@ -118,15 +79,15 @@ def gpu_numbers(gpu: pd.DataFrame | None) -> dict[str, str]:
     return out
 
 
-def deciding_case(claims: list[Claim], key: str) -> Claim | None:
+def deciding_case(findings: list[Finding], key: str) -> Finding | None:
     """The case the claim's verdict comes from: one with that verdict, a GPU slice first."""
-    verdict = claim_verdict(claims, key)
-    cases = [c for c in claims if c.key == key and c.verdict == verdict]
-    cases.sort(key=lambda c: ("GPU" not in c.slice, c.slice, c.case))
+    verdict = claim_verdict(findings, key)
+    cases = [f for f in findings if f.key == key and f.verdict == verdict]
+    cases.sort(key=lambda f: ("GPU" not in f.slice, f.slice, f.case))
     return cases[0] if cases else None
 
 
-def _decider(case: Claim | None) -> str:
+def _decider(case: Finding | None) -> str:
     if case is None or case.slice == "—":
         return "no trials"
     clauses = case.evidence.split("; ")
@@ -134,29 +95,36 @@ def _decider(case: Claim | None) -> str:
     return f"{case.slice}: {text if len(text) <= 170 else text[:167] + '...'}"
 
 
-def board_md(claims: list[Claim], gpu: pd.DataFrame | None, commit: str) -> str:
-    """The board (Markdown): the paper's claims, then the sanity checks and design targets."""
-    papers, gpus = paper_numbers(), gpu_numbers(gpu)
+def claim_groups() -> tuple[list[Claim], list[Claim]]:
+    """The registered claims as the report shows them: the paper's claims, then the sanity
+    checks and design targets (each in registration order)."""
+    claims = registered_claims()
+    return ([c for c in claims if c.kind == PAPER_CLAIM],
+            [c for c in claims if c.kind != PAPER_CLAIM])  # fmt: skip
 
-    def table(keys: list[str]) -> str:
+
+def board_md(findings: list[Finding], gpu: pd.DataFrame | None, commit: str) -> str:
+    """The board (Markdown): the paper's claims, then the sanity checks and design targets."""
+    gpus = gpu_numbers(gpu)
+
+    def table(claims: list[Claim]) -> str:
         rows = []
-        for key in keys:
-            fig = FIGURE_BY_KEY[FIGURE_OF[key]]
+        for claim in claims:
+            fig = FIGURE_BY_KEY[claim.figure]
             rows.append({
-                "claim": f"[{key}](#{key}): {SHORT.get(key, STATEMENTS[key])}",
-                "verdict": f"**{claim_verdict(claims, key)}**",
-                "deciding case": _decider(deciding_case(claims, key)),
-                "paper": papers.get(key, "—"), "GPU check": gpus.get(key, "—"),
-                "figure": f"[{FIGURE_OF[key].replace('fig', '')}](figures/{fig.stem}.png)",
+                "claim": f"[{claim.key}](#{claim.key}): {claim.short}",
+                "verdict": f"**{claim_verdict(findings, claim.key)}**",
+                "deciding case": _decider(deciding_case(findings, claim.key)),
+                "paper": claim.paper, "GPU check": gpus.get(claim.key, "—"),
+                "figure": f"[{claim.figure_number}](figures/{fig.stem}.png)",
             })  # fmt: skip
         return markdown_table(pd.DataFrame(rows))
 
-    paper_keys = [k for k in STATEMENTS if k not in KIND]
-    other_keys = [k for k in STATEMENTS if k in KIND]
+    papers, others = claim_groups()
     order = ", ".join(f"*{v}*" for v in VERDICT_ORDER)
-    return ("## Verdicts\n\n" + table(paper_keys)
+    return ("## Verdicts\n\n" + table(papers)
             + "\n**Sanity checks and design targets** (not claims of the paper)\n\n"
-            + table(other_keys)
+            + table(others)
             + f"\nA claim takes the first of {order} that any of its cases has. *GPU check*: "
               f"`python -m bench gpu-check` on one ogbn-proteins-sized training part, commit "
               f"{commit}; its peaks are `max_memory_allocated`. How each verdict is reached: "

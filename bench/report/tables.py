@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bench import paper
-from bench.report.claims.base import Claim
+from bench.report.claims import Finding, get_claim
 from bench.report.fmt import (
     byte_unit,
     fmt_bytes,
@@ -119,13 +119,12 @@ def groups_table(summary: pd.DataFrame) -> pd.DataFrame:
     }).reset_index(drop=True)  # fmt: skip
 
 
-def claims_table(claims: list[Claim]) -> pd.DataFrame:
-    from bench.report.claims.rules import KIND
-
-    return pd.DataFrame([{"claim": c.key, "kind": KIND.get(c.key, "paper's claim"),
-                          "figure": c.figure, "slice": c.slice, "case": c.case,
-                          "evidence": c.evidence, "threshold": c.threshold, "verdict": c.verdict}
-                         for c in claims])  # fmt: skip
+def claims_table(findings: list[Finding]) -> pd.DataFrame:
+    """Every case of every claim with its claim's kind and threshold (``tables/claims.csv``)."""
+    return pd.DataFrame([{"claim": f.key, "kind": get_claim(f.key).kind, "figure": f.figure,
+                          "slice": f.slice, "case": f.case, "evidence": f.evidence,
+                          "threshold": get_claim(f.key).threshold, "verdict": f.verdict}
+                         for f in findings])  # fmt: skip
 
 
 def paper_vs_measured(df: pd.DataFrame, summary: pd.DataFrame, gpu: pd.DataFrame | None,

@@ -1,5 +1,5 @@
-"""The pieces every claim is judged with: the verdicts, a claim's case, the series of one
-configuration family along depth, and score differences over seeds."""
+"""The pieces every claim is judged with: the verdicts, a claim's finding on one case, the
+series of one configuration family along depth, and score differences over seeds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.report.aggregate import Fit, depth_means, linear_fit
-from bench.report.claims.rules import STATEMENTS, THRESHOLDS
 from bench.report.load import as_key, canonical, readable, varying_columns
 from bench.report.stale import MARK, stale_configs
 from bench.stats import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED, Difference, compare, judge
@@ -24,8 +23,10 @@ DEPTH_AXIS = ("arch", "layers", "deq_max_iter")
 
 
 @dataclass(frozen=True)
-class Claim:
-    """One claim checked on one configuration pair in one measurement slice."""
+class Finding:
+    """One claim checked on one case (a configuration pair in one measurement slice): the
+    verdict and the evidence it rests on. ``key`` names the claim (:mod:`.registry`); ``figure``
+    is the figure that shows this case (a claim's cases may sit on different figures)."""
 
     key: str
     figure: str
@@ -33,14 +34,6 @@ class Claim:
     case: str
     evidence: str
     verdict: str
-
-    @property
-    def statement(self) -> str:
-        return STATEMENTS[self.key]
-
-    @property
-    def threshold(self) -> str:
-        return THRESHOLDS[self.key]
 
 
 @dataclass(frozen=True)
@@ -150,9 +143,9 @@ def score_reading(diff: Difference, a: str, b: str) -> str:
             INCONCLUSIVE: f"no measurable difference ({b} within the interval)"}[verdict]  # fmt: skip
 
 
-def claim_verdict(claims: list[Claim], key: str) -> str:
+def claim_verdict(findings: list[Finding], key: str) -> str:
     """One verdict per claim over all its cases, the first of VERDICT_ORDER any case has: a
     missed threshold wins, then a contradicting interval, then one that cannot tell; the claim
     is supported only when every case tested is."""
-    verdicts = {c.verdict for c in claims if c.key == key}
+    verdicts = {f.verdict for f in findings if f.key == key}
     return next((v for v in VERDICT_ORDER if v in verdicts), NO_DATA)

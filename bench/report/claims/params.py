@@ -1,6 +1,9 @@
 """Parameter claims: grouping cuts each layer's parameters (judged against the paper's counts
 and its wording); weight tying and DEQ make them independent of depth. Counts at the paper's
-shapes are built on the meta device (no data, no training): slice ``COUNTED``."""
+shapes are built on the meta device (no data, no training): slice ``COUNTED``.
+
+Declares ``groups-params`` and the sanity checks ``tied-params`` and ``groups-count`` (at the
+end of the module)."""
 
 from __future__ import annotations
 
@@ -12,23 +15,43 @@ import pandas as pd
 from bench import paper
 from bench.measure.memory_model import per_layer_params
 from bench.report.aggregate import depth_means, linear_fit
-from bench.report.claims.base import NOT_SUPPORTED, PEAK, Claim, Series, per_slice, split_series
-from bench.report.claims.rules import COUNTED, GROUPS_TOLERANCE, TIED_GROWTH, rounding_bounds
+from bench.report.claims.base import NOT_SUPPORTED, PEAK, Finding, Series, per_slice, split_series
+from bench.report.claims.registry import NO_PAPER, SANITY_CHECK, Claim
 from bench.report.fmt import fmt_num
 from bench.report.select import FIGURE_BY_KEY, ablation_rows
 from bench.stats import NO_DATA, SUPPORTED
 
+# Thresholds (the verdicts follow from these and nothing else).
+GROUPS_TOLERANCE = 0.01  # measured per-layer params ratio within 1% of the architecture's
+TIED_GROWTH = 1.01  # params at the deepest / shallowest depth
+PAPER_DIGITS = 3  # the paper prints parameter counts to 3 significant digits (1.46M, 35.0K)
+# the slice of cases counted on our models built at the paper's shapes (no trial)
+COUNTED = "counted at the paper's shapes"
 
-def groups_claims(df: pd.DataFrame) -> list[Claim]:
+
+def rounding_bounds(value: float, digits: int = PAPER_DIGITS) -> tuple[float, float]:
+    """The interval a number printed to ``digits`` significant digits stands for."""
+    half = 0.5 * 10 ** (math.floor(math.log10(abs(value))) - digits + 1)
+    return value - half, value + half
+
+
+def groups_params_claims(df: pd.DataFrame) -> list[Finding]:
     """Grouping against the paper: its own counts (RevGNN-64 vs ResGNN-64, counted at its
-    shapes), and its wording ("roughly by G") on every group ablation series; our architecture's
-    own prediction is the sanity check ``groups-count``."""
+    shapes), and its wording ("roughly by G") on every group ablation series."""
+    return [_paper_count_claim()] + [_wording_claim(s, series) for s, series in _group_series(df)]
+
+
+def groups_count_claims(df: pd.DataFrame) -> list[Finding]:
+    """The sanity check: every group ablation series' per-layer division against our
+    architecture's own prediction (a series that cannot say, ``groups-params`` says why)."""
+    found = (_count_claim(s, series) for s, series in _group_series(df))
+    return [finding for finding in found if finding is not None]
+
+
+def _group_series(df: pd.DataFrame) -> list[tuple[str, Series]]:
     rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig6"])
-    out = [_paper_count_claim()]
-    for slice_, panel in per_slice(rows):
-        for series in split_series(panel, axis=("arch", "groups", "layers", "deq_max_iter")):
-            out += _groups_claims(slice_, series)
-    return out
+    return [(slice_, series) for slice_, panel in per_slice(rows)
+            for series in split_series(panel, axis=("arch", "groups", "layers", "deq_max_iter"))]  # fmt: skip
 
 
 @functools.cache
@@ -52,17 +75,17 @@ def _paper_ratio(a: str, b: str) -> tuple[float, float, float]:
     return pa / pb, a_lo / b_hi, a_hi / b_lo
 
 
-def counted_ratio_claim(key: str, fig: str, a: str, b: str) -> Claim:
+def counted_ratio_claim(key: str, fig: str, a: str, b: str) -> Finding:
     ours = paper_shape_params(a) / paper_shape_params(b)
     value, lo, hi = _paper_ratio(a, b)
     evidence = (f"params {a} / {b} at {paper.point(a).layers} layers: ours "
                 f"{fmt_num(paper_shape_params(a))} / {fmt_num(paper_shape_params(b))} = "
                 f"{ours:.4f}; paper {value:.4f} (its rounding allows [{lo:.4f}, {hi:.4f}])")  # fmt: skip
     verdict = SUPPORTED if lo <= ours <= hi else NOT_SUPPORTED
-    return Claim(key, fig, COUNTED, f"{a} vs {b}", evidence, verdict)
+    return Finding(key, fig, COUNTED, f"{a} vs {b}", evidence, verdict)
 
 
-def _paper_count_claim() -> Claim:
+def _paper_count_claim() -> Finding:
     return counted_ratio_claim("groups-params", "fig6", "RevGNN-64", "ResGNN-64")
 
 
@@ -79,17 +102,26 @@ def paper_division() -> tuple[float, float]:
     return factor, math.log(factor) / math.log(2)
 
 
-def _groups_claims(slice_: str, series: Series) -> list[Claim]:
+def _division(series: Series) -> tuple[pd.DataFrame, pd.Series] | str:
+    """Mean params, peak and score per group count with the per-layer params of each; or why
+    the series cannot say how grouping divides a layer."""
     ok = series.rows[series.rows["status"] == "ok"]
     by_g = ok.groupby("groups")[["params", PEAK, "score"]].mean().sort_index()
     if len(by_g) < 2:
-        return [Claim("groups-params", "fig6", slice_, series.label,
-                      f"{len(by_g)} group counts", NO_DATA)]  # fmt: skip
-    g_lo, g_hi = by_g.index[0], by_g.index[-1]
+        return f"{len(by_g)} group counts"
     per_layer = _per_layer_params(ok)
-    if per_layer is None or g_lo not in per_layer or g_hi not in per_layer:
-        why = "per-layer params need >= 2 depths per group count (untied archs)"
-        return [Claim("groups-params", "fig6", slice_, series.label, why, NO_DATA)]
+    if per_layer is None or by_g.index[0] not in per_layer or by_g.index[-1] not in per_layer:
+        return "per-layer params need >= 2 depths per group count (untied archs)"
+    return by_g, per_layer
+
+
+def _wording_claim(slice_: str, series: Series) -> Finding:
+    """'Roughly by G', read no stricter than the paper's own 2-group model meets it."""
+    division = _division(series)
+    if isinstance(division, str):
+        return Finding("groups-params", "fig6", slice_, series.label, division, NO_DATA)
+    by_g, per_layer = division
+    g_lo, g_hi = by_g.index[0], by_g.index[-1]
     ideal, measured = g_hi / g_lo, per_layer[g_lo] / per_layer[g_hi]
     alpha = math.log(measured) / math.log(ideal) if measured > 0 else -math.inf
     factor, paper_alpha = paper_division()
@@ -99,22 +131,31 @@ def _groups_claims(slice_: str, series: Series) -> list[Claim]:
                f"{paper_alpha:.2f}, its 1 -> 2 groups dividing by {factor:.3g}); peak "
                f"{by_g.at[g_hi, PEAK] / by_g.at[g_lo, PEAK]:.3g}×; score "
                f"{by_g.at[g_lo, 'score']:.4g} -> {by_g.at[g_hi, 'score']:.4g}")  # fmt: skip
-    out = [Claim("groups-params", "fig6", slice_, series.label, wording,
-                 SUPPORTED if alpha >= paper_alpha else NOT_SUPPORTED)]  # fmt: skip
+    return Finding("groups-params", "fig6", slice_, series.label, wording,
+                   SUPPORTED if alpha >= paper_alpha else NOT_SUPPORTED)  # fmt: skip
+
+
+def _count_claim(slice_: str, series: Series) -> Finding | None:
+    """The measured per-layer division against our architecture's prediction."""
+    division = _division(series)
+    if isinstance(division, str):
+        return None
+    by_g, per_layer = division
+    g_lo, g_hi = by_g.index[0], by_g.index[-1]
+    measured = per_layer[g_lo] / per_layer[g_hi]
+    ok = series.rows[series.rows["status"] == "ok"]
     channels = int(ok["channels"].iloc[0])
     has_edges = _has_edge_features(str(ok["dataset"].iloc[0]))
     if has_edges is None:
-        out.append(Claim("groups-count", "fig6", slice_, series.label,
-                         "the dataset's edge features are unknown: no prediction", NO_DATA))  # fmt: skip
-        return out
+        return Finding("groups-count", "fig6", slice_, series.label,
+                       "the dataset's edge features are unknown: no prediction", NO_DATA)  # fmt: skip
     predicted = per_layer_params(channels, int(g_lo), has_edges) / per_layer_params(
         channels, int(g_hi), has_edges
     )
     count = (f"measured per-layer division {measured:.4g}× against the architecture's "
              f"{predicted:.4g}× ({'with' if has_edges else 'no'} edge re-encoders, C={channels})")  # fmt: skip
-    out.append(Claim("groups-count", "fig6", slice_, series.label, count,
-                     SUPPORTED if abs(measured / predicted - 1) <= GROUPS_TOLERANCE else NOT_SUPPORTED))  # fmt: skip
-    return out
+    return Finding("groups-count", "fig6", slice_, series.label, count,
+                   SUPPORTED if abs(measured / predicted - 1) <= GROUPS_TOLERANCE else NOT_SUPPORTED)  # fmt: skip
 
 
 def _has_edge_features(dataset: str) -> bool | None:
@@ -137,7 +178,7 @@ def _per_layer_params(ok: pd.DataFrame) -> pd.Series | None:
     return pd.Series(slopes) if slopes else None
 
 
-def tied_params_claims(df: pd.DataFrame) -> list[Claim]:
+def tied_params_claims(df: pd.DataFrame) -> list[Finding]:
     """Weight-tied and DEQ params vs depth (any ablation that varies depth)."""
     rows = df[(df["kind"] == "ablation") & df["arch"].isin(("wt-res", "wt-rev", "deq"))]
     out = []
@@ -152,6 +193,55 @@ def tied_params_claims(df: pd.DataFrame) -> list[Claim]:
             evidence = (f"params at depth {fmt_num(params.index[0])}: {fmt_num(params.iloc[0])}, at "
                         f"{fmt_num(params.index[-1])}: {fmt_num(params.iloc[-1])} ({growth:.4g}×)")  # fmt: skip
             verdict = SUPPORTED if growth <= TIED_GROWTH else NOT_SUPPORTED
-            out.append(Claim("tied-params", "fig3" if series.arch != "deq" else "fig4", str(slice_),
-                             f"{series.label} [{series.rows['spec'].iloc[0]}]", evidence, verdict))  # fmt: skip
+            out.append(Finding("tied-params", "fig3" if series.arch != "deq" else "fig4", str(slice_),
+                               f"{series.label} [{series.rows['spec'].iloc[0]}]", evidence, verdict))  # fmt: skip
     return out
+
+
+# --- the claims ---------------------------------------------------------------------------
+
+_REV, _RES = paper.point("RevGNN-64"), paper.point("ResGNN-64")
+
+GROUPS_PARAMS = Claim(
+    key="groups-params",
+    statement="Grouping divides a layer's parameters roughly by the number of groups.",
+    short="grouping divides a layer's parameters by ~G",
+    paper=f"{_REV.label} {_REV.params / 1e6:.2f}M vs {_RES.label} {_RES.params / 1e6:.2f}M "
+    f"parameters ({_REV.params / _RES.params:.3f}×)",
+    figure="fig6",
+    threshold="two references from the paper. Its counts: our RevGNN-64 / ResGNN-64 "
+    "parameter ratio at 112 layers inside the interval the paper's printed counts allow. Its "
+    "wording, per group ablation series: per-layer parameters divided by D from G_min to G_max, "
+    "alpha = log D / log(G_max/G_min) at least the paper's own alpha (its RevGNN-64 against "
+    "ResGNN-64: 1 -> 2 groups)",
+    threshold_source="the paper's own numbers: figure 1's 1.46M (RevGNN-64, 2 groups) and "
+    "2.37M (ResGNN-64) parameters, each standing for an interval of +-0.005M; and its wording "
+    "'roughly by the number of groups', read no stricter than its own 2-group model meets it",
+    judge=groups_params_claims,
+)
+TIED_PARAMS = Claim(
+    key="tied-params",
+    statement="Weight-tied and DEQ models have parameters independent of depth.",
+    short="tied/DEQ parameters independent of depth",
+    paper=NO_PAPER,
+    figure="fig3",
+    threshold=f">= 2 depths; params(deepest)/params(shallowest) <= {TIED_GROWTH}",
+    threshold_source="construction: one block shared by every layer (after the first, with "
+    "tie=after-first); a sanity check of the implementation, not a test of the paper",
+    judge=tied_params_claims,
+    kind=SANITY_CHECK,
+)
+GROUPS_COUNT = Claim(
+    key="groups-count",
+    statement="Our grouped layers hold the parameters the architecture predicts.",
+    short="grouped layers hold the predicted parameters",
+    paper=NO_PAPER,
+    figure="fig6",
+    threshold=f"per-layer params(G_min)/params(G_max) within {GROUPS_TOLERANCE:.0%} of the "
+    "architecture's prediction",
+    threshold_source="our architecture (bench.measure.memory_model.per_layer_params): G groups "
+    "of width w = C/G hold G(4w² + Cw + 10w) parameters, the per-group edge re-encoders keeping "
+    "C² whatever G; a sanity check of the implementation, 1% for the slope fit",
+    judge=groups_count_claims,
+    kind=SANITY_CHECK,
+)
