@@ -15,6 +15,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run an ablation spec (ablations/*.toml) as a resumable Optuna study",
     ),
     "export": ("bench.harness.export", "write stored trials as tidy CSV tables under results/"),
+    "migrate-results": (
+        "bench.exports.migrate",
+        "rewrite older exports under results/ as this schema version, once",
+    ),
     "tune": ("bench.tuning.command", "tune a search space under a memory budget with Optuna"),
     "report": ("bench.report", "regenerate report/ (tables, figures, REPORT.md) from results/"),
     "datasets": (

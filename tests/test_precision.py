@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -16,7 +15,6 @@ from bench.harness.spec import point_key
 from bench.measure.memory_model import GraphSizes, predict
 from bench.measure.precision import MixedPrecision
 from bench.models import archs as arch_registry
-from bench.report.load import derive
 from bench.trial import run_trial
 from bench.tuning.params import SearchSpaceError
 from bench.tuning.space import parse_search_space
@@ -122,17 +120,6 @@ def test_search_space_takes_precision_choices() -> None:
     with pytest.raises(SearchSpaceError) as err:
         parse_search_space(raw)
     assert "space.precision" in str(err.value)
-
-
-def test_exports_without_a_precision_column_read_as_fp32() -> None:
-    from bench.report.load import LATER_CONFIG_COLUMNS, REQUIRED_COLUMNS
-
-    assert "precision" in LATER_CONFIG_COLUMNS and "precision" not in REQUIRED_COLUMNS
-    row = {c: None for c in REQUIRED_COLUMNS}
-    row.update(study="s", profile="cpu", trial_number=0, arch="rev", status="ok", layers=4,
-               dataset="synthetic-proteins", metric="rocauc")  # fmt: skip
-    df = derive(pd.DataFrame([row]))
-    assert list(df["precision"]) == ["fp32"]
 
 
 def test_mixed_precision_helper() -> None:

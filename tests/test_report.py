@@ -16,6 +16,9 @@ import pytest
 
 from bench.config import TrialConfig
 from bench.errors import DataError
+from bench.exports.schema import SCHEMA_VERSION, export_columns
+from bench.exports.table import hops_of, write_table
+from bench.exports.versions import stale_point_keys
 from bench.measure.memory_model import per_layer_params
 from bench.report import build_report
 from bench.report.accuracy_figure import depth_intervals
@@ -35,14 +38,15 @@ from bench.report.claims.accuracy import accuracy_claims, with_hops
 from bench.report.claims.params import COUNTED
 from bench.report.load import derive, read_results
 from bench.report.stale import MARK as STALE_MARK
-from bench.report.stale import stale_configs, stale_point_keys
+from bench.report.stale import stale_configs
 
 CPU = "cpu (Test CPU, 2 threads)"
 MIB = 1024**2
 
 
 def row(spec: str, arch: str, layers: int, seed: int = 0, status: str = "ok", **over) -> dict:
-    """One exported trial: the flat record of a config with plausible, depth-driven numbers."""
+    """One exported trial: the flat record of a config with plausible, depth-driven numbers,
+    in every column of the export's schema (those not set here empty)."""
     cfg = dataclasses.asdict(TrialConfig())  # defaults; not validated (no dataset registry needed)
     cfg.update(arch=arch, layers=layers, seed=seed)
     cfg.update({k: v for k, v in over.items() if k in cfg})
@@ -57,6 +61,7 @@ def row(spec: str, arch: str, layers: int, seed: int = 0, status: str = "ok", **
     act_per_layer = 0 if arch in ("rev", "wt-rev", "deq") else (3 if full else 1) * MIB
     peak = state + 5 * MIB * (2 if full else 1) + act_per_layer * layers + seed * 1000
     rec = {
+        **dict.fromkeys(export_columns()), "current": True, "schema": SCHEMA_VERSION,
         "study": over.get("study", f"{spec}-cpu"), "spec": spec, "profile": "cpu",
         "kind": over.get("kind", "ablation"), "trial_number": over.get("trial_number", 0),
         "optuna_state": "COMPLETE", **cfg,
@@ -71,6 +76,7 @@ def row(spec: str, arch: str, layers: int, seed: int = 0, status: str = "ok", **
         "device_name": over.get("device_name", CPU), "commit": "abc1234def", "wall_time_s": 1.0,
         "epochs_done": 5, "version_torch": "2.13.0", "version_torch_geometric": "2.8.1",
     }  # fmt: skip
+    rec.update(hops_of(rec))
     if arch == "deq":
         rec["solver_fwd_iters_mean"] = max(2, int(0.8 * (cfg["deq_max_iter"] or layers)))
         rec["solver_bwd_iters_mean"] = rec["solver_fwd_iters_mean"]
@@ -163,7 +169,7 @@ def full_results() -> dict[str, pd.DataFrame]:
 def write_results(folder: pathlib.Path, tables: dict[str, pd.DataFrame]) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
-        df.to_csv(folder / f"{name}.csv", index=False)
+        write_table(df, folder / f"{name}.csv")
     return folder
 
 
@@ -447,11 +453,12 @@ def test_depth_buys_accuracy_on_the_ground_truth_task_and_real_graphs_apart() ->
             r.update(status="ok", test_at_best_valid=0.82, best_valid=0.81)
     reached = accuracy_claims_of(rows)["rev"]
     assert reached.verdict == NO_DATA and "cannot test the thesis" in reached.evidence
-    real = [dict(r, dataset="blogcatalog", dataset_options="{}") for r in accuracy_rows()]
+    real = [dict(r, dataset="blogcatalog", dataset_options="{}", needed_hops=None)
+            for r in accuracy_rows()]  # fmt: skip
     rev = accuracy_claims_of(real)["rev"]
     assert rev.verdict == SUPPORTED and "a real graph, needed hops unknown" in rev.case
     assert "needs" not in rev.evidence
-    # the record's own columns win over hops computed from the config
+    # the report reads the record's hops, never its own count from the config
     recorded = [dict(r, receptive_hops=r["layers"], needed_hops=2) for r in accuracy_rows()]
     rev = accuracy_claims_of(recorded)["rev"]
     assert "rev 6 hops (6 layers)" in rev.evidence and "the task needs 2" in rev.evidence
@@ -596,7 +603,9 @@ def test_missing_columns_named(tmp_path: pathlib.Path) -> None:
     df = pd.DataFrame(depth_rows("depth", ("rev",), [2])).drop(
         columns=["peak_memory_bytes", "arch"]
     )
-    results = write_results(tmp_path / "r", {"bad": df})
+    (tmp_path / "r").mkdir()
+    df.to_csv(tmp_path / "r" / "bad.csv", index=False)  # by hand: the writer adds every column
+    results = tmp_path / "r"
     with pytest.raises(
         DataError, match=r"bad\.csv: missing required column\(s\) arch, peak_memory_bytes"
     ):
@@ -676,9 +685,9 @@ def test_real_trial_records_feed_the_report_columns(tmp_path: pathlib.Path) -> N
         record = run_trial(config)
         assert record.status == "ok", record.error
         lead = {"study": "e2e-cpu", "spec": "e2e", "profile": "cpu", "kind": "ablation"}
-        rows.append({**lead, "trial_number": n, "optuna_state": "COMPLETE", **record.flat()})
-    (tmp_path / "results").mkdir()
-    pd.DataFrame(rows).to_csv(tmp_path / "results" / "e2e-cpu.csv", index=False)
+        rows.append({**lead, "trial_number": n, "optuna_state": "COMPLETE", **record.flat(),
+                     "current": True})  # fmt: skip
+    write_table(pd.DataFrame(rows), tmp_path / "results" / "e2e-cpu.csv")
     df = read_results(tmp_path / "results")
     deq = df[df.arch == "deq"].sort_values("layers")
     assert deq["solver_fwd_iters_mean"].tolist() == [2.0, 6.0]  # the solves ran to their caps

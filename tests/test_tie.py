@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -39,7 +38,6 @@ PAPER_COUNTS = {
     "WT-RevGNN-224": 337_008,
     "WT-ResGNN-64": 51_312,
 }
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 ONE_BLOCK = {"WT-RevGNN-64": 22_000, "WT-ResGNN-64": 30_192}  # tie="all", for contrast
 
 
@@ -309,18 +307,3 @@ def test_search_space_refuses_bad_tie(text: str, key: str) -> None:
     with pytest.raises(SearchSpaceError) as info:
         parse_search_space(tomllib.loads(text))
     assert f"[{key}]" in str(info.value)
-
-
-def test_report_reads_exports_from_before_the_field(tmp_path: Path) -> None:
-    """Exports written before ``tie`` existed still load; their weight-tied trials shared one
-    block across all layers, so they read as tie "all" (untied archs: none)."""
-    import pandas as pd
-
-    from bench.report.load import read_results
-
-    table = pd.read_csv(RESULTS / "overview-cpu.csv").drop(columns=["tie"], errors="ignore")
-    table.to_csv(tmp_path / "overview-cpu.csv", index=False)
-    df = read_results(tmp_path)
-    tied = df["arch"].isin(["wt-res", "wt-rev"])
-    assert tied.any() and (~tied).any()
-    assert (df.loc[tied, "tie"] == "all").all() and df.loc[~tied, "tie"].isna().all()

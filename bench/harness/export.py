@@ -1,6 +1,6 @@
 """``python -m bench export NAME``: a study's trials as a tidy CSV under ``results/``, one row per
-trial in grid order (lead columns, the record's flat fields, the sweep's bookkeeping); what the
-report reads."""
+trial in grid order (lead columns, the record's flat fields, the sweep's bookkeeping, the schema
+version: :mod:`bench.exports`); what the report reads."""
 
 from __future__ import annotations
 
@@ -11,13 +11,10 @@ from typing import Any
 
 import optuna
 
+from bench.exports.schema import LEAD_COLUMNS, POINT_COLUMNS
 from bench.harness.credentials import mask_url, storage_from
 from bench.harness.storage import load_records, open_storage, record_of, storage_url, study_names
 from bench.record import TrialRecord
-
-LEAD_COLUMNS = ("study", "spec", "profile", "kind", "trial_number", "optuna_state")
-# sweep bookkeeping (user attrs written by bench.harness.sweep), appended after the record's columns
-POINT_ATTRS = ("label", "point", "point_key", "attempt")
 
 
 def trial_rows(
@@ -30,7 +27,10 @@ def trial_rows(
     environment failure (``failure_kind`` = ``environment``: data missing, device gone) is never
     current: it is not a result of its configuration, and the next sweep retries it. Trials
     without a record (lost, duplicate claims, waiting) get their configuration from the
-    ``config`` user attribute written when the point was queued, and an empty ``status``."""
+    ``config`` user attribute written when the point was queued, and an empty ``status``.
+    A record without hops (failed before its trial built them) gets them from its config."""
+    from bench.exports.table import hops_of  # pandas: imported when a table is made
+
     extra = {
         "spec": study.user_attrs.get("spec", study.study_name),
         "profile": study.user_attrs.get("profile"),
@@ -52,13 +52,15 @@ def trial_rows(
         row["optuna_state"] = trial.state.name
         if record is not None:
             row.update(record.flat())
-            row["failure_kind"] = record.kind_of_failure()  # also for records stored before it
         else:
             config = trial.user_attrs.get("config") or {}
             row.update(TrialRecord(status="", config=config).flat())
             row["status"] = None
             row["epochs_done"] = None
-        for key in POINT_ATTRS:
+        for column, value in hops_of(row).items():
+            if row.get(column) is None:
+                row[column] = value
+        for key in POINT_COLUMNS:
             row[key] = trial.user_attrs.get(key)
         point_key = trial.user_attrs.get("point_key")
         row["current"] = (
@@ -81,23 +83,20 @@ def export_study(
     extra_columns: dict[str, Any] | None = None,
     keys: set[str] | None = None,
 ) -> Path:
-    """Write ``study``'s trials as a tidy CSV (one row per trial, rows in grid order).
+    """Write ``study``'s trials as a tidy CSV (one row per trial, rows in grid order) of this
+    schema version (:func:`bench.exports.table.write_table`).
 
     ``keys``: the point keys of the spec as it is now; trials of points no longer in it (the
     spec changed since they ran) stay in the storage but not in the export, so the report
     judges what the spec asks for."""
     import pandas as pd
 
+    from bench.exports.table import write_table
+
     rows = trial_rows(study, extra_columns)
     if keys is not None:
         rows = [r for r in rows if r.get("point_key") is None or r["point_key"] in keys]
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        frame = pd.DataFrame(columns=list(LEAD_COLUMNS))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out_path, index=False)
-    return out_path
+    return write_table(pd.DataFrame(rows), Path(out_path))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

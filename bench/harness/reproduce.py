@@ -11,6 +11,7 @@ that can run a skipped study removes its entry.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ def reproduce(
     """Run every (spec, profile) study it can, export each spec, record the skips, then build
     the report (unless ``report_dir`` is None). ``run_fn`` as in
     :func:`bench.harness.sweep.run_sweep`. ``rerun_stale``: first run again the points of every
-    configuration whose exported trials mix code versions (:mod:`bench.report.stale`); a study
+    configuration whose exported trials mix code versions (:mod:`bench.exports.versions`); a study
     with no stored trials is kept as exported, or run in full (:func:`stored`)."""
     import optuna
 
@@ -126,15 +127,21 @@ def reproduce(
     write_skipped(results_dir, result.skipped, attempted)
     log(summary(result))
     if report_dir is not None:
-        from bench.errors import DataError
-        from bench.report.build import build_report
-
-        try:
-            build_report(results_dir, Path(report_dir), draw_figures=figures)
-            log(f"wrote {Path(report_dir) / 'REPORT.md'}")
-        except DataError as exc:
-            log(f"reproduce: no report: {exc}")
+        log(build_report(results_dir, Path(report_dir), figures))
     return result
+
+
+def build_report(results_dir: Path, report_dir: Path, figures: bool) -> str:
+    """``python -m bench report`` in its own process, and the line to log. Why a process: the
+    harness never imports the report (data flows one way: it runs the report's command as it
+    runs trials, through the command line)."""
+    command = [sys.executable, "-m", "bench", "report", "--results-dir", str(results_dir),
+               "--report-dir", str(report_dir), *([] if figures else ["--no-figures"])]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode == 0:
+        return f"wrote {report_dir / 'REPORT.md'}"
+    why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+    return f"reproduce: no report: {why.removeprefix('report: ')}"
 
 
 def stored(results_dir: Path, spec_name: str, study_name: str) -> bool:
@@ -154,10 +161,10 @@ def exported_points(export: Path) -> tuple[set[str], set[str]]:
     empty when there is no export yet). One read of the export for both."""
     if not export.exists():
         return set(), set()
-    from bench.report.load import derive, finished, read_table
-    from bench.report.stale import stale_point_keys
+    from bench.exports.table import finished, normalise, read_table
+    from bench.exports.versions import stale_point_keys
 
-    table = derive(finished(read_table(export)))
+    table = normalise(finished(read_table(export)))
     keys = {str(k) for k in table["point_key"].dropna()} if "point_key" in table else set()
     return keys, stale_point_keys(table)
 

@@ -6,8 +6,8 @@ One storage holds the studies of one ablation (or tuning run): by default a SQLi
 (its password stays out of output, command lines and job folders: :mod:`bench.harness.credentials`).
 
 Every finished trial carries its whole :class:`~bench.record.TrialRecord` as the user attribute
-``record`` (the JSON dict), plus a few flat attributes (``status``, ``best_valid``,
-``test_at_best_valid``, ``peak_memory_bytes``, ``params``) so the Optuna dashboard shows
+``record`` (the JSON dict), plus the record's flat attributes (``status``, ``best_valid``, the
+memory phases, ...: :meth:`~bench.record.TrialRecord.flat_attrs`) so the Optuna dashboard shows
 something useful. A trial without a ``record`` was lost (its worker died or was interrupted).
 
 Concurrency. On PostgreSQL/MySQL, Optuna's ``study.ask()`` pops a WAITING trial with
@@ -44,15 +44,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from bench.record import TrialRecord
 
 RECORD_ATTR = "record"
-# the record's key fields as flat trial attributes, each a short value a dashboard shows whole
-# (optuna-dashboard cuts every user attribute at 1,024 characters; the whole record, 2-3 KB,
-# stays in RECORD_ATTR for the export)
-FLAT_ATTRS = (
-    "status", "failure_kind", "error", "best_valid", "test_at_best_valid", "params",
-    "peak_memory_bytes", "baseline_bytes", "fwd_bwd_peak_bytes", "optimizer_peak_bytes",
-    "step_added_bytes", "step_time_s", "epoch_time_s", "stop_reason",
-)  # fmt: skip
-FLAT_SOLVER = ("fwd_iters_mean", "fwd_rel_residual_max", "bwd_iters_mean", "bwd_rel_residual_max")
+# optuna-dashboard cuts every user attribute at 1,024 characters: a longer flat attribute (an
+# error's traceback) is cut here, with a mark; the whole record, 2-3 KB, stays in RECORD_ATTR
 FLAT_MAX_CHARS = 1024
 # how long a SQLite connection waits for the write lock before giving up (seconds)
 SQLITE_BUSY_TIMEOUT_S = 120.0
@@ -214,10 +207,7 @@ def save_record(
     trial_id = _trial_id(study, trial_id_or_trial)
     storage = study._storage  # the public Trial API needs a live Trial; ids come from workers
     storage.set_trial_user_attr(trial_id, RECORD_ATTR, json.loads(record.to_json()))
-    flat = {key: getattr(record, key) for key in FLAT_ATTRS}
-    flat["failure_kind"] = record.kind_of_failure()
-    flat.update({f"solver_{k}": (record.solver or {}).get(k) for k in FLAT_SOLVER if record.solver})
-    for key, value in flat.items():
+    for key, value in record.flat_attrs().items():
         if isinstance(value, str) and len(value) > FLAT_MAX_CHARS:
             value = value[: FLAT_MAX_CHARS - 1] + "…"
         storage.set_trial_user_attr(trial_id, key, _jsonable(value))

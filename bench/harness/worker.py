@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.config import TrialConfig
-from bench.errors import ConfigError, DeviceUnavailable
+from bench.errors import ConfigError
 from bench.harness.queue import (
     POLL_S,
     claim,
@@ -30,7 +30,7 @@ from bench.harness.queue import (
 )
 from bench.harness.spec import Point
 from bench.harness.storage import DEFAULT_HEARTBEAT_S, open_storage
-from bench.record import TrialRecord
+from bench.record import TrialRecord, failure_kind_of
 
 RunFn = Callable[..., TrialRecord]  # run_fn(config, timeout=None, on_epoch=None) -> TrialRecord
 
@@ -167,13 +167,12 @@ def _work(options: WorkerOptions, run_fn: RunFn | None) -> int:
             config = _set_device(TrialConfig.from_dict(trial.user_attrs["config"]), options.device)
         except ConfigError as exc:  # e.g. a stored point this machine cannot run
             error = f"{exc.flag}: {exc.message}"
-            kind = "environment" if isinstance(exc, DeviceUnavailable) else "config"
             bad = TrialRecord(
                 "error",
                 trial.user_attrs["config"],
                 error=error,
                 failed_phase="setup",
-                failure_kind=kind,
+                failure_kind=failure_kind_of("error", exc),
             )
             finish(study, trial, bad)
             ran += 1

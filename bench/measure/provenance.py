@@ -46,7 +46,7 @@ def git_commit(
     """The commit of the repository holding this package (or ``path``), ``-dirty`` if the files
     under ``scope`` (default: the package's own, ``bench/``) have local edits: an edit to the
     docs, README or tests changes no trial's code (a spec's settings are in every record), and
-    must not make a sweep's trials read as two code versions (:mod:`bench.report.stale`).
+    must not make a sweep's trials read as two code versions (:mod:`bench.exports.versions`).
 
     None when the package is not in a git checkout or ``git`` is absent: an installed wheel
     has no commit, and that must not stop a trial."""

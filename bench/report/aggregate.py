@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.report.load import GROUP_COLUMNS, as_key
+from bench.exports.table import GROUP_COLUMNS
+from bench.report.load import as_key
 from bench.stats import summarize
 
 METRICS: tuple[str, ...] = (

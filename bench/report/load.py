@@ -1,106 +1,30 @@
-"""Reading the tidy exports under ``results/``: one table, checked, with the derived columns
-every figure and claim needs (score, activation memory, depth axis, measurement slice)."""
+"""The report's view of the tidy exports under ``results/``: every table read and checked
+(:mod:`bench.exports`, shared with the harness), then the columns every figure and claim
+needs (score, activation memory, depth axis, measurement slice) and the reader's words."""
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import json
-import math
 import pathlib
 import re
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench.config import TrialConfig
 from bench.errors import DataError
-from bench.models import archs
-from bench.record import STATUSES
+from bench.exports.table import CONFIG_COLUMNS, canonical, finished, normalise, read_table
 
-CONFIG_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialConfig))
-RECORD_COLUMNS: tuple[str, ...] = (
-    "status", "metric", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
-    "model_state_bytes", "memory_meter", "step_time_s", "device_name",
-)  # fmt: skip
-# Config fields newer than some exports: filled in by ``derive`` (``tie``) or given
-# OPTIONAL_DEFAULTS' value (``precision``) where a table lacks them.
-LATER_CONFIG_COLUMNS: tuple[str, ...] = (
-    "tie",
-    "precision",
-    "deterministic",
-    "share_mask",
-    "patience",
-    "min_delta",
-    "conv",
-    "heads",
-    "aggr_impl",
-    "dataset_hash",
-    "compile",
-)
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "study", "profile", "trial_number",
-    *(c for c in CONFIG_COLUMNS if c not in LATER_CONFIG_COLUMNS), *RECORD_COLUMNS,
-)  # fmt: skip
-# Optional columns and the value a table without them gets (older exports lack them).
-OPTIONAL_DEFAULTS: dict[str, Any] = {
-    "spec": None,  # None -> the study name
-    "kind": "ablation",
-    "precision": "fp32",  # exported before mixed precision: every trial ran in float32
-    "deterministic": None,  # exported before the field: the device's default (on for CPU)
-    "share_mask": None,  # exported before the field: independent masks per layer and group
-    # exported before the metered step was split (only the whole-step peak was recorded)
-    "baseline_bytes": np.nan,
-    "fwd_bwd_peak_bytes": np.nan,
-    "optimizer_peak_bytes": np.nan,
-    "step_added_bytes": np.nan,
-    "metered_steps": np.nan,
-    "patience": np.nan,  # exported before early stopping: every trial ran all its epochs
-    "min_delta": np.nan,
-    "stopped_epoch": np.nan,
-    "stop_reason": None,
-    "dataset_hash": None,  # exported before graph files: every dataset was a registered one
-    "compile": False,  # exported before compiled blocks: every trial ran eagerly
-    "conv": "gen",  # exported before the conv axis: every block was GENConv
-    "heads": None,  # GAT's heads; None for the other convs
-    "aggr_impl": "pyg",  # exported before the fused max aggregation: PyG's path ran
-    "epoch_time_s": np.nan,
-    "commit": None,
-    "solver_fwd_iters_mean": np.nan,
-    "solver_bwd_iters_mean": np.nan,
-    "solver_fwd_rel_residual_max": np.nan,
-    "solver_bwd_rel_residual_max": np.nan,
-}
-NUMERIC_COLUMNS: tuple[str, ...] = (
-    "trial_number", "layers", "channels", "groups", "heads", "dropout", "lr", "epochs", "seed",
-    "train_parts", "eval_parts", "eval_every", "grad_clip", "deq_tol", "deq_max_iter", "timeout",
-    "patience", "min_delta", "stopped_epoch",
-    "memory_cap_bytes", "best_valid", "test_at_best_valid", "params", "peak_memory_bytes",
-    "model_state_bytes", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
-    "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max", "baseline_bytes",
-    "fwd_bwd_peak_bytes", "optimizer_peak_bytes", "step_added_bytes", "metered_steps",
-)  # fmt: skip
 GRAD_BYTES_PER_PARAM = 4  # float32 gradients: what a step adds besides activations
-# what the report calls rows of trials that failed for a reason outside their configuration
-ENVIRONMENT_DROPPED = "environment failures (not results; retried next run)"
 # The columns that say where a number was measured (graph and device); never averaged or
 # drawn across.
 SLICE_COLUMNS: tuple[str, ...] = ("dataset", "dataset_options", "device_name", "memory_meter")
-# What identifies one configuration: everything but the seed, per study and per device.
-GROUP_COLUMNS: tuple[str, ...] = (
-    "study", "spec", "kind", "profile",
-    *(c for c in CONFIG_COLUMNS if c != "seed"),
-    "device_name", "memory_meter",
-)  # fmt: skip
 
 
 def read_results(results_dir: str | pathlib.Path) -> pd.DataFrame:
     """All ``*.csv`` tables in ``results_dir`` as one checked frame with derived columns.
 
-    Raises ``DataError`` (with what to do) for a missing or empty folder, a table missing
-    required columns, or a status outside the record's vocabulary."""
+    Raises ``DataError`` (with what to do) for a missing or empty folder, a table of another
+    schema version or missing columns, or a status outside the record's vocabulary."""
     folder = pathlib.Path(results_dir)
     if not folder.is_dir():
         raise DataError(f"results folder {str(folder)!r} does not exist; run an ablation and "
@@ -117,103 +41,17 @@ def read_results(results_dir: str | pathlib.Path) -> pd.DataFrame:
     return derive(finished(df))
 
 
-def finished(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows that stand for a finished trial: a status, not an environment failure (data
-    missing, device gone: no result; the next sweep retries it) and not superseded by a retry
-    (export's ``current`` column). ``attrs['dropped']`` counts what was left out and why."""
-    no_status = df["status"].isna() | (df["status"].astype(str).str.strip() == "")
-    environment = (
-        (df["failure_kind"].astype(str) == "environment") & ~no_status
-        if "failure_kind" in df
-        else no_status & False
-    )
-    superseded = (
-        ~_truthy(df["current"]) & ~no_status & ~environment
-        if "current" in df
-        else no_status & False
-    )
-    keep = df[~no_status & ~environment & ~superseded].copy()
-    keep.attrs["dropped"] = {"unfinished (no record)": int(no_status.sum()),
-                             "superseded by a retry": int(superseded.sum())}  # fmt: skip
-    if environment.any():
-        keep.attrs["dropped"][ENVIRONMENT_DROPPED] = int(environment.sum())
-    if keep.empty:
-        raise DataError("no finished trials in the results tables (every row lacks a status)")
-    return keep
-
-
-def _truthy(values: pd.Series) -> pd.Series:
-    return values.astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
-
-
-def _check_table(path: pathlib.Path) -> None:
-    """Refuse a garbled or truncated table, naming the file and the line, before pandas reads
-    it: a parser error is a traceback to a reader, and a table cut mid-row would be read short
-    without a word (pandas pads a short last row with NaN). Refused rather than skipped: a
-    report missing a table would judge claims on part of the evidence and not say so."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.strip():
-        raise DataError(f"{path}: empty file (no header); re-export it")
-    if not text.endswith("\n"):
-        raise DataError(f"{path}: truncated (no newline after line {text.count(chr(10)) + 1}, "
-                        "its last row may be cut); re-export it")  # fmt: skip
-    reader = csv.reader(io.StringIO(text))
-    try:
-        width = len(next(reader))
-        for row in reader:
-            if row and len(row) != width:
-                raise DataError(f"{path}: line {reader.line_num} has {len(row)} fields, the "
-                                f"header {width}: a garbled or cut table; re-export it")  # fmt: skip
-    except csv.Error as err:
-        raise DataError(f"{path}: line {reader.line_num}: {err}; re-export it") from None
-
-
-def read_table(path: pathlib.Path) -> pd.DataFrame:
-    """One export, checked (:func:`_check_table`, required columns); the file name is kept
-    for messages."""
-    _check_table(path)
-    try:
-        df = pd.read_csv(path, keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty file (no header); re-export it") from None
-    except pd.errors.ParserError as err:
-        raise DataError(f"{path}: unreadable table ({str(err).strip()}); re-export it") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing required column(s) {', '.join(missing)}; is it a "
-                        "`python -m bench export` table? re-export it with this version")  # fmt: skip
-    df["source_file"] = path.name
-    return df
-
-
 def derive(df: pd.DataFrame) -> pd.DataFrame:
-    """Types, defaults and the derived columns (score, activation, depth, slice, config_id)."""
-    dropped = df.attrs.get("dropped", {})
-    df = df.copy()
-    df.attrs["dropped"] = dropped
-    for column, default in OPTIONAL_DEFAULTS.items():
-        if column not in df.columns:
-            df[column] = default
-    if "tie" not in df.columns:  # exported before the field: weight tying shared one block
-        df["tie"] = df["arch"].map(lambda arch: "all" if arch in archs.names(tied=True) else None)
-    df["kind"] = df["kind"].fillna("ablation")
-    df["spec"] = df["spec"].where(df["spec"].notna(), df["study"])
-    df["profile"] = df["profile"].where(df["profile"].notna(), df["kind"])  # tuning: no profile
-    for column in NUMERIC_COLUMNS:
-        df[column] = pd.to_numeric(df[column], errors="coerce")
-    bad = sorted(set(df["status"].astype(str)) - set(STATUSES))
-    if bad:
-        raise DataError(f"unknown trial status(es) {', '.join(bad)}; expected one of "
-                        f"{', '.join(STATUSES)}")  # fmt: skip
-    df["device_name"] = df["device_name"].where(
-        df["device_name"].notna(), df["device"].astype(str) + " (device not recorded)"
-    )
-    df["memory_meter"] = _fill_meter(df)
+    """:func:`bench.exports.table.normalise` (types, fills, ``config_id``), then the columns
+    the report derives (score, activation memory, depth axis, slice)."""
+    df = normalise(df)
+    dropped = df.attrs["dropped"]
     df["score"] = df["test_at_best_valid"]
     # activations: what forward+backward add to the step's baseline, less the gradients they
     # allocate (exact when every gradient exists at the peak: a reversible backward peaks at its
     # end; a residual one is under-counted by at most its gradients, < 1% of its activations
-    # here). Older exports: peak minus model state (diluted by the host data of the CPU meter).
+    # here). Exports without the split step: peak minus model state (diluted by the host data
+    # of the CPU meter).
     step_acts = df["step_added_bytes"] - GRAD_BYTES_PER_PARAM * df["params"]
     df["activation_bytes"] = step_acts.where(
         df["step_added_bytes"].notna(), df["peak_memory_bytes"] - df["model_state_bytes"]
@@ -221,20 +59,8 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     is_deq = df["arch"] == "deq"
     df["depth"] = df["layers"].where(~is_deq | df["deq_max_iter"].isna(), df["deq_max_iter"])
     df["slice"] = slice_names(df)
-    df["config_id"] = df.apply(config_id, axis=1)
     df.attrs["dropped"] = dropped
     return df
-
-
-def _fill_meter(df: pd.DataFrame) -> pd.Series:
-    """A failed trial may lack its meter: take the one its ok peers on the same device used."""
-    meter = df["memory_meter"].astype(object).copy()
-    peers = df[df["memory_meter"].notna()].groupby(["study", "profile", "device_name"])
-    known = peers["memory_meter"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else None)
-    for idx in df.index[meter.isna()]:
-        key = (df.at[idx, "study"], df.at[idx, "profile"], df.at[idx, "device_name"])
-        meter.at[idx] = known.get(key) or "meter not recorded"
-    return meter
 
 
 def graph_key(row: pd.Series) -> str:
@@ -331,27 +157,9 @@ def device_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def canonical(value: Any) -> Any:
-    """A JSON-stable form of a cell: NaN -> None, whole floats -> int, numpy -> python."""
-    if value is None:
-        return None
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return int(value) if value.is_integer() else value
-    return value
-
-
 def as_key(values: pd.Series) -> pd.Series:
     """Cells as JSON strings ('null' for missing), so grouping and counting never drop NaN."""
     return values.map(lambda v: json.dumps(canonical(v), sort_keys=True)).astype(object)
-
-
-def config_id(row: pd.Series) -> str:
-    """One string per configuration (everything but the seed): the key rows are grouped by."""
-    return json.dumps({c: canonical(row[c]) for c in GROUP_COLUMNS}, sort_keys=True)
 
 
 def varying_columns(df: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.config import TrialConfig
-from bench.record import TrialRecord
+from bench.record import TrialRecord, failure_kind_of
 from bench.trial.protocol import (
     EVENT_PREFIX,
     PHASE_PREFIX,
@@ -173,7 +173,6 @@ def record_without_child_record(
             "out-of-memory killer killed nothing meanwhile)"
             + (f"\nstderr tail:\n{stderr_tail}" if stderr_tail else "")
         )
-        record.failure_kind = "environment"  # not the configuration's doing: retried next run
     elif returncode == -signal.SIGKILL:
         seen = "the kernel's out-of-memory killer" if oom_kills else "most likely the kernel's "
         seen += "" if oom_kills else "out-of-memory killer; its kill count is unreadable here"
@@ -186,9 +185,9 @@ def record_without_child_record(
         record.error = f"the trial process exited with code {returncode} without a record" + (
             f"\nstderr tail:\n{stderr_tail}" if stderr_tail else ""
         )
-        if returncode is not None and -returncode in _OUTSIDE_SIGNALS:
-            record.failure_kind = "environment"  # killed from outside: retried next run
-    record.failure_kind = record.kind_of_failure()
+    outside = killed_for is None and returncode is not None and -returncode in _OUTSIDE_SIGNALS
+    # killed from outside (status "killed", or a signal): not the configuration's doing
+    record.failure_kind = failure_kind_of(record.status, record.error, outside=outside)
     return record
 
 

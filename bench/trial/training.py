@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.config import TrialConfig
-from bench.errors import ConfigError, is_environment_error
-from bench.record import TrialRecord
+from bench.errors import ConfigError
+from bench.record import TrialRecord, failure_kind_of
 from bench.trial.protocol import CONFIG_ERROR_PREFIX, FAULT_ENV
 
 TRACEBACK_LINES = 12
@@ -167,8 +167,7 @@ def run_trial(
         else:
             record.status = "error"
             record.error = error_message(exc)
-            if is_environment_error(exc):  # data missing, device gone: retried next run
-                record.failure_kind = "environment"
+            record.failure_kind = failure_kind_of(record.status, exc)  # data, device: retried
     finally:
         _finish(record, state, clock)
         # the caller's process-wide setting is theirs: restore it (in-process callers, tests)

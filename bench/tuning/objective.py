@@ -12,12 +12,11 @@ from typing import Any
 import optuna
 
 from bench.config import TrialConfig
-from bench.errors import is_environment_error
 from bench.harness.storage import (
     RECORD_ATTR,
     save_record,
 )
-from bench.record import TrialRecord
+from bench.record import TrialRecord, failure_kind_of
 from bench.tuning.settings import OBJECTIVES
 from bench.tuning.study import PRUNE_REASON, PredictFn, RunFn, TuneRun
 from bench.units import format_bytes
@@ -80,7 +79,7 @@ class Objective:
                     config=config,
                     error=f"{type(err).__name__}: {err}",
                     failed_phase="setup",
-                    failure_kind="environment" if is_environment_error(err) else "config",
+                    failure_kind=failure_kind_of("error", err),
                 )
                 save_record(trial.study, trial, record)
             raise

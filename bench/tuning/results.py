@@ -88,6 +88,8 @@ def export(run: TuneRun) -> Path:
     """Write ``results/tune-SPEC.csv``: every tuning study of this spec in the storage."""
     import pandas as pd
 
+    from bench.exports.table import write_table
+
     storage = open_storage(run.url, heartbeat_interval=None)
     names = [study_name(run.space, False), study_name(run.space, True)]
     present = set(optuna.study.get_all_study_names(storage=storage))
@@ -101,10 +103,7 @@ def export(run: TuneRun) -> Path:
         if frames
         else pd.DataFrame()
     )
-    out = run.results_dir / f"tune-{run.space.name}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
-    return out
+    return write_table(frame, run.results_dir / f"tune-{run.space.name}.csv")
 
 
 def front_table(study: optuna.Study, only_front: bool = True) -> str:

@@ -2,7 +2,7 @@
 within one memory budget, only the memory-efficient archs can afford.
 
 Depth is counted in message-passing hops: each trial's receptive field (the record's
-``receptive_hops``, or for older exports :func:`bench.trial.hops.receptive_hops` of its config:
+``receptive_hops``, from :func:`bench.trial.hops.receptive_hops` of its config:
 ResGNN L, RevGNN and WT-RevGNN G x L, DEQ-GNN 2 n - 1 at its iteration cap n). Two kinds of
 case, never pooled (each measurement slice is one dataset):
 
@@ -35,13 +35,11 @@ the module (``DEPTH_BUYS_ACCURACY``)."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pandas as pd
 
 from bench import paper
-from bench.data.registry import needed_hops as dataset_needed_hops
 from bench.report.claims.base import (
     NOT_SUPPORTED,
     Finding,
@@ -54,7 +52,7 @@ from bench.report.claims.registry import Claim
 from bench.report.fmt import fmt_num
 from bench.report.select import FIGURE_BY_KEY, ablation_rows
 from bench.stats import NO_DATA, SUPPORTED, judge, summarize
-from bench.trial.hops import deq_hops, receptive_hops
+from bench.trial.hops import deq_hops
 from bench.units import format_bytes
 
 KEY = "depth-buys-accuracy"
@@ -66,24 +64,11 @@ CHANCE_BAND = 0.05  # a mean test ROC-AUC within 0.5 +- this is read as chance
 
 def with_hops(rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` with ``hops`` (receptive field) and ``needed`` (the task's hops, NaN when not a
-    fact), from the record's columns where the export has them, else from each config."""
+    fact): the record's ``receptive_hops`` and ``needed_hops``, as exported."""
     rows = rows.copy()
-    computed = rows.apply(lambda r: receptive_hops(r.to_dict()), axis=1)
-    recorded = rows.get("receptive_hops")
-    hops = computed if recorded is None else pd.to_numeric(recorded).fillna(computed)
-    rows["hops"] = pd.to_numeric(hops, errors="coerce")
-    known = rows.apply(lambda r: dataset_needed_hops(str(r["dataset"]), _options(r)), axis=1)
-    recorded = rows.get("needed_hops")
-    needed = known if recorded is None else pd.to_numeric(recorded).fillna(known)
-    rows["needed"] = pd.to_numeric(needed, errors="coerce")
+    rows["hops"] = pd.to_numeric(rows["receptive_hops"], errors="coerce")
+    rows["needed"] = pd.to_numeric(rows["needed_hops"], errors="coerce")
     return rows
-
-
-def _options(row: pd.Series) -> dict:
-    value = row.get("dataset_options")
-    if isinstance(value, str) and value:
-        return json.loads(value)
-    return dict(value) if isinstance(value, dict) else {}
 
 
 def needed_depth(rows: pd.DataFrame) -> int | None:
