@@ -124,6 +124,11 @@ class Architecture:
         return config.channels
 
     # --- what it is -------------------------------------------------------------------------
+    @property
+    def flat_params(self) -> bool:
+        """Parameters independent of depth (one block shared by every layer, or iterated)."""
+        return self.tied
+
     def depth(self, config: Any) -> int:
         """The depth its depth axis counts (layers, or an equilibrium model's iteration cap)."""
         return config.layers
@@ -249,6 +254,10 @@ class EquilibriumArch(Architecture):
             "deq_max_iter": config.deq_max_iter or config.layers,
             "deq_grad": config.deq_grad or self.grad,
         }
+
+    @property
+    def flat_params(self) -> bool:
+        return True
 
     def depth(self, config: Any) -> int:
         return config.deq_max_iter or config.layers

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.exports.table import GROUP_COLUMNS
+from bench.models import archs
 from bench.report.load import as_key
 from bench.stats import summarize
 
@@ -21,17 +22,15 @@ METRICS: tuple[str, ...] = (
 
 def deq_tolerance(rows: pd.DataFrame) -> pd.Series:
     """Each trial's solver tolerance (its ``deq_tol``, else the DEQ default)."""
-    from bench.config import TrialConfig
-
-    default = TrialConfig(arch="deq").model.deq_tol
-    return rows["deq_tol"].fillna(default)
+    defaults = {a.name: a.tol for a in archs.registered() if a.family == "equilibrium"}
+    return rows["deq_tol"].fillna(rows["arch"].map(defaults))
 
 
 def unconverged(rows: pd.DataFrame) -> pd.Series:
     """True for a DEQ trial whose forward or backward solve ended above its tolerance."""
     tol = deq_tolerance(rows)
     worst = rows[["solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max"]].max(axis=1)
-    return (rows["arch"] == "deq") & (worst > tol)
+    return rows["arch"].isin(archs.names(family="equilibrium")) & (worst > tol)
 
 
 # compared scores: each also gets its 95% Student-t interval of the mean (bench.stats)

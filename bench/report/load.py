@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.errors import DataError
 from bench.exports.table import CONFIG_COLUMNS, canonical, finished, normalise, read_table
+from bench.models import archs
 
 GRAD_BYTES_PER_PARAM = 4  # float32 gradients: what a step adds besides activations
 # The columns that say where a number was measured (graph and device); never averaged or
@@ -56,8 +57,8 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     df["activation_bytes"] = step_acts.where(
         df["step_added_bytes"].notna(), df["peak_memory_bytes"] - df["model_state_bytes"]
     )
-    is_deq = df["arch"] == "deq"
-    df["depth"] = df["layers"].where(~is_deq | df["deq_max_iter"].isna(), df["deq_max_iter"])
+    iterated = df["arch"].isin(archs.names(depth_unit="iteration"))
+    df["depth"] = df["layers"].where(~iterated | df["deq_max_iter"].isna(), df["deq_max_iter"])
     df["slice"] = slice_names(df)
     df.attrs["dropped"] = dropped
     return df

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bench import paper
+from bench.models import archs
 from bench.report.claims import Finding, get_claim
 from bench.report.fmt import (
     byte_unit,
@@ -56,9 +57,10 @@ def display_summary(block: pd.DataFrame) -> pd.DataFrame:
     table["step (s)"] = _ms(block, "step_time_s")
     if "code" in block and block["code"].astype(bool).any():
         table["code"] = block["code"].to_numpy()  # configurations that mix code versions
-    if (block["arch"] == "deq").any():
+    equilibrium = archs.names(family="equilibrium")
+    if block["arch"].isin(equilibrium).any():
         table["DEQ residual fwd / bwd"] = [
-            _residuals(r) if r["arch"] == "deq" else "" for _, r in block.iterrows()
+            _residuals(r) if r["arch"] in equilibrium else "" for _, r in block.iterrows()
         ]
     return table.reset_index(drop=True)
 

@@ -40,6 +40,7 @@ import math
 import pandas as pd
 
 from bench import paper
+from bench.models import archs
 from bench.report.claims.base import (
     NOT_SUPPORTED,
     Finding,
@@ -57,7 +58,6 @@ from bench.units import format_bytes
 
 KEY = "depth-buys-accuracy"
 FIGURE = "fig10"
-EFFICIENT = ("rev", "wt-rev", "deq")  # the archs whose memory does not grow with depth
 ACCURACY_MARGIN = 0.0  # "scores higher": the interval of the difference lies above 0
 CHANCE_BAND = 0.05  # a mean test ROC-AUC within 0.5 +- this is read as chance
 
@@ -106,7 +106,7 @@ def _layers_text(series: Series, hops: float) -> str:
     depth = _at(series, hops)["depth"].dropna()
     if not len(depth):
         return f"{fmt_num(hops)} hops"
-    unit = "iteration" if series.arch == "deq" else "layer"
+    unit = archs.get(series.arch).depth_unit
     plural = "" if float(depth.iloc[0]) == 1 else "s"
     return f"{fmt_num(hops)} hops ({fmt_num(depth.iloc[0])} {unit}{plural})"
 
@@ -127,7 +127,7 @@ def accuracy_claims(df: pd.DataFrame) -> list[Finding]:
         if panel["memory_cap_bytes"].isna().all():  # no budget (criteria, limits): figure only
             continue
         series = split_series(panel)
-        for arch in EFFICIENT:
+        for arch in archs.names(flat_memory=True):
             out += [
                 _claim(str(slice_), deep, res) for deep, res in series_pairs(series, arch, "res")
             ]
@@ -191,7 +191,7 @@ def _why_not(deep: Series, at: pd.DataFrame, mean: float, k: int | None) -> list
     if ok["metric"].eq("rocauc").all() and abs(mean - 0.5) <= CHANCE_BAND:
         reasons.append(f"{deep.arch} scores at chance there: it did not learn the rule its "
                        "receptive field reaches")  # fmt: skip
-    if deep.arch == "deq" and len(ok):
+    if archs.get(deep.arch).family == "equilibrium" and len(ok):
         tol = pd.to_numeric(ok["deq_tol"], errors="coerce").fillna(1e-4)
         residual = pd.to_numeric(ok.get("solver_fwd_rel_residual_max"), errors="coerce")
         stuck = int((residual > tol).sum())

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench import paper
 from bench.measure.memory_model import DEQ_HISTORY
+from bench.models import archs
 from bench.report.aggregate import depth_means
 from bench.report.claims.base import (
     ARCH_SPECIFIC,
@@ -211,7 +212,9 @@ def deq_claims(df: pd.DataFrame) -> list[Finding]:
     rows, _ = ablation_rows(df, FIGURE_BY_KEY["fig4"])
     out = []
     for slice_, panel in per_slice(rows):
-        for series in (s for s in split_series(panel) if s.arch == "deq"):
+        for series in (
+            s for s in split_series(panel) if s.arch in archs.names(family="equilibrium")
+        ):
             out.append(_deq_claim(slice_, series))
     return out
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench import paper
 from bench.measure.memory_model import per_layer_params
+from bench.models import archs
 from bench.report.aggregate import depth_means, linear_fit
 from bench.report.claims.base import NOT_SUPPORTED, PEAK, Finding, Series, per_slice, split_series
 from bench.report.claims.registry import NO_PAPER, SANITY_CHECK, Claim
@@ -167,7 +168,7 @@ def _has_edge_features(dataset: str) -> bool | None:
 
 def _per_layer_params(ok: pd.DataFrame) -> pd.Series | None:
     """Params per layer for each group count, from the slope over >= 2 depths (untied only)."""
-    if ok["arch"].iloc[0] in ("wt-res", "wt-rev", "deq"):
+    if ok["arch"].iloc[0] in archs.names(flat_params=True):
         return None
     slopes = {}
     for g, part in ok.groupby("groups"):
@@ -180,7 +181,7 @@ def _per_layer_params(ok: pd.DataFrame) -> pd.Series | None:
 
 def tied_params_claims(df: pd.DataFrame) -> list[Finding]:
     """Weight-tied and DEQ params vs depth (any ablation that varies depth)."""
-    rows = df[(df["kind"] == "ablation") & df["arch"].isin(("wt-res", "wt-rev", "deq"))]
+    rows = df[(df["kind"] == "ablation") & df["arch"].isin(archs.names(flat_params=True))]
     out = []
     for (slice_, _), panel in rows.groupby(["slice", "spec"], sort=True):
         for series in split_series(panel):
@@ -193,7 +194,8 @@ def tied_params_claims(df: pd.DataFrame) -> list[Finding]:
             evidence = (f"params at depth {fmt_num(params.index[0])}: {fmt_num(params.iloc[0])}, at "
                         f"{fmt_num(params.index[-1])}: {fmt_num(params.iloc[-1])} ({growth:.4g}×)")  # fmt: skip
             verdict = SUPPORTED if growth <= TIED_GROWTH else NOT_SUPPORTED
-            out.append(Finding("tied-params", "fig3" if series.arch != "deq" else "fig4", str(slice_),
+            figure = "fig4" if archs.get(series.arch).depth_unit == "iteration" else "fig3"
+            out.append(Finding("tied-params", figure, str(slice_),
                                f"{series.label} [{series.rows['spec'].iloc[0]}]", evidence, verdict))  # fmt: skip
     return out
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench import paper
+from bench.models import archs
 from bench.report.aggregate import deq_tolerance, unconverged
 from bench.report.claims.base import (
     NOT_SUPPORTED,
@@ -48,7 +49,7 @@ def tied_tradeoff_claims(df: pd.DataFrame) -> list[Finding]:
     """Figure 1: weight-tied / DEQ params and score vs rev, then the paper's own shapes."""
     out: list[Finding] = []
     for slice_, series in _overview_series(df):
-        for arch in ("wt-rev", "wt-res", "deq"):
+        for arch in archs.names(flat_params=True):
             for tied, rev in series_pairs(series, arch, "rev"):
                 out.append(_tradeoff(slice_, tied, rev))
     return out + counted_tradeoff_claims()
@@ -101,7 +102,7 @@ def _tradeoff(slice_: str, tied: Series, rev: Series) -> Finding:
     evidence = (f"params {fmt_num(a['params'])} vs {fmt_num(b['params'])} ({ratio:.3g}×); score "
                 f"{tied.arch} - rev = {diff.text()} against the paper's largest loss "
                 f"{margin:+.4f}: {score}")  # fmt: skip
-    if tied.arch == "deq":
+    if archs.get(tied.arch).family == "equilibrium":
         evidence += "; " + _convergence(tied.rows)
     if ratio >= 1:
         return Finding("tied-tradeoff", "fig1", slice_, case, evidence, NOT_SUPPORTED)
