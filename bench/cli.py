@@ -8,6 +8,9 @@ import argparse
 import importlib
 import sys
 
+from bench import plugins
+from bench.errors import ConfigError
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "trial": ("bench.trial", "train one configuration in its own process; print its record"),
     "ablate": (
@@ -69,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown command {name!r}\n\n{_overview()}", file=sys.stderr)
         return 2
     module_name, help_ = COMMANDS[name]
+    try:
+        plugins.load()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"python -m bench {name}", description=help_)
     module.add_arguments(parser)

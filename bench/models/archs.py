@@ -11,8 +11,7 @@ model class is imported when a model is built.
 A family (:class:`ResidualArch`, :class:`ReversibleArch`, :class:`EquilibriumArch`) holds what
 its members share; a member is one instance. Adding an architecture is one module that builds its
 model and registers it (a family instance, or a subclass of :class:`Architecture` for a new
-family); outside the package, name that module in ``BENCH_PLUGINS`` (comma-separated module
-names, imported on first use of the registry, also by every trial process and worker)::
+family); outside the package, name that module in ``BENCH_PLUGINS`` (:mod:`bench.plugins`)::
 
     # mymodels.py, then: BENCH_PLUGINS=mymodels python -m bench trial --arch wide-res
     from torch import nn
@@ -28,14 +27,13 @@ names, imported on first use of the registry, also by every trial process and wo
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bench import plugins
 from bench.errors import ConfigError
 
-PLUGINS_ENV = "BENCH_PLUGINS"
 FLOAT = 4  # bytes per float32
 
 #: weight tying: "after-first" = an untied first layer, then one block shared by the rest (the
@@ -278,7 +276,6 @@ class EquilibriumArch(Architecture):
 
 
 _REGISTRY: dict[str, Architecture] = {}
-_plugins_loaded = False
 
 
 def register(arch: Architecture) -> Architecture:
@@ -296,22 +293,9 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError("arch", f"{PLUGINS_ENV} names {module!r}, which does not import: "
-                              f"{exc}") from None  # fmt: skip
-
-
 def registered() -> Iterator[Architecture]:
     """Every architecture, in registration order (the order of figures and tables)."""
-    _load_plugins()
+    plugins.load()
     return iter(list(_REGISTRY.values()))
 
 
@@ -324,7 +308,7 @@ def names(**having: Any) -> tuple[str, ...]:
 
 def get(name: str) -> Architecture:
     """The architecture called ``name``; ConfigError naming ``arch`` otherwise."""
-    _load_plugins()
+    plugins.load()
     if name not in _REGISTRY:
         raise ConfigError("arch", f"unknown value {name!r}; choose one of {', '.join(names())}")
     return _REGISTRY[name]
