@@ -13,13 +13,14 @@ import optuna
 
 from bench.config import TrialConfig
 from bench.errors import is_environment_error
+from bench.harness.source import RunFn
 from bench.harness.storage import (
     RECORD_ATTR,
     save_record,
 )
 from bench.record import TrialRecord
 from bench.tuning.settings import OBJECTIVES
-from bench.tuning.study import PRUNE_REASON, PredictFn, RunFn, TuneRun
+from bench.tuning.study import PRUNE_REASON, PredictFn, TuneRun
 from bench.units import format_bytes
 
 
