@@ -215,3 +215,20 @@ def test_sweep_options_mirror_the_ablate_flags() -> None:
     assert (
         storage_url(options.storage, "depth", options.results_dir) == "sqlite:///results/depth.db"
     )
+
+
+def test_reproduce_names_its_results_folder_in_rerun_commands(tmp_path: Path) -> None:
+    """A rerun hint must reach the same storage: reproduce into another folder (``--quick``'s
+    build/quick/results) says ``--results-dir``."""
+    from bench.harness.reproduce import ReproduceOptions, reproduce
+
+    spec = tmp_path / "mini.toml"
+    spec.write_text(SPEC)
+    lines: list[str] = []
+    options = ReproduceOptions([spec], ("cpu",), tmp_path / "elsewhere", None, progress=False)
+    reproduce(options, run_fn=fake_run, log=lines.append)
+    (hint,) = [line for line in lines if "configuration failures" in line]
+    assert hint.endswith(
+        f"python -m bench ablate mini --profile cpu --results-dir {tmp_path / 'elsewhere'} "
+        "--retry-failed"
+    )

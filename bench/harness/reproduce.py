@@ -11,6 +11,7 @@ that can run a skipped study removes its entry.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -131,7 +132,7 @@ def _reproduce_study(
         return skip
     log(f"{name}: {done.done}/{done.total} points have a record ({done.failed} not ok), "
         f"{done.ran_here} run now, {done.seconds:.0f} s")  # fmt: skip
-    command = rerun_command(SweepOptions(spec.name, profile))  # as printed before: no --results-dir
+    command = rerun_command(dataclasses.replace(sweep, spec=spec.name))  # its --results-dir too
     for line in done.failure_lines(command):
         log(f"{name}: {line}")
     return done
