@@ -25,7 +25,7 @@ import pytest
 from conftest import PostgresLogin  # pytest puts tests/ on the path (rootdir conftest)
 
 from bench import cli
-from bench.harness import launch, preflight
+from bench.harness import launch, preflight, runner
 from bench.harness.credentials import ENV_VAR, has_password, mask_text, mask_url, storage_from
 from bench.harness.storage import load_records, open_storage
 from bench.harness.sweep import rerun_command
@@ -205,7 +205,7 @@ def test_tune_workers_get_the_storage_in_their_environment(
         def wait(self) -> int:
             return 0
 
-    monkeypatch.setattr(tune_run.subprocess, "Popen", Worker)
+    monkeypatch.setattr(runner.subprocess, "Popen", Worker)  # the runner starts them
     space = load_search_space("proteins-small")
     run = TuneRun(space=space, settings=space.settings, storage=postgres_login.url, workers=2)
     tune_run.run_study(run, log=lambda _line: None)

@@ -149,7 +149,7 @@ def test_trial_trains_a_graph_file(
 def test_ablate_runs_a_spec_whose_dataset_is_a_file(multilabel: str, tmp_path: Path) -> None:
     from bench.harness.export import export_study
     from bench.harness.storage import open_storage, storage_url
-    from bench.harness.sweep import run_sweep
+    from bench.harness.sweep import SweepOptions, run_sweep
 
     spec = tmp_path / "mine.toml"
     spec.write_text(f"""
@@ -165,7 +165,9 @@ arch = ["res", "rev"]
 layers = [2]
 [profiles.cpu]
 """)
-    result = run_sweep(spec, results_dir=tmp_path, run_fn=in_process, progress=False, device="cpu")
+    result = run_sweep(
+        SweepOptions(spec, results_dir=tmp_path, progress=False, device="cpu"), in_process
+    )
     assert result.complete and result.failed == 0 and result.total == 2
     import optuna
 

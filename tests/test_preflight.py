@@ -23,12 +23,10 @@ from bench.config import TrialConfig
 from bench.data.paths import shared_root
 from bench.harness import preflight
 from bench.harness.export import trial_rows
-from bench.harness.progress import failure_lines
-from bench.harness.reproduce import reproduce
+from bench.harness.reproduce import ReproduceOptions, reproduce
 from bench.harness.skipped import read_skipped, write_skipped
-from bench.harness.spec import load_spec
 from bench.harness.storage import load_records, open_storage, storage_url
-from bench.harness.sweep import run_sweep
+from bench.harness.sweep import SweepOptions, run_sweep
 from bench.record import TrialRecord, count_failures
 from bench.report.load import finished
 from bench.tuning.run import run_study
@@ -230,7 +228,9 @@ def test_environment_failure_is_retried_by_a_plain_rerun(
     spec = _write(tmp_path / "blog.toml", BLOG_SPEC)
     url = storage_url(None, "blog", tmp_path)
     # an older run without preflight: the real trial process meets the missing data
-    first = run_sweep(spec, results_dir=tmp_path, progress=False, device="cpu", check=False)
+    first = run_sweep(
+        SweepOptions(spec, results_dir=tmp_path, progress=False, device="cpu", check=False)
+    )
     assert first.done == 2 and first.environment == 1 and not first.complete
     study = optuna.load_study(study_name="blog-cpu", storage=open_storage(url, None))
     by_dataset = {r.config["dataset"]: r for _, r in load_records(study)}
@@ -238,7 +238,7 @@ def test_environment_failure_is_retried_by_a_plain_rerun(
     assert missing.status == "error" and missing.failure_kind == "environment"
     assert missing.error.startswith("DataError")
     assert by_dataset["synthetic-proteins"].status == "ok"
-    lines = failure_lines(study, load_spec(spec).points("cpu"), "python -m bench ablate blog")
+    lines = first.failure_lines("python -m bench ablate blog")
     assert len(lines) == 1 and lines[0].startswith("environment failures: 1 point (1 error")
     assert lines[0].endswith("a plain rerun retries them: python -m bench ablate blog")
 
@@ -253,15 +253,19 @@ def test_environment_failure_is_retried_by_a_plain_rerun(
     # the data "arrives"; a plain rerun (no --retry-failed) runs exactly the failed point
     log = tmp_path / "runs.log"
     monkeypatch.setenv("BENCH_TEST_RUN_LOG", str(log))
-    again = run_sweep(spec, results_dir=tmp_path, progress=False, device="cpu",
-                      run_fn=counting_run, check=False)  # fmt: skip
+    again = run_sweep(
+        SweepOptions(spec, results_dir=tmp_path, progress=False, device="cpu", check=False),
+        counting_run,
+    )
     assert log.read_text().split() == ["blogcatalog"]
     assert again.complete and again.environment == 0 and again.ran_here == 1
     frame = pd.DataFrame(trial_rows(study))
     current = frame[frame["current"].astype(bool)]
     assert sorted(current["status"]) == ["ok", "ok"] and len(frame) == 3
-    third = run_sweep(spec, results_dir=tmp_path, progress=False, device="cpu",
-                      run_fn=counting_run, check=False)  # fmt: skip
+    third = run_sweep(
+        SweepOptions(spec, results_dir=tmp_path, progress=False, device="cpu", check=False),
+        counting_run,
+    )
     assert third.ran_here == 0  # nothing left to retry
 
 
@@ -328,8 +332,12 @@ def test_reproduce_skips_what_it_cannot_run_and_reports_it(
     blog = _write(tmp_path / "blog.toml", BLOG_SPEC)
     results, report = tmp_path / "results", tmp_path / "report"
     lines: list[str] = []
-    result = reproduce([tiny, blog], ("cpu", "real"), results, report, figures=False,
-                       progress=False, log=lines.append)  # fmt: skip
+    result = reproduce(
+        ReproduceOptions(
+            [tiny, blog], ("cpu", "real"), results, report, figures=False, progress=False
+        ),
+        log=lines.append,
+    )
     assert result.ran == ["tiny-cpu"] and result.ok
     assert [s.study for s in result.skipped] == ["blog-cpu"]
     assert not (results / "blog.db").exists() and not (results / "blog-cpu.csv").exists()

@@ -21,7 +21,7 @@ from bench.config import TrialConfig
 from bench.harness.queue import claim, reconcile, study_name
 from bench.harness.spec import load_spec
 from bench.harness.storage import load_records, open_storage, storage_url
-from bench.harness.sweep import run_sweep
+from bench.harness.sweep import SweepOptions, run_sweep
 from bench.record import TrialRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -114,7 +114,7 @@ def test_sweep_runs_every_point_once_and_resumes(
     spec_path: Path, run_log: Path, tmp_path: Path
 ) -> None:
     result = run_sweep(
-        spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu"
+        SweepOptions(spec_path, results_dir=tmp_path, progress=False, device="cpu"), fake_run
     )
     url = storage_url(None, "mini", tmp_path)
     assert result.complete and result.total == 12 and result.ran_here == 12
@@ -128,19 +128,17 @@ def test_sweep_runs_every_point_once_and_resumes(
     assert trial.value == pytest.approx(trial.user_attrs["best_valid"])
 
     again = run_sweep(
-        spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu"
+        SweepOptions(spec_path, results_dir=tmp_path, progress=False, device="cpu"), fake_run
     )
     assert again.ran_here == 0 and again.complete
     assert_each_point_once(url, spec_path, run_log)
 
     # --retry-failed reruns exactly the failed points; the old attempts stay, superseded
     retried = run_sweep(
-        spec_path,
-        results_dir=tmp_path,
-        run_fn=fake_run,
-        progress=False,
-        device="cpu",
-        retry_failed=True,
+        SweepOptions(
+            spec_path, results_dir=tmp_path, progress=False, device="cpu", retry_failed=True
+        ),
+        fake_run,
     )
     assert retried.ran_here == 2
     runs = executions(run_log)
@@ -148,9 +146,10 @@ def test_sweep_runs_every_point_once_and_resumes(
 
 
 def test_more_seeds_runs_only_the_new_ones(spec_path: Path, run_log: Path, tmp_path: Path) -> None:
-    run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu")
+    run_sweep(SweepOptions(spec_path, results_dir=tmp_path, progress=False, device="cpu"), fake_run)
     more = run_sweep(
-        spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu", seeds=3
+        SweepOptions(spec_path, results_dir=tmp_path, progress=False, device="cpu", seeds=3),
+        fake_run,
     )
     assert more.ran_here == 6 and more.total == 18
     assert all(n == 1 for n in executions(run_log).values())
@@ -168,13 +167,10 @@ def test_lost_trial_is_requeued(spec_path: Path, run_log: Path, tmp_path: Path) 
     storage.record_heartbeat(taken._trial_id)  # it beat once, then its worker "died"
     time.sleep(2.5)
     result = run_sweep(
-        spec_path,
-        results_dir=tmp_path,
-        run_fn=fake_run,
-        progress=False,
-        device="cpu",
-        heartbeat=1,
-        poll_s=0.2,
+        SweepOptions(
+            spec_path, results_dir=tmp_path, progress=False, device="cpu", heartbeat=1, poll_s=0.2
+        ),
+        fake_run,
     )
     assert result.complete and result.ran_here == 12
     pairs = stored(url, "mini-cpu")
@@ -196,8 +192,12 @@ def test_duplicate_claims_are_pruned_with_a_reason_not_failed(
     )
     reconcile(study, points)
     study.enqueue_trial({}, user_attrs=dict(study.trials[0].user_attrs))  # a second worker's copy
-    result = run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False,
-                       device="cpu", heartbeat=1, poll_s=0.2)  # fmt: skip
+    result = run_sweep(
+        SweepOptions(
+            spec_path, results_dir=tmp_path, progress=False, device="cpu", heartbeat=1, poll_s=0.2
+        ),
+        fake_run,
+    )
     assert result.complete
     assert_each_point_once(url, spec_path, run_log)
     pairs = stored(url, "mini-cpu")
@@ -214,14 +214,16 @@ def _sweep_process(spec: str, url: str, results_dir: str, workers: int, log: str
     os.environ["BENCH_TEST_SLEEP"] = "0.1"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     result = run_sweep(
-        spec,
-        storage=url,
-        results_dir=Path(results_dir),
-        workers=workers,
-        run_fn=fake_run,
-        progress=False,
-        heartbeat=2,
-        poll_s=0.2,
+        SweepOptions(
+            spec,
+            storage=url,
+            results_dir=Path(results_dir),
+            workers=workers,
+            progress=False,
+            heartbeat=2,
+            poll_s=0.2,
+        ),
+        fake_run,
     )
     assert result.complete
     with open(log + ".ran", "a") as handle:
@@ -378,7 +380,7 @@ def test_studies_read_well_in_a_dashboard(spec_path: Path, run_log: Path, tmp_pa
     """Every ablation trial carries its grid axes as Optuna params with distributions (the
     dashboard's parameter plots and importances), the study names its objective, and the
     record's key fields are flat attributes a dashboard shows whole (<= 1,024 characters)."""
-    run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu")
+    run_sweep(SweepOptions(spec_path, results_dir=tmp_path, progress=False, device="cpu"), fake_run)
     url = storage_url(None, "mini", tmp_path)
     study = optuna.load_study(study_name=study_name("mini", "cpu"),
                               storage=open_storage(url, heartbeat_interval=None))  # fmt: skip
@@ -414,7 +416,7 @@ def test_rerun_stale_runs_the_points_of_mixed_code_configurations_again(
     from bench.harness.export import export_study
     from bench.harness.reproduce import stale_points
 
-    run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu")
+    run_sweep(SweepOptions(spec_path, results_dir=tmp_path, progress=False, device="cpu"), fake_run)
     url = storage_url(None, "mini", tmp_path)
     study = optuna.load_study(study_name=study_name("mini", "cpu"),
                               storage=open_storage(url, heartbeat_interval=None))  # fmt: skip
@@ -425,8 +427,10 @@ def test_rerun_stale_runs_the_points_of_mixed_code_configurations_again(
     frame.to_csv(export, index=False)
     keys = stale_points(export)
     assert keys == set(frame.loc[(frame["arch"] == "rev") & (frame["layers"] == 2), "point_key"])
-    run_sweep(spec_path, results_dir=tmp_path, run_fn=fake_run, progress=False, device="cpu",
-              rerun=keys)  # fmt: skip
+    run_sweep(
+        SweepOptions(spec_path, results_dir=tmp_path, progress=False, device="cpu", rerun=keys),
+        fake_run,
+    )
     runs = executions(run_log)
     assert runs[("rev", 2, 0)] == runs[("rev", 2, 1)] == 2  # both seeds: one code version again
     assert all(n == 1 for k, n in runs.items() if k[:2] != ("rev", 2))
@@ -439,15 +443,22 @@ def test_rerun_stale_without_a_stored_study_keeps_a_whole_export_or_runs_it_all(
     that has every point and one code version, and runs a study with a stale point in full."""
     import pandas as pd
 
-    from bench.harness.reproduce import reproduce, stale_points
+    from bench.harness.reproduce import ReproduceOptions, reproduce, stale_points
 
     results = tmp_path / "results"
 
     def again(lines: list[str]):
-        return reproduce([spec_path], ("cpu",), results, None, progress=False, run_fn=fake_run,
-                         rerun_stale=True, log=lines.append)  # fmt: skip
+        return reproduce(
+            ReproduceOptions(
+                [spec_path], ("cpu",), results, None, progress=False, rerun_stale=True
+            ),
+            run_fn=fake_run,
+            log=lines.append,
+        )
 
-    reproduce([spec_path], ("cpu",), results, None, progress=False, run_fn=fake_run)
+    reproduce(
+        ReproduceOptions([spec_path], ("cpu",), results, None, progress=False), run_fn=fake_run
+    )
     export = results / "mini-cpu.csv"
     before = export.read_bytes()
     (results / "mini.db").unlink()  # what a clone has
@@ -492,7 +503,9 @@ def test_cpu_trials_run_on_one_thread_unless_the_user_says(
         monkeypatch.setenv("OMP_NUM_THREADS", user)
     threads = torch.get_num_threads()
     THREADS.clear()
-    run_sweep(spec_path, results_dir=tmp_path, run_fn=thread_probe, progress=False, device="cpu")
+    run_sweep(
+        SweepOptions(spec_path, results_dir=tmp_path, progress=False, device="cpu"), thread_probe
+    )
     assert len(THREADS) == 12
     if user is None:
         assert set(THREADS) == {("1", 1)}

@@ -141,21 +141,3 @@ def _run_command(command: list[str]) -> int:
     import subprocess
 
     return subprocess.run(command, check=False).returncode
-
-
-def worker_argv(argv: list[str]) -> list[str]:
-    """``argv`` (a command's own arguments) without the launcher options: what a job runs."""
-    valued = {"--launcher", "--jobs", "--partition", "--gpus-per-job", "--time-limit"}
-    valued |= {"--array-parallelism", "--job-dir"}
-    out: list[str] = []
-    skip = False
-    for word in argv:
-        if skip:
-            skip = False
-            continue
-        flag = word.split("=", 1)[0]
-        if flag in valued:
-            skip = "=" not in word
-            continue
-        out.append(word)
-    return out

@@ -1,64 +1,49 @@
-"""What a sweep shows while and after it runs: the progress bar, the closing table per grid
-point, and one line per kind of failure with the command that reruns it."""
+"""What a study shows while and after it runs, for every way of choosing trials: the progress
+bar, one line per kind of failure with the command that reruns it (and that command, built once
+for ``ablate`` and ``tune``); for a grid, the closing table per point."""
 
 from __future__ import annotations
 
 import math
+import shlex
 import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
-from bench.harness.queue import POLL_S, point_state, trials_by_key
+from bench.harness.credentials import mask_url
+from bench.harness.queue import point_state, trials_by_key
+from bench.harness.source import TrialSource
 from bench.harness.spec import Point
-from bench.harness.storage import record_of
+from bench.harness.worker import POLL_S
 from bench.record import count_failures
 
 
-def progress_counts(study: optuna.Study, points: list[Point]) -> dict[str, int]:
-    """Points with a record (``done``), not ``ok`` (``failed``), failed by the environment
-    (``environment``: no result, retried next run) and running now."""
-    groups = trials_by_key(study.get_trials(deepcopy=False))
-    counts = {"done": 0, "failed": 0, "environment": 0, "running": 0}
-    for point in points:
-        trials = groups.get(point.key, [])
-        records = [(t.number, record_of(t)) for t in trials]
-        records = [(n, r) for n, r in records if r is not None]
-        if records:
-            counts["done"] += 1
-            latest = max(records, key=lambda pair: pair[0])[1]
-            if latest.status != "ok":
-                counts["failed"] += 1
-            if latest.is_environment_failure:
-                counts["environment"] += 1
-        if any(t.state == TrialState.RUNNING for t in trials):
-            counts["running"] += 1
-    return counts
-
-
 def show_progress(
-    study: optuna.Study, points: list[Point], stop: threading.Event, show: bool
+    source: TrialSource, study: optuna.Study, stop: threading.Event, show: bool
 ) -> None:
+    """A bar of ``source.counts`` until ``stop`` is set, redrawn when the counts change."""
     from tqdm import tqdm
 
-    counts = progress_counts(study, points)
+    counts = source.counts(study)
     bar = tqdm(
-        total=len(points),
-        initial=counts["done"],
+        total=counts.total,
+        initial=counts.done,
         desc=study.study_name,
         unit="trial",
         disable=not show,
         dynamic_ncols=True,
     )
-    shown: dict[str, int] | None = None
+    shown = None
     try:
         while True:
             stopping = stop.wait(POLL_S)
-            counts = progress_counts(study, points)
+            counts = source.counts(study)
             if counts != shown:  # redraw on change only: logs stay short when not a terminal
-                bar.set_postfix(failed=counts["failed"], running=counts["running"], refresh=False)
-                bar.update(counts["done"] - bar.n)
+                bar.set_postfix(failed=counts.failed, running=counts.running, refresh=False)
+                bar.update(counts.done - bar.n)
                 bar.refresh()
                 shown = counts
             if stopping:
@@ -67,22 +52,60 @@ def show_progress(
         bar.close()
 
 
-def failure_lines(study: optuna.Study, points: list[Point], command: str) -> list[str]:
-    """One line per kind of failure among the points' latest records, with the command that
-    runs them again (``command`` reruns this sweep)."""
-    groups = trials_by_key(study.get_trials(deepcopy=False))
-    found = count_failures(point_state(groups.get(p.key, []))[1] for p in points)
+def failure_lines(source: TrialSource, study: optuna.Study, command: str) -> list[str]:
+    """One line per kind of failure among ``source.failed(study)``, worded by the source
+    (``failure_wording[kind]``: a format string of ``n``, ``s`` (plural ending), ``shown``,
+    ``example`` and ``command``), with ``command`` (what reruns the study) in it."""
     lines = []
-    for kind, failed in found.items():
-        points_ = f"{failed.total} point{'s' if failed.total != 1 else ''}"
-        if kind == "config":
-            lines.append(f"configuration failures: {points_} ({failed.shown()}) are final "
-                         f"results; to run them again: {command} --retry-failed")  # fmt: skip
-        else:
-            lines.append(f"environment failures: {points_} ({failed.shown()}; e.g. "
-                         f"{failed.example}) are not results; once that is fixed, a plain rerun "
-                         f"retries them: {command}")  # fmt: skip
+    for kind, failed in count_failures(source.failed(study)).items():
+        lines.append(source.failure_wording[kind].format(
+            n=failed.total, s="" if failed.total == 1 else "s", shown=failed.shown(),
+            example=failed.example, command=command))  # fmt: skip
     return lines
+
+
+def command_words(
+    command: str,
+    target: str,
+    given: Any,
+    flags: Sequence[str],
+    defaults: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """``python -m bench COMMAND TARGET`` and each of ``flags`` that ``given`` (parsed arguments,
+    or options named like them) sets: not None or False, nor its entry in ``defaults``. A True
+    flag is written bare; ``--storage`` with its password masked (:func:`mask_url`). Why here:
+    the rerun commands of ``ablate`` and ``tune`` and the grid's worker jobs are built alike."""
+    words = ["python", "-m", "bench", command, str(target)]
+    for flag in flags:
+        value = getattr(given, flag, None)
+        default = (defaults or {}).get(flag)
+        if value is None or value is False or value == "" or _same(value, default):
+            continue
+        name = "--" + flag.replace("_", "-")
+        if value is True:
+            words.append(name)
+        else:
+            words += [name, mask_url(value) if flag == "storage" else str(value)]
+    return words
+
+
+def _same(value: Any, default: Any) -> bool:
+    if default is None:
+        return False
+    if isinstance(default, Path):
+        return Path(value) == default
+    return bool(value == default)
+
+
+def command_line(
+    command: str,
+    target: str,
+    given: Any,
+    flags: Sequence[str],
+    defaults: Mapping[str, Any] | None = None,
+) -> str:
+    """:func:`command_words` as one line to print (quoted for a shell)."""
+    return shlex.join(command_words(command, target, given, flags, defaults))
 
 
 def summary_table(study: optuna.Study, points: list[Point]) -> str:

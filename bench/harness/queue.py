@@ -1,4 +1,5 @@
-"""A sweep's study as a work queue: enqueue the missing points, claim one atomically, drop
+"""The grid strategy of the study runner (:class:`GridQueue`, see :mod:`bench.harness.source`):
+a sweep's study as a work queue. Enqueue the missing points, claim one atomically, drop
 duplicates, close a trial with the state its record deserves.
 
 One study per (spec, profile), named ``<spec>-<profile>``. Every point of the grid (x seed) has
@@ -17,8 +18,8 @@ a stable key (a hash of its configuration). The study is a work queue:
    with the lowest number wins deterministically: a claimed trial that finds a lower-numbered
    trial of the same key WAITING/RUNNING (or a record of the same or a later attempt) is closed
    as FAIL with ``duplicate_of`` and not run.
-4. *Run* the stored configuration with :func:`bench.trial.run_trial_isolated` (own process),
-   beating the heartbeat meanwhile, attach the whole record (:func:`bench.harness.storage.save_record`)
+4. *Run* the stored configuration with :func:`bench.trial.run_trial_isolated` (own process,
+   one thread on CPU), beating the heartbeat meanwhile, attach the whole record (:func:`bench.harness.storage.save_record`)
    and finish the trial: COMPLETE (value = best validation score) for ``ok`` and scored
    ``timeout`` records, PRUNED for ``pruned``, FAIL for the rest. A FAIL trial always has a
    record: it is a finished failure of its configuration (oom, diverged, ...). A trial whose
@@ -40,8 +41,13 @@ picked up once its heartbeat goes stale: the command ends when every point has a
 from __future__ import annotations
 
 import math
+import os
+import socket
 import warnings
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
 import optuna
 from optuna.distributions import (
@@ -52,35 +58,28 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+from bench.config import TrialConfig
+from bench.errors import ConfigError
+from bench.harness.export import export_study
+from bench.harness.source import Counts, RunFn, Turn, tag_study
 from bench.harness.spec import Point
-from bench.harness.storage import adopt_unbeaten, open_storage, record_of, save_record
-from bench.record import TrialRecord
+from bench.harness.storage import adopt_unbeaten, record_of, save_record
+from bench.harness.worker import Heartbeat, one_thread_on_cpu
+from bench.record import TrialRecord, failure_kind_of
 
 FAILED_STATUSES = ("oom", "diverged", "timeout", "error")
 LIVE_STATES = (TrialState.WAITING, TrialState.RUNNING)
-POLL_S = 2.0
+# how the failure lines of a sweep read (bench.harness.progress.failure_lines)
+GRID_WORDING = {
+    "config": "configuration failures: {n} point{s} ({shown}) are final results; to run them "
+    "again: {command} --retry-failed",
+    "environment": "environment failures: {n} point{s} ({shown}; e.g. {example}) are not "
+    "results; once that is fixed, a plain rerun retries them: {command}",
+}
 
 
 def study_name(spec: str, profile: str) -> str:
     return f"{spec}-{profile}"
-
-
-def open_study(url: str, name: str, attrs: dict[str, Any], heartbeat: int | None,
-               metric: str | None = None) -> optuna.Study:  # fmt: skip
-    """Create or load the study (safe when many workers start at once), tag it and name its
-    objective (``metric``, e.g. "valid rocauc": a dashboard's axis instead of "Objective 0")."""
-    storage = open_storage(url, heartbeat_interval=heartbeat)
-    study = optuna.create_study(
-        study_name=name, storage=storage, direction="maximize", load_if_exists=True
-    )
-    for key, value in attrs.items():
-        if study.user_attrs.get(key) != value:
-            study.set_user_attr(key, value)
-    if metric is not None and study.metric_names != [metric]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([metric])
-    return study
 
 
 def metric_name(points: list[Point]) -> str:
@@ -265,3 +264,132 @@ def finish(study: optuna.Study, trial: FrozenTrial, record: TrialRecord) -> None
         study.tell(trial.number, value)
     else:
         study.tell(trial.number, state=TrialState.FAIL)
+
+
+@dataclass
+class GridQueue:
+    """The grid strategy: every point of ``points`` once (see the module docstring).
+
+    ``attrs`` tag the study (spec, profile, kind, ...); trials run on ``device`` under
+    ``trial_timeout``; the opening reconcile retries failed points with ``retry_failed`` and
+    reruns the points keyed in ``rerun`` whatever their record; ``command`` is what a worker
+    job runs (the ordinary ``ablate`` command with ``--worker-job``); the export goes to
+    ``results_dir``."""
+
+    name: str
+    points: list[Point]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    trial_timeout: float | None = None
+    retry_failed: bool = False
+    rerun: set[str] | None = None
+    command: tuple[str, ...] = ()
+    results_dir: Path = Path("results")
+    spawn: ClassVar[bool] = True
+    failure_wording: ClassVar[dict[str, str]] = GRID_WORDING
+
+    def create(self, storage: Any) -> optuna.Study:
+        study = optuna.create_study(
+            study_name=self.name, storage=storage, direction="maximize", load_if_exists=True
+        )
+        tag_study(study, self.attrs, metric_name(self.points))
+        return study
+
+    def reconcile(self, study: optuna.Study) -> int:
+        """The opening reconcile: environment failures (and failed points, if asked) again."""
+        return reconcile(study, self.points, retry_failed=self.retry_failed,
+                         retry_environment=True, rerun=self.rerun)  # fmt: skip
+
+    def step(self, study: optuna.Study, run_fn: RunFn) -> Turn:
+        """Claim the next queued point (reconciling when none is queued), drop a duplicate,
+        run the stored configuration on this worker's device, close it by its record."""
+        trial = claim(study)
+        if trial is None:
+            reconcile(study, self.points)
+            trial = claim(study)
+        if trial is None:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            return Turn.WAIT if running else Turn.DONE
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        study._storage.set_trial_user_attr(trial._trial_id, "worker", worker)
+        owner = duplicate_of(study, trial)
+        if owner is not None:
+            study._storage.set_trial_user_attr(trial._trial_id, "duplicate_of", owner)
+            close_without_running(study, trial._trial_id,
+                                  f"duplicate of trial {owner}: the same point was queued twice "
+                                  "by workers reconciling at once; not run")  # fmt: skip
+            return Turn.SKIPPED
+        try:
+            config = TrialConfig.from_dict(trial.user_attrs["config"])
+            config = config if config.device == self.device else config.replace(device=self.device)
+        except ConfigError as exc:  # e.g. a stored point this machine cannot run
+            finish(study, trial, setup_failure(trial.user_attrs["config"], exc))
+            return Turn.RAN
+        finish(study, trial, self._run(study, trial._trial_id, config, run_fn))
+        return Turn.RAN
+
+    def _run(
+        self, study: optuna.Study, trial_id: int, config: TrialConfig, run_fn: RunFn
+    ) -> TrialRecord:
+        """Run one claimed trial, beating its heartbeat; its per-epoch validation scores become
+        intermediate values. Interrupted, it is closed as lost and its point queued again."""
+
+        def on_epoch(event: dict[str, Any]) -> bool:
+            valid = event.get("valid")
+            if isinstance(valid, (int, float)) and math.isfinite(valid):
+                study._storage.set_trial_intermediate_value(
+                    trial_id, int(event["epoch"]), float(valid)
+                )
+            return False
+
+        try:
+            with Heartbeat(study._storage, trial_id), one_thread_on_cpu(self.device):
+                return run_fn(config, timeout=self.trial_timeout, on_epoch=on_epoch)
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM) or the runner itself broke: the trial is lost,
+            # not failed; the next reconcile enqueues its point again
+            study._storage.set_trial_user_attr(trial_id, "interrupted", True)
+            close_without_running(study, trial_id, "interrupted: the point was queued again")
+            raise
+
+    def counts(self, study: optuna.Study) -> Counts:
+        """Points with a record (``done``), not ``ok`` (``failed``), failed by the environment
+        (``environment``: no result, retried next run) and running now."""
+        groups = trials_by_key(study.get_trials(deepcopy=False))
+        done = failed = environment = running = 0
+        for point in self.points:
+            trials = groups.get(point.key, [])
+            latest = _latest_record(trials)
+            if latest is not None:
+                done += 1
+                failed += latest.status != "ok"
+                environment += latest.is_environment_failure
+            running += any(t.state == TrialState.RUNNING for t in trials)
+        return Counts(done, len(self.points), failed, environment, running)
+
+    def failed(self, study: optuna.Study) -> Iterator[TrialRecord | None]:
+        """Each point's latest record."""
+        groups = trials_by_key(study.get_trials(deepcopy=False))
+        return (point_state(groups.get(p.key, []))[1] for p in self.points)
+
+    def worker_command(self, index: int, total: int) -> list[str]:
+        return list(self.command)
+
+    def export(self, study: optuna.Study) -> Path:
+        """``RESULTS/<study>.csv``: the points of the spec as it is now (trials of points no
+        longer in it stay stored, not exported)."""
+        path = self.results_dir / f"{self.name}.csv"
+        return export_study(study, path, keys={p.key for p in self.points})
+
+
+def _latest_record(trials: list[FrozenTrial]) -> TrialRecord | None:
+    """The record of the highest-numbered trial that has one (live trials included)."""
+    records = [(t.number, record_of(t)) for t in trials]
+    records = [(n, r) for n, r in records if r is not None]
+    return max(records, key=lambda pair: pair[0])[1] if records else None
+
+
+def setup_failure(config: dict[str, Any], exc: ConfigError) -> TrialRecord:
+    """The record of a stored configuration this machine cannot run (nothing ran)."""
+    return TrialRecord("error", config, error=f"{exc.flag}: {exc.message}",
+                       failed_phase="setup", failure_kind=failure_kind_of("error", exc))  # fmt: skip

@@ -1,7 +1,7 @@
 """``python -m bench reproduce``: every ablation's cpu and real profiles (resuming), then the report.
 
-What ``nox -s reproduce`` runs. Each (spec, profile) study is a sweep (:func:`bench.harness.sweep.run_sweep`)
-whose preflight checks what its points need; a study this machine cannot run (a real dataset
+What ``nox -s reproduce`` runs. Each (spec, profile) study is a sweep (:func:`bench.harness.sweep.run_sweep`,
+through the study runner) whose preflight checks what its points need; a study this machine cannot run (a real dataset
 that is not here, no GPU) is *skipped*, with the preflight's lines as the reason, and the rest go
 on. Nothing is stored for a skipped study, so the report has no error slices for it; instead the
 skips are written to ``results/skipped.json``, which the report lists in REPORT.md. A later run
@@ -11,16 +11,20 @@ that can run a skipped study removes its entry.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.harness.preflight import PreflightError
 from bench.harness.skipped import Skip, write_skipped
-from bench.harness.spec import SpecError, load_spec, spec_dirs
+from bench.harness.spec import Spec, SpecError, load_spec, spec_dirs
+
+if TYPE_CHECKING:
+    from bench.harness.runner import StudyResult
 
 DEFAULT_PROFILES = ("cpu", "real")
 QUICK = Path("build") / "quick"  # --quick's results and report: the committed ones stay as they are
@@ -37,6 +41,15 @@ class ReproduceResult:
     def ok(self) -> bool:
         return not self.incomplete
 
+    def add(self, name: str, outcome: StudyResult | Skip | None) -> None:
+        """File one study's outcome (None: kept as exported)."""
+        if outcome is None:
+            self.kept.append(name)
+        elif isinstance(outcome, Skip):
+            self.skipped.append(outcome)
+        else:
+            (self.ran if outcome.complete else self.incomplete).append(name)
+
 
 def default_specs() -> list[Path]:
     """Every ablation spec (``ablations/*.toml``; search spaces under ``tune/`` are not)."""
@@ -47,88 +60,122 @@ def default_specs() -> list[Path]:
     return []
 
 
+@dataclass(frozen=True)
+class ReproduceOptions:
+    """One ``reproduce`` invocation: which specs (None: every ablation) and profiles, where the
+    results and the report go (``report_dir`` None: no report), whether the report draws its
+    figures, the progress bars, local workers per study, and ``--rerun-stale``."""
+
+    specs: Sequence[str | Path] | None = None
+    profiles: Sequence[str] = DEFAULT_PROFILES
+    results_dir: Path = Path("results")
+    report_dir: Path | None = Path("report")
+    figures: bool = True
+    progress: bool = True
+    workers: int | None = None
+    rerun_stale: bool = False
+
+
 def reproduce(
-    specs: Sequence[str | Path] | None = None,
-    profiles: Sequence[str] = DEFAULT_PROFILES,
-    results_dir: Path = Path("results"),
-    report_dir: Path | None = Path("report"),
-    figures: bool = True,
-    progress: bool = True,
+    options: ReproduceOptions,
     run_fn: Callable[..., Any] | None = None,
     log: Callable[[str], None] = print,
-    workers: int | None = None,
-    rerun_stale: bool = False,
 ) -> ReproduceResult:
     """Run every (spec, profile) study it can, export each spec, record the skips, then build
-    the report (unless ``report_dir`` is None). ``run_fn`` as in
-    :func:`bench.harness.sweep.run_sweep`. ``rerun_stale``: first run again the points of every
-    configuration whose exported trials mix code versions (:mod:`bench.exports.versions`); a study
-    with no stored trials is kept as exported, or run in full (:func:`stored`)."""
+    the report (unless ``options.report_dir`` is None). ``run_fn`` as in
+    :func:`bench.harness.sweep.run_sweep`. With ``rerun_stale``, first run again the points of
+    every configuration whose exported trials mix code versions (:mod:`bench.exports.versions`); a
+    study with no stored trials is kept as exported, or run in full (:func:`stored`)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results_dir = Path(options.results_dir)
+    result = ReproduceResult()
+    attempted: set[tuple[str, str]] = set()
+    for path in options.specs if options.specs is not None else default_specs():
+        spec = load_spec(path)
+        for profile in options.profiles:
+            if profile in spec.profiles:
+                attempted.add((spec.name, profile))
+                result.add(f"{spec.name}-{profile}",
+                           _reproduce_study(spec, profile, options, run_fn, log))  # fmt: skip
+        export_spec(spec, results_dir)
+    write_skipped(results_dir, result.skipped, attempted)
+    log(summary(result))
+    if options.report_dir is not None:
+        log(build_report(results_dir, Path(options.report_dir), options.figures))
+    return result
+
+
+def _reproduce_study(
+    spec: Spec,
+    profile: str,
+    options: ReproduceOptions,
+    run_fn: Callable[..., Any] | None,
+    log: Callable[[str], None],
+) -> StudyResult | Skip | None:
+    """Run (or resume) one study; its result, its skip, or None when ``--rerun-stale`` keeps
+    its export as it is."""
+    from bench.harness.sweep import SweepOptions, rerun_command, run_sweep
+
+    name = f"{spec.name}-{profile}"
+    rerun = _stale_keys(spec, profile, options.results_dir, log) if options.rerun_stale else set()
+    if rerun is None:
+        return None
+    sweep = SweepOptions(spec.path, profile, results_dir=Path(options.results_dir),
+                         workers=options.workers, progress=options.progress, rerun=rerun)  # fmt: skip
+    try:
+        done = run_sweep(sweep, run_fn)
+    except PreflightError as exc:
+        skip = Skip(spec.name, profile, tuple(p.line() for p in exc.problems))
+        for reason in skip.reasons:
+            log(f"reproduce: skipped {name}: {reason}")
+        return skip
+    log(f"{name}: {done.done}/{done.total} points have a record ({done.failed} not ok), "
+        f"{done.ran_here} run now, {done.seconds:.0f} s")  # fmt: skip
+    command = rerun_command(dataclasses.replace(sweep, spec=spec.name))  # its --results-dir too
+    for line in done.failure_lines(command):
+        log(f"{name}: {line}")
+    return done
+
+
+def _stale_keys(
+    spec: Spec, profile: str, results_dir: Path, log: Callable[[str], None]
+) -> set[str] | None:
+    """``--rerun-stale``: the point keys to run again whatever their record (those of
+    configurations whose exported trials mix code versions), or None to keep the export as it
+    is (no stored study, every point exported, none stale)."""
+    name = f"{spec.name}-{profile}"
+    export = Path(results_dir) / f"{name}.csv"
+    exported, rerun = exported_points(export)
+    if not stored(results_dir, spec.name, name) and export.exists():
+        missing = {p.key for p in spec.points(profile)} - exported
+        if not rerun and not missing:
+            log(f"{name}: kept {export} (every point exported, none stale)")
+            return None
+        log(f"{name}: no stored study to rerun points in: all of it runs again")
+    elif rerun:
+        log(f"{name}: {len(rerun)} points of configurations that mix code versions run again")
+    return rerun
+
+
+def export_spec(spec: Spec, results_dir: Path) -> None:
+    """Export every stored study of ``spec`` (each profile's, run now or before) to
+    ``RESULTS/<study>.csv``, each with the points of the spec as it is now."""
     import optuna
 
     from bench.harness.export import export_study
-    from bench.harness.progress import failure_lines
     from bench.harness.storage import open_storage, storage_url, study_names
-    from bench.harness.sweep import run_sweep
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    results_dir = Path(results_dir)
-    result = ReproduceResult()
-    attempted: set[tuple[str, str]] = set()
-    for path in specs if specs is not None else default_specs():
-        spec = load_spec(path)
-        for profile in profiles:
-            if profile not in spec.profiles:
-                continue
-            attempted.add((spec.name, profile))
-            name = f"{spec.name}-{profile}"
-            export = results_dir / f"{name}.csv"
-            exported, rerun = exported_points(export) if rerun_stale else (set(), None)
-            if rerun_stale and not stored(results_dir, spec.name, name) and export.exists():
-                missing = {p.key for p in spec.points(profile)} - exported
-                if not rerun and not missing:
-                    result.kept.append(name)
-                    log(f"{name}: kept {export} (every point exported, none stale)")
-                    continue
-                log(f"{name}: no stored study to rerun points in: all of it runs again")
-            elif rerun:
-                log(
-                    f"{name}: {len(rerun)} points of configurations that mix code versions run again"
-                )
-            try:
-                done = run_sweep(
-                    spec.path, profile, results_dir=results_dir, progress=progress,
-                    run_fn=run_fn, workers=workers, rerun=rerun,
-                )  # fmt: skip
-            except PreflightError as exc:
-                skip = Skip(spec.name, profile, tuple(p.line() for p in exc.problems))
-                result.skipped.append(skip)
-                for reason in skip.reasons:
-                    log(f"reproduce: skipped {name}: {reason}")
-                continue
-            (result.ran if done.complete else result.incomplete).append(name)
-            log(f"{name}: {done.done}/{done.total} points have a record ({done.failed} not ok), "
-                f"{done.ran_here} run now, {done.seconds:.0f} s")  # fmt: skip
-            storage = open_storage(done.url, heartbeat_interval=None)
-            study = optuna.load_study(study_name=done.study_name, storage=storage)
-            points = spec.points(profile)
-            command = f"python -m bench ablate {spec.name} --profile {profile}"
-            for line in failure_lines(study, points, command):
-                log(f"{name}: {line}")
-        if (results_dir / f"{spec.name}.db").exists():  # export every study of the spec
-            url = storage_url(None, spec.name, results_dir)
-            storage = open_storage(url, heartbeat_interval=None)
-            for study_name in study_names(url, spec.name):
-                study = optuna.load_study(study_name=study_name, storage=storage)
-                profile = study.user_attrs.get("profile")
-                keys = ({p.key for p in spec.points(profile)}
-                        if profile in spec.profiles else None)  # fmt: skip
-                export_study(study, results_dir / f"{study_name}.csv", keys=keys)
-    write_skipped(results_dir, result.skipped, attempted)
-    log(summary(result))
-    if report_dir is not None:
-        log(build_report(results_dir, Path(report_dir), figures))
-    return result
+    if not (Path(results_dir) / f"{spec.name}.db").exists():
+        return
+    url = storage_url(None, spec.name, results_dir)
+    storage = open_storage(url, heartbeat_interval=None)
+    for study_name in study_names(url, spec.name):
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        profile = study.user_attrs.get("profile")
+        keys = {p.key for p in spec.points(profile)} if profile in spec.profiles else None
+        export_study(study, Path(results_dir) / f"{study_name}.csv", keys=keys)
 
 
 def build_report(results_dir: Path, report_dir: Path, figures: bool) -> str:
@@ -253,7 +300,7 @@ def main(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(f"reproduce: {exc}", file=sys.stderr)
         return 2
-    result = reproduce(
+    options = ReproduceOptions(
         specs,
         profiles,
         results_dir,
@@ -262,6 +309,6 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         workers=args.workers if args.workers is not None else (1 if args.quick else None),
         rerun_stale=args.rerun_stale,
-        run_fn=_in_worker() if args.quick else None,
     )
+    result = reproduce(options, run_fn=_in_worker() if args.quick else None)
     return 0 if result.ok else 1

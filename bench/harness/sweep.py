@@ -1,20 +1,18 @@
 """``python -m bench ablate SPEC``: run an ablation spec as a resumable, shareable Optuna study.
 
-One study per (spec, profile), named ``<spec>-<profile>``, used as a work queue
-(:mod:`bench.harness.queue`) by one or more workers (:mod:`bench.harness.worker`), here or as
-cluster jobs (:mod:`bench.harness.launch`). Before anything is stored,
-:mod:`bench.harness.preflight` checks what the points need."""
+One study per (spec, profile), named ``<spec>-<profile>``, run by the study runner
+(:mod:`bench.harness.runner`) with the grid queue as its way of choosing trials
+(:class:`bench.harness.queue.GridQueue`): one or more workers here, or cluster jobs
+(:mod:`bench.harness.launch`). Before anything is stored, :mod:`bench.harness.preflight`
+checks what the points need. This module is the command: its flags, :class:`SweepOptions`
+(the flags as one object), :func:`run_sweep` and what the command prints."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
 import os
-import shlex
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,53 +20,60 @@ import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
 from bench.errors import ConfigError
-from bench.harness import launch, preflight
+from bench.harness import launch, preflight, runner
 from bench.harness.credentials import ENV_VAR, mask_text, mask_url, storage_from
-from bench.harness.export import export_study
-from bench.harness.progress import (
-    failure_lines,
-    point_label,
-    progress_counts,
-    show_progress,
-    summary_table,
-)
-from bench.harness.queue import POLL_S, metric_name, open_study, reconcile, study_name
-from bench.harness.spec import DEFAULT_PROFILE, Point, SpecError, load_spec
-from bench.harness.storage import DEFAULT_HEARTBEAT_S, open_storage, storage_url
-from bench.harness.worker import RunFn, WorkerOptions, worker_loop, worker_process
+from bench.harness.progress import command_line, command_words, point_label, summary_table
+from bench.harness.queue import GridQueue, study_name
+from bench.harness.runner import RunnerOptions, StudyResult
+from bench.harness.source import RunFn
+from bench.harness.spec import DEFAULT_PROFILE, Point, Spec, SpecError, load_spec
+from bench.harness.storage import DEFAULT_HEARTBEAT_S, storage_url
+from bench.harness.worker import POLL_S, WorkerOptions
+
+# the flags that name a sweep's study and seeds (its rerun command and its worker jobs repeat them)
+RESUME_FLAGS = ("profile", "results_dir", "seeds", "device")
+RESUME_DEFAULTS = {"results_dir": Path("results"), "device": "auto"}
 
 
-@dataclass
-class SweepResult:
-    study_name: str
-    url: str
-    total: int
-    done: int
-    failed: int
-    ran_here: int
-    seconds: float
-    environment: int = 0  # points whose latest record is an environment failure (no result)
+@dataclass(frozen=True)
+class SweepOptions:
+    """One ``ablate`` invocation, named like its flags. ``rerun``: point keys to run again
+    whatever their record (``reproduce --rerun-stale``); ``check``: preflight first (a
+    :class:`~bench.harness.preflight.PreflightError`, nothing stored, if a need is unmet);
+    ``launch``: the launcher options when cluster jobs run the sweep."""
 
-    @property
-    def complete(self) -> bool:
-        """Every point has a result (an environment failure is none)."""
-        return self.done == self.total and self.environment == 0
+    spec: str | Path
+    profile: str = DEFAULT_PROFILE
+    storage: str | None = None
+    workers: int | None = None  # default: one per GPU, else 1
+    seeds: int | None = None  # seeds 0..N-1 instead of the spec's
+    retry_failed: bool = False
+    results_dir: Path = Path("results")
+    device: str = "auto"
+    heartbeat: int = DEFAULT_HEARTBEAT_S
+    trial_timeout: float | None = None
+    progress: bool = True
+    poll_s: float = POLL_S
+    check: bool = True
+    rerun: set[str] | None = None
+    launch: argparse.Namespace | None = None
 
     @classmethod
-    def of(
-        cls, study: optuna.Study, points: list[Point], url: str, ran: int, started: float
-    ) -> SweepResult:
-        """Where ``study`` stands now over ``points``; ``started``: ``time.perf_counter()``."""
-        counts = progress_counts(study, points)
+    def from_args(cls, args: argparse.Namespace, storage: str | None) -> SweepOptions:
+        """The command line's options (``storage``: the flag or ``$BENCH_STORAGE``)."""
         return cls(
-            study.study_name,
-            url,
-            len(points),
-            counts["done"],
-            counts["failed"],
-            ran,
-            time.perf_counter() - started,
-            counts["environment"],
+            spec=args.spec,
+            profile=args.profile,
+            storage=storage,
+            workers=args.workers,
+            seeds=args.seeds,
+            retry_failed=args.retry_failed,
+            results_dir=args.results_dir,
+            device=args.device,
+            heartbeat=args.heartbeat,
+            trial_timeout=args.trial_timeout,
+            progress=not args.no_progress,
+            launch=args if args.launcher != "local" else None,
         )
 
 
@@ -89,113 +94,84 @@ def _gpu_ids() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def run_sweep(
-    spec: str | Path,
-    profile: str = DEFAULT_PROFILE,
-    storage: str | None = None,
-    workers: int | None = None,
-    seeds: int | None = None,
-    retry_failed: bool = False,
-    results_dir: Path = Path("results"),
-    device: str = "auto",
-    heartbeat: int = DEFAULT_HEARTBEAT_S,
-    trial_timeout: float | None = None,
-    run_fn: RunFn | None = None,
-    progress: bool = True,
-    poll_s: float = POLL_S,
-    check: bool = True,
-    rerun: set[str] | None = None,
-) -> SweepResult:
-    """Run (or resume) the study of ``spec``/``profile``; see the module docstring.
-    ``rerun``: point keys to run again whatever their record (``reproduce --rerun-stale``).
-
-    ``run_fn`` replaces :func:`bench.trial.run_trial_isolated` (it must be a module-level
-    function when ``workers > 1``: worker processes are spawned). With ``check`` (the
-    default) the points' requirements are checked first and a
-    :class:`~bench.harness.preflight.PreflightError` raised, with nothing stored, if any is unmet."""
-    clock = time.perf_counter()
-    parsed = load_spec(spec)
-    points = parsed.points(profile, range(seeds) if seeds else None)
-    device = _resolve_device(device)
-    gpus = _gpu_ids() if device == "cuda" else []
-    if workers is None:
-        workers = max(1, len(gpus))
+def run_sweep(options: SweepOptions, run_fn: RunFn | None = None) -> StudyResult:
+    """Run (or resume) the study of ``options.spec``/``options.profile``; see the module
+    docstring. ``run_fn`` replaces :func:`bench.trial.run_trial_isolated` (it must be a
+    module-level function when ``workers > 1``: worker processes are spawned). With jobs
+    (``options.launch``) this process checks and queues, then waits for them."""
+    spec = load_spec(options.spec)
+    points = spec.points(options.profile, range(options.seeds) if options.seeds else None)
+    jobs = options.launch
+    if jobs is not None:  # a job's node decides "auto" (cuda where the jobs get GPUs)
+        device = "cuda" if options.device == "auto" and jobs.gpus_per_job else options.device
+    else:
+        device = _resolve_device(options.device)
+    gpus = tuple(_gpu_ids()) if device == "cuda" and jobs is None else ()
+    workers = options.workers if options.workers is not None else max(1, len(gpus))
     if workers < 1:
         raise ValueError("--workers must be at least 1")
-    name = study_name(parsed.name, profile)
-    url = storage_url(storage, parsed.name, results_dir)
-    if check:
-        # the configs as the workers will run them (device set), unvalidated: a missing
-        # device is a preflight problem here, not a ConfigError
-        configs = [dataclasses.replace(p.config, device=device) for p in points]
-        problems = preflight.check(configs, url, labels=[point_label(p) for p in points])
-        if problems:
-            raise preflight.PreflightError(problems)
-    attrs = {
-        "spec": parsed.name,
-        "profile": profile,
-        "kind": "ablation",
-        "description": parsed.profiles[profile].description,
-        "reproduces": parsed.reproduces,
-    }
-    study = open_study(url, name, attrs, heartbeat, metric_name(points))
-    reconcile(study, points, retry_failed=retry_failed, retry_environment=True, rerun=rerun)
-
-    def options(i: int) -> WorkerOptions:
-        gpu = gpus[i % len(gpus)] if gpus else None
-        return WorkerOptions(url, name, points, device, heartbeat, trial_timeout, poll_s, gpu)
-
-    stop = threading.Event()
-    monitor = threading.Thread(
-        target=show_progress, args=(study, points, stop, progress), daemon=True
+    url = storage_url(options.storage, spec.name, options.results_dir)
+    if options.check:
+        _preflight(points, device, url)
+    source = GridQueue(
+        name=study_name(spec.name, options.profile),
+        points=points,
+        attrs=_attrs(spec, options.profile),
+        device=device,
+        trial_timeout=options.trial_timeout,
+        retry_failed=options.retry_failed,
+        rerun=options.rerun,
+        command=_job_command(options) if jobs is not None else (),
+        results_dir=options.results_dir,
     )
-    monitor.start()
-    ran = 0
-    try:
-        if workers == 1:
-            ran = worker_loop(options(0), run_fn)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            counter = ctx.Value("i", 0)
-            procs = [
-                ctx.Process(target=worker_process, args=(options(i), run_fn, counter))
-                for i in range(workers)
-            ]
-            for proc in procs:
-                proc.start()
-            try:
-                for proc in procs:
-                    proc.join()
-                ran = counter.value
-            except KeyboardInterrupt:
-                for proc in procs:
-                    proc.join(timeout=30)
-                raise
-    finally:
-        stop.set()
-        monitor.join()
-    return SweepResult.of(study, points, url, ran, clock)
+    run_options = RunnerOptions(
+        worker=WorkerOptions(url, options.heartbeat, poll_s=options.poll_s),
+        workers=workers,
+        gpus=gpus,
+        progress=options.progress and jobs is None,  # jobs: their submitter only waits
+        jobs=jobs,
+        results_dir=options.results_dir,
+    )
+    return runner.run_study(source, run_options, run_fn)
 
 
-def _resume_words(args: argparse.Namespace) -> list[str]:
-    """The ``ablate`` words that resume this sweep (same study and seeds), storage aside."""
-    words = ["python", "-m", "bench", "ablate", str(args.spec), "--profile", args.profile]
-    if Path(args.results_dir) != Path("results"):
-        words += ["--results-dir", str(args.results_dir)]
-    if args.seeds:
-        words += ["--seeds", str(args.seeds)]
-    if args.device != "auto":
-        words += ["--device", args.device]
-    return words
+def _preflight(points: list[Point], device: str, url: str) -> None:
+    """Raise :class:`~bench.harness.preflight.PreflightError` if the points' needs are unmet:
+    checked on the configs as the workers will run them (device set), unvalidated, so a
+    missing device is a preflight problem here, not a ConfigError."""
+    configs = [p.config if device == "auto" else dataclasses.replace(p.config, device=device)
+               for p in points]  # fmt: skip
+    problems = preflight.check(configs, url, labels=[point_label(p) for p in points])
+    if problems:
+        raise preflight.PreflightError(problems)
 
 
-def rerun_command(args: argparse.Namespace) -> str:
+def _attrs(spec: Spec, profile: str) -> dict[str, object]:
+    """The study's user attributes: what it is and what it reproduces."""
+    return {"spec": spec.name, "profile": profile, "kind": "ablation",
+            "description": spec.profiles[profile].description,
+            "reproduces": spec.reproduces}  # fmt: skip
+
+
+def _job_command(options: SweepOptions) -> tuple[str, ...]:
+    """What a worker job runs: the ordinary ``ablate`` command (the same study and seeds) as
+    a worker; its storage comes in ``$BENCH_STORAGE`` (:mod:`bench.harness.credentials`)."""
+    words = command_words("ablate", str(options.spec), options, RESUME_FLAGS, RESUME_DEFAULTS)
+    command = [sys.executable, *words[1:], "--worker-job", "--no-progress",
+               "--heartbeat", str(options.heartbeat)]  # fmt: skip
+    if options.trial_timeout is not None:
+        command += ["--trial-timeout", str(options.trial_timeout)]
+    gpus = options.launch.gpus_per_job if options.launch is not None else 0
+    if gpus > 1:
+        command += ["--workers", str(gpus)]  # one worker per GPU of the job
+    return tuple(command)
+
+
+def rerun_command(args: argparse.Namespace | SweepOptions) -> str:
     """The ``ablate`` command that resumes this sweep, to print: ``--storage`` as given, its
     password masked (a storage from ``$BENCH_STORAGE`` needs no flag)."""
-    words = _resume_words(args)
-    if args.storage:
-        words += ["--storage", mask_url(args.storage)]
-    return shlex.join(words)
+    flags = (*RESUME_FLAGS, "storage")
+    return command_line("ablate", str(args.spec), args, flags, RESUME_DEFAULTS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -255,35 +231,14 @@ def main(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(f"ablate: {exc}", file=sys.stderr)
         return 2
-    if args.profile not in spec.profiles:
-        if args.skip_missing_profile:
-            print(f"ablate: {spec.name} has no profile {args.profile!r}; skipped")
-            return 0
-        print(
-            f"ablate: {spec.path}: profiles.{args.profile}: no such profile "
-            f"(this spec has: {', '.join(spec.profiles)})",
-            file=sys.stderr,
-        )
-        return 2
-    if args.workers is not None and args.workers < 1:
-        print("ablate: --workers: must be at least 1", file=sys.stderr)
-        return 2
-    if args.seeds is not None and args.seeds < 1:
-        print("ablate: --seeds: must be at least 1", file=sys.stderr)
-        return 2
+    refused = _refuse(spec, args)
+    if refused is not None:
+        return refused
     points = spec.points(args.profile, range(args.seeds) if args.seeds else None)
     for line in preflight.graph_file_notes(p.config for p in points):  # what a file's y says
         print(f"ablate: dataset {line}")
     if args.dry_run:
-        for point in points:
-            shown = ", ".join(f"{k}={v}" for k, v in point.varying.items())
-            print(f"{point.index:4d} {point.key} {point.label or ''} {shown}")
-        print(f"{len(points)} trials in {study_name(spec.name, args.profile)}")
-        from bench.measure.time_model import plan_lines
-
-        for line in plan_lines([p.config for p in points], args.workers):
-            print(line)
-        return 0
+        return _dry_run(spec, points, args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage_from(args.storage, "ablate")
     if args.worker_job and storage is None:
@@ -293,38 +248,22 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.launcher != "local":
-        try:
-            launch.validate(args, storage)
-        except ConfigError as exc:
-            print(f"ablate: {exc.for_cli()}", file=sys.stderr)
-            return 2
     try:
-        if args.launcher != "local":
-            result = launch_sweep(spec.path, args, storage)
-        else:
-            result = run_sweep(
-                spec.path,
-                args.profile,
-                storage,
-                args.workers,
-                args.seeds,
-                args.retry_failed,
-                args.results_dir,
-                args.device,
-                args.heartbeat,
-                args.trial_timeout,
-                progress=not args.no_progress,
-            )
+        launch.validate(args, storage)  # before anything is checked or stored
+    except ConfigError as exc:
+        print(f"ablate: {exc.for_cli()}", file=sys.stderr)
+        return 2
+    try:
+        result = run_sweep(SweepOptions.from_args(args, storage))
     except preflight.PreflightError as exc:
         preflight.report(exc.problems, "ablate")
         return 2
     except SQLAlchemyError as exc:  # the storage went away mid-sweep: nothing finished is lost
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = mask_text(first, storage)
         print(
-            f"ablate: the storage failed mid-sweep ({first}); finished trials are kept, the "
-            f"running one is retried: once it is reachable again, run {rerun_command(args)}",
+            f"ablate: the storage failed mid-sweep ({mask_text(first, storage)}); finished "
+            "trials are kept, the running one is retried: once it is reachable again, run "
+            f"{rerun_command(args)}",
             file=sys.stderr,
         )
         return 1
@@ -334,54 +273,48 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    storage = open_storage(result.url, heartbeat_interval=None)
-    study = optuna.load_study(study_name=result.study_name, storage=storage)
-    print(summary_table(study, points))
+    return _close(result, points, args)
+
+
+def _refuse(spec: Spec, args: argparse.Namespace) -> int | None:
+    """The exit code for a profile the spec lacks or a bad count (message printed), else None."""
+    if args.profile not in spec.profiles:
+        if args.skip_missing_profile:
+            print(f"ablate: {spec.name} has no profile {args.profile!r}; skipped")
+            return 0
+        print(f"ablate: {spec.path}: profiles.{args.profile}: no such profile "
+              f"(this spec has: {', '.join(spec.profiles)})", file=sys.stderr)  # fmt: skip
+        return 2
+    for flag, value in (("workers", args.workers), ("seeds", args.seeds)):
+        if value is not None and value < 1:
+            print(f"ablate: --{flag}: must be at least 1", file=sys.stderr)
+            return 2
+    return None
+
+
+def _dry_run(spec: Spec, points: list[Point], args: argparse.Namespace) -> int:
+    """List the points, then the plan's predicted time; run nothing."""
+    from bench.measure.time_model import plan_lines
+
+    for point in points:
+        shown = ", ".join(f"{k}={v}" for k, v in point.varying.items())
+        print(f"{point.index:4d} {point.key} {point.label or ''} {shown}")
+    print(f"{len(points)} trials in {study_name(spec.name, args.profile)}")
+    for line in plan_lines([p.config for p in points], args.workers):
+        print(line)
+    return 0
+
+
+def _close(result: StudyResult, points: list[Point], args: argparse.Namespace) -> int:
+    """The closing table, the counts, one line per failure kind; export when complete."""
+    print(summary_table(result.study, points))
     print(
         f"{result.study_name}: {result.done}/{result.total} points have a record "
         f"({result.failed} not ok), {result.ran_here} run now, {result.seconds:.0f} s; "
         f"storage {mask_url(result.url)}"
     )
-    for line in failure_lines(study, points, rerun_command(args)):
+    for line in result.failure_lines(rerun_command(args)):
         print(line)
-    if result.complete and not args.worker_job:
-        export_study(study, args.results_dir / f"{result.study_name}.csv",
-                     keys={p.key for p in points})  # fmt: skip
+    if result.complete and not args.worker_job:  # a job leaves the export to the submitter
+        result.export()
     return 0 if result.complete else 1
-
-
-def launch_sweep(spec_path: Path, args: argparse.Namespace, storage: str | None) -> SweepResult:
-    """``--launcher slurm|submitit-local``: check and queue here, then ``--jobs`` worker jobs
-    (each the ordinary ``ablate`` command on the shared storage, which it finds in its
-    environment: see :mod:`bench.harness.credentials`); see :mod:`bench.harness.launch`."""
-    clock = time.perf_counter()
-    parsed = load_spec(spec_path)
-    points = parsed.points(args.profile, range(args.seeds) if args.seeds else None)
-    name = study_name(parsed.name, args.profile)
-    url = storage_url(storage, parsed.name, args.results_dir)
-    device = "cuda" if args.device == "auto" and args.gpus_per_job else args.device
-    configs = (
-        [dataclasses.replace(p.config, device=device) for p in points]
-        if device != "auto"
-        else [p.config for p in points]
-    )
-    problems = preflight.check(configs, url, labels=[point_label(p) for p in points])
-    if problems:
-        raise preflight.PreflightError(problems)
-    attrs = {
-        "spec": parsed.name,
-        "profile": args.profile,
-        "kind": "ablation",
-        "description": parsed.profiles[args.profile].description,
-        "reproduces": parsed.reproduces,
-    }
-    study = open_study(url, name, attrs, args.heartbeat, metric_name(points))
-    reconcile(study, points, retry_failed=args.retry_failed, retry_environment=True)
-    command = [sys.executable, *_resume_words(args)[1:]]
-    command += ["--worker-job", "--no-progress", "--heartbeat", str(args.heartbeat)]
-    if args.trial_timeout is not None:
-        command += ["--trial-timeout", str(args.trial_timeout)]
-    if args.gpus_per_job > 1:
-        command += ["--workers", str(args.gpus_per_job)]  # one worker per GPU of the job
-    codes = launch.run_jobs(args, name, [command] * args.jobs, args.results_dir, url)
-    return SweepResult.of(study, points, url, sum(1 for c in codes if c == 0), clock)

@@ -1,5 +1,8 @@
-"""A sweep worker: claim a queued trial, run it in its own process while beating its heartbeat,
-attach the record, repeat until every point has one (:mod:`bench.harness.queue`)."""
+"""The one worker loop: open the study on its own storage, take turns (:meth:`TrialSource.step
+<bench.harness.source.TrialSource.step>`) until the source says it is done, waiting while
+trials running elsewhere may still leave work. The same loop runs in the command's process, in
+spawned worker processes, and in the worker commands of cluster jobs, for the grid queue and for
+the sampler alike; what a turn runs is the source's."""
 
 from __future__ import annotations
 
@@ -7,32 +10,34 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from bench.config import TrialConfig
-from bench.errors import ConfigError
-from bench.harness.queue import (
-    POLL_S,
-    claim,
-    close_without_running,
-    duplicate_of,
-    finish,
-    reconcile,
-)
-from bench.harness.spec import Point
+from bench.harness.source import RunFn, TrialSource, Turn
 from bench.harness.storage import DEFAULT_HEARTBEAT_S, open_storage
-from bench.record import TrialRecord, failure_kind_of
+from bench.record import TrialRecord
 
-RunFn = Callable[..., TrialRecord]  # run_fn(config, timeout=None, on_epoch=None) -> TrialRecord
+POLL_S = 2.0  # how often a waiting worker looks again at trials other workers are running
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What one worker needs besides its source: the storage, its heartbeat, how often to poll,
+    when to stop starting trials (``timeout`` seconds; None: never) and its GPU."""
+
+    url: str
+    heartbeat: int | None = DEFAULT_HEARTBEAT_S
+    grace_period: int | None = None  # None: 3 heartbeats
+    poll_s: float = POLL_S
+    timeout: float | None = None
+    gpu: str | None = None  # CUDA_VISIBLE_DEVICES for this worker's trials
 
 
 def default_run_fn() -> RunFn:
@@ -55,9 +60,9 @@ def run_trial_in_worker(
     return run_trial(config, on_epoch=on_epoch)
 
 
-class _Heartbeat:
+class Heartbeat:
     """Beats the storage's heartbeat for one trial while it runs (Optuna does this only inside
-    ``study.optimize``; we ask and tell by hand)."""
+    ``study.optimize``; the grid queue asks and tells by hand)."""
 
     def __init__(self, storage: Any, trial_id: int) -> None:
         self._storage, self._trial_id = storage, trial_id
@@ -74,7 +79,7 @@ class _Heartbeat:
             if self._stop.wait(self._interval):
                 return
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Heartbeat:
         if self._interval:
             self._storage.record_heartbeat(self._trial_id)
             self._thread.start()
@@ -84,22 +89,6 @@ class _Heartbeat:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-
-
-def _set_device(config: TrialConfig, device: str) -> TrialConfig:
-    return config if config.device == device else config.replace(device=device)
-
-
-@dataclass
-class WorkerOptions:
-    url: str
-    study_name: str
-    points: list[Point]
-    device: str = "cpu"
-    heartbeat: int = DEFAULT_HEARTBEAT_S
-    trial_timeout: float | None = None
-    poll_s: float = POLL_S
-    gpu: str | None = None  # CUDA_VISIBLE_DEVICES for this worker's trials
 
 
 @contextlib.contextmanager
@@ -123,84 +112,35 @@ def one_thread_on_cpu(device: str) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def worker_loop(options: WorkerOptions, run_fn: RunFn | None = None) -> int:
-    """Claim and run trials until every point has a record; returns how many this worker ran."""
-    with one_thread_on_cpu(options.device):
-        return _work(options, run_fn)
-
-
-def _work(options: WorkerOptions, run_fn: RunFn | None) -> int:
+def worker_loop(source: TrialSource, options: WorkerOptions, run_fn: RunFn | None = None) -> int:
+    """Take turns until ``source`` has nothing left for this worker (or ``options.timeout``
+    passes); returns how many trials this worker ran."""
     if options.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = options.gpu
     run_fn = run_fn or default_run_fn()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(
-        study_name=options.study_name,
-        storage=open_storage(options.url, heartbeat_interval=options.heartbeat),
-    )
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    study = source.create(open_storage(options.url, options.heartbeat, options.grace_period))
+    deadline = time.monotonic() + options.timeout if options.timeout else math.inf
     ran = 0
-    while True:
-        trial = claim(study)
-        if trial is None:
-            reconcile(study, options.points)
-            trial = claim(study)
-        if trial is None:
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if not running:
-                return ran
-            time.sleep(options.poll_s)  # others are running: wait, they may die
-            continue
-        study._storage.set_trial_user_attr(trial._trial_id, "worker", worker)
-        owner = duplicate_of(study, trial)
-        if owner is not None:
-            study._storage.set_trial_user_attr(trial._trial_id, "duplicate_of", owner)
-            close_without_running(
-                study,
-                trial._trial_id,
-                f"duplicate of trial {owner}: the same point was queued twice by workers "
-                "reconciling at once; not run",
-            )
-            continue
-        trial_id = trial._trial_id
-        try:
-            config = _set_device(TrialConfig.from_dict(trial.user_attrs["config"]), options.device)
-        except ConfigError as exc:  # e.g. a stored point this machine cannot run
-            error = f"{exc.flag}: {exc.message}"
-            bad = TrialRecord(
-                "error",
-                trial.user_attrs["config"],
-                error=error,
-                failed_phase="setup",
-                failure_kind=failure_kind_of("error", exc),
-            )
-            finish(study, trial, bad)
+    while time.monotonic() < deadline:
+        turn = source.step(study, run_fn)
+        if turn is Turn.DONE:
+            break
+        if turn is Turn.RAN:
             ran += 1
-            continue
-
-        def on_epoch(event: dict[str, Any], _id: int = trial_id) -> bool:
-            valid = event.get("valid")
-            if isinstance(valid, (int, float)) and math.isfinite(valid):
-                study._storage.set_trial_intermediate_value(_id, int(event["epoch"]), float(valid))
-            return False
-
-        try:
-            with _Heartbeat(study._storage, trial_id):
-                record = run_fn(config, timeout=options.trial_timeout, on_epoch=on_epoch)
-        except BaseException:
-            # interrupted (Ctrl-C, SIGTERM) or the runner itself broke: the trial is lost,
-            # not failed; the next reconcile enqueues its point again
-            study._storage.set_trial_user_attr(trial_id, "interrupted", True)
-            close_without_running(study, trial_id, "interrupted: the point was queued again")
-            raise
-        finish(study, trial, record)
-        ran += 1
+        elif turn is Turn.WAIT:
+            time.sleep(options.poll_s)  # others are running: wait, they may die
+    return ran
 
 
-def worker_process(options: WorkerOptions, run_fn: RunFn | None, ran: Any) -> None:
+def worker_process(
+    source: TrialSource, options: WorkerOptions, run_fn: RunFn | None, ran: Any
+) -> None:
+    """A spawned worker process: the loop, Ctrl-C and SIGTERM as an interruption (the trial in
+    hand is closed and queued again), its count added to the shared ``ran``."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        count = worker_loop(options, run_fn)
+        count = worker_loop(source, options, run_fn)
     except KeyboardInterrupt:
         sys.exit(130)
     with ran.get_lock():

@@ -4,37 +4,34 @@ overridden by flags), its closing summary, and ``--best``."""
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-import optuna
-from optuna.trial import TrialState
-
 from bench.errors import ConfigError, cli_exit
 from bench.harness import launch, preflight
 from bench.harness.credentials import ENV_VAR, mask_url, storage_from
-from bench.harness.storage import (
-    DEFAULT_HEARTBEAT_S,
-    record_of,
-)
-from bench.record import count_failures
+from bench.harness.progress import command_line
+from bench.harness.runner import StudyResult
+from bench.harness.storage import DEFAULT_HEARTBEAT_S
 from bench.tuning.objective import memory_predictor
 from bench.tuning.params import SearchSpaceError
 from bench.tuning.results import (
     best_config,
     best_trial,
-    export,
     front_table,
     trial_command,
     write_spec,
 )
-from bench.tuning.run import run_study, run_worker
+from bench.tuning.run import run_worker, tune
 from bench.tuning.settings import parse_setting
 from bench.tuning.space import load_search_space
-from bench.tuning.study import TuneRun, open_study, trial_counts
+from bench.tuning.study import TuneRun, load_study
 from bench.units import format_bytes
+
+# the flags that name a tuning study, its budget and objectives (its rerun command repeats them)
+RESUME_FLAGS = ("storage", "n_trials", "memory_budget", "device", "seed", "results_dir",
+                "multi_objective")  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -142,59 +139,36 @@ def main(args: argparse.Namespace) -> int:
             f"tuning {run.space.path} -> study {run.study_name} in {mask_url(run.url)}; "
             f"{run.settings.n_trials} trials, budget {budget}, objectives {','.join(run.objective_names)}"
         )
-        jobs = args if args.launcher != "local" else None
-        study = run_study(run, predict=predict, jobs=jobs)
+        result = tune(run, predict=predict, jobs=args if args.launcher != "local" else None)
     except SearchSpaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ConfigError as err:
         return cli_exit(err)
-    done, running = trial_counts(study)
-    print(f"\n{done} finished trials ({running} still running elsewhere)")
+    return _close(result, run, args)
+
+
+def _close(result: StudyResult, run: TuneRun, args: argparse.Namespace) -> int:
+    """The counts, the front (or best trial), one line per failure kind, the export."""
+    print(f"\n{result.done} finished trials ({result.counts.running} still running elsewhere)")
     print("Pareto front:" if run.multi else "best trial:")
-    print(front_table(study))
-    for line in failure_lines(study, rerun_command(args)):
+    print(front_table(result.study))
+    for line in result.failure_lines(rerun_command(args)):
         print(line)
     if not args.no_export:
-        print(f"wrote {export(run)}")
+        print(f"wrote {result.export()}")
     return 0
-
-
-def failure_lines(study: optuna.Study, command: str) -> list[str]:
-    """One line per kind of failed trial (configuration, environment) and what reruns them."""
-    failed_trials = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    lines = []
-    for kind, failed in count_failures(record_of(t) for t in failed_trials).items():
-        if kind == "config":
-            lines.append(f"configuration failures: {failed.total} trial(s) ({failed.shown()}) "
-                         f"are final and count towards --n-trials; to sample more, raise it: "
-                         f"{command}")  # fmt: skip
-        else:
-            lines.append(f"environment failures: {failed.total} trial(s) ({failed.shown()}) "
-                         f"are not results and do not count; once fixed, a plain rerun retries "
-                         f"them: {command}")  # fmt: skip
-    return lines
 
 
 def rerun_command(args: argparse.Namespace) -> str:
     """The ``tune`` command that resumes this study (same storage, budget and objectives), to
     print: ``--storage`` as given, its password masked (``$BENCH_STORAGE`` needs no flag)."""
-    words = ["python", "-m", "bench", "tune", str(args.spec)]
-    for flag in ("storage", "n_trials", "memory_budget", "device", "seed"):
-        value = getattr(args, flag)
-        if value is not None:
-            shown = mask_url(value) if flag == "storage" else str(value)
-            words += ["--" + flag.replace("_", "-"), shown]
-    if Path(args.results_dir) != Path("results"):
-        words += ["--results-dir", str(args.results_dir)]
-    if args.multi_objective:
-        words.append("--multi-objective")
-    return shlex.join(words)
+    return command_line("tune", args.spec, args, RESUME_FLAGS, {"results_dir": Path("results")})
 
 
 def _show_best(run: TuneRun, spec_path: Path | None) -> int:
     try:
-        study = open_study(run, load_only=True)
+        study = load_study(run)
     except KeyError:
         raise ConfigError(
             "best", f"no study {run.study_name} in {mask_url(run.url)}; tune it first"

@@ -12,13 +12,14 @@ from typing import Any
 import optuna
 
 from bench.config import TrialConfig
+from bench.harness.source import RunFn
 from bench.harness.storage import (
     RECORD_ATTR,
     save_record,
 )
 from bench.record import TrialRecord, failure_kind_of
 from bench.tuning.settings import OBJECTIVES
-from bench.tuning.study import PRUNE_REASON, PredictFn, RunFn, TuneRun
+from bench.tuning.study import PRUNE_REASON, PredictFn, TuneRun
 from bench.units import format_bytes
 
 

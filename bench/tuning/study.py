@@ -1,4 +1,7 @@
-"""A tuning study: find the best configuration under a memory budget (``python -m bench tune``).
+"""A tuning study: find the best configuration under a memory budget (``python -m bench tune``):
+its options (:class:`TuneRun`), the Optuna study (directions, sampler, pruner) and what counts as
+finished. The study runs through the harness's study runner with the sampler as its way of
+choosing trials (:mod:`bench.tuning.sampler`).
 
 A search-space file (``ablations/tune/SPEC.toml``, see :mod:`bench.tuning.space`) becomes one
 Optuna study in the same storage as the ablation sweeps (SQLite ``results/tune-SPEC.db`` by
@@ -37,6 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.config import TrialConfig
 from bench.errors import ConfigError
 from bench.harness.credentials import mask_url
+from bench.harness.source import tag_study
 from bench.harness.storage import (
     DEFAULT_HEARTBEAT_S,
     RECORD_ATTR,
@@ -44,14 +48,11 @@ from bench.harness.storage import (
     record_of,
     storage_url,
 )
-from bench.record import TrialRecord
 from bench.tuning.settings import TuneSettings
 from bench.tuning.space import SearchSpace
 
-RunFn = Callable[..., TrialRecord]  # (config, timeout=None, on_epoch=None) -> TrialRecord
 PredictFn = Callable[[TrialConfig], "int | None"]
 PRUNE_REASON = "prune_reason"
-POLL_S = 2.0  # how often a worker re-checks trials that other workers are still running
 
 
 # --- options ----------------------------------------------------------------------------------
@@ -111,16 +112,12 @@ def _pruner(run: TuneRun) -> optuna.pruners.BasePruner:
     )
 
 
-def open_study(run: TuneRun, load_only: bool = False) -> optuna.Study:
-    """Create (or load) the study; directions come from the objectives."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # we print our own line per trial
-    storage = open_storage(run.url, run.heartbeat_interval, run.grace_period)
-    # a trial whose worker died (heartbeat stale) is failed and its point queued again
+def create_study(run: TuneRun, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create (or load) the study in ``storage``; directions come from the objectives. A trial
+    whose worker died (heartbeat stale) is failed and its parameters queued again."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage.heartbeat_stale_trial_callback = optuna.storages.RetryHeartbeatStaleTrialCallback()
-    if load_only:
-        return optuna.load_study(study_name=run.study_name, storage=storage)
     existing = len(_existing_trials(storage, run.study_name))
     study = optuna.create_study(
         study_name=run.study_name,
@@ -148,10 +145,15 @@ def open_study(run: TuneRun, load_only: bool = False) -> optuna.Study:
         "objectives": ",".join(run.objective_names),
         "search_space": str(run.space.path),
     }
-    for key, value in attrs.items():
-        if study.user_attrs.get(key) != value:
-            study.set_user_attr(key, value)
+    tag_study(study, attrs)
     return study
+
+
+def load_study(run: TuneRun) -> optuna.Study:
+    """The study as stored (``--best``); KeyError if there is none."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # we print our own line per trial
+    storage = open_storage(run.url, run.heartbeat_interval, run.grace_period)
+    return optuna.load_study(study_name=run.study_name, storage=storage)
 
 
 def _existing_trials(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
@@ -193,11 +195,3 @@ def requeue_environment_failures(study: optuna.Study) -> int:
             study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
             added += 1
     return added
-
-
-def trial_counts(study: optuna.Study) -> tuple[int, int]:
-    """(finished trials, trials running elsewhere)."""
-    trials = study.get_trials(deepcopy=False)
-    done = sum(finished(t) for t in trials)
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    return done, running
