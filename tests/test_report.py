@@ -17,9 +17,9 @@ import pytest
 from bench.config import TrialConfig
 from bench.errors import DataError
 from bench.measure.memory_model import per_layer_params
-from bench.report import build_report
 from bench.report.accuracy_figure import depth_intervals
 from bench.report.aggregate import linear_fit, oom_depths, summarise
+from bench.report.build import build_report
 from bench.report.claims import (
     CONTRADICTED,
     INCONCLUSIVE,

@@ -14,7 +14,7 @@ from torch_geometric.data import Data
 from bench.data.evaluate import evaluate as _evaluate
 
 if TYPE_CHECKING:
-    from bench.data.registry import DatasetSpec
+    from bench.data.dataset_spec import DatasetSpec
 
 SPLITS = ("train", "valid", "test")
 

@@ -86,8 +86,8 @@ from torch_geometric.data import Data
 
 from bench.data import cache
 from bench.data.base import GraphDataset, build_dataset, random_split
+from bench.data.dataset_spec import CACHE_MIN_EDGES, DatasetSpec
 from bench.data.features import NODE_AGGRS, proteins_node_features
-from bench.data.registry import CACHE_MIN_EDGES, DatasetSpec
 from bench.errors import ConfigError
 
 EDGE_DIM = 8
