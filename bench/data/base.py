@@ -83,15 +83,6 @@ class GraphDataset:
         """The dataset's metric on raw scores/logits (OGB evaluator semantics)."""
         return _evaluate(self.metric, y_true, y_score)
 
-    def split_masks(self) -> dict[str, Tensor]:
-        """Boolean node masks per split (handy to attach to ``data`` before partitioning)."""
-        masks = {}
-        for key, idx in self.split.items():
-            mask = torch.zeros(self.data.num_nodes, dtype=torch.bool)
-            mask[idx] = True
-            masks[key] = mask
-        return masks
-
     def __repr__(self) -> str:
         i = self.info
         return (

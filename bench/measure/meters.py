@@ -372,15 +372,6 @@ def device_memory_bytes(device: torch.device | str) -> int | None:
     return int(torch.cuda.get_device_properties(device).total_memory)
 
 
-def peak_memory(
-    fn: Callable[[], T], device: torch.device | str = "cpu", cap_bytes: int | None = None
-) -> tuple[T, int]:
-    """Run ``fn()`` under :class:`PeakMemory`; return its result and the absolute peak bytes."""
-    with PeakMemory(device, cap_bytes=cap_bytes) as meter:
-        result = fn()
-    return result, meter.peak_bytes
-
-
 # --- model state ----------------------------------------------------------------------------
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars; a parameter shared by several layers counts once."""
