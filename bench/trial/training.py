@@ -5,8 +5,8 @@ Training follows the paper's recipe: Adam, BCE-with-logits (multilabel) or cross
 (multiclass), gradient-norm clipping, a random node partition redrawn every epoch (every
 cluster visited once per epoch, loss on the training nodes of each cluster), evaluation on
 ``eval_parts`` clusters drawn once (or the whole graph with ``batching="full"``), and the test
-score taken at the best validation score. What is metered and timed, and why: docs/trial.md
-("How a trial measures").
+score taken at the best validation score. What is metered and timed, and why: docs/memory.md
+and docs/trial.md ("Times").
 
 :func:`_train` reads top to bottom: setup once, then per epoch the batches, the steps (each
 metered or timed, :func:`_meters`), the epoch's time, evaluation when due, the epoch event
