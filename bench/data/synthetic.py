@@ -198,12 +198,12 @@ class _Laps:
 
     def __init__(self, stages: dict[str, float] | None) -> None:
         self.times = stages if stages is not None else {}
-        self.clock = time.perf_counter()
+        self.since = time.perf_counter()  # when the current lap began
 
     def __call__(self, name: str) -> None:
         now = time.perf_counter()
-        self.times[name] = round(now - self.clock, 3)
-        self.clock = now
+        self.times[name] = round(now - self.since, 3)
+        self.since = now
 
 
 def generate(
