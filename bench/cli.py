@@ -23,7 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rewrite older exports under results/ as this schema version, once",
     ),
     "tune": ("bench.tuning.command", "tune a search space under a memory budget with Optuna"),
-    "report": ("bench.report", "regenerate report/ (tables, figures, REPORT.md) from results/"),
+    "report": (
+        "bench.report.command",
+        "regenerate report/ (tables, figures, REPORT.md) from results/",
+    ),
     "datasets": (
         "bench.data.catalog",
         "list datasets, where they come from, whether they are here",

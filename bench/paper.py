@@ -139,13 +139,6 @@ def point(label: str) -> PaperPoint:
     raise KeyError(f"no paper point {label!r}; known: {', '.join(p.label for p in ALL_POINTS)}")
 
 
-def rev_to_res_memory_ratio(channels: int = 64) -> float:
-    """RevGNN / ResGNN peak memory at 112 layers in the paper (2.09 / 27.1 GB at 64 channels)."""
-    rev, res = point(f"RevGNN-{channels}"), point(f"ResGNN-{channels}")
-    assert rev.peak_memory_gb is not None and res.peak_memory_gb is not None
-    return rev.peak_memory_gb / res.peak_memory_gb
-
-
 # ogbn-proteins' sizes (OGB's statistics): what the paper's batches were cut from.
 PROTEINS_NODES = 132_534
 PROTEINS_EDGES = 79_122_504  # directed (39,561,252 undirected edges, stored both ways)

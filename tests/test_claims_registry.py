@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from test_report import depth_rows, write_results  # the report tests' hand-made export rows
 
-from bench.report import build_report
+from bench.report.build import build_report
 from bench.report.claims import (
     NO_DATA,
     SANITY_CHECK,

@@ -18,7 +18,7 @@ from torch_geometric.utils import is_undirected
 from bench.data import dataset_names, load
 from bench.data.evaluate import accuracy, rocauc
 from bench.data.features import aggregate_edge_features, proteins_node_features
-from bench.data.partition import multiview_scores, partition_batches, random_partition
+from bench.data.partition import partition_batches, random_partition
 from bench.errors import ConfigError
 
 SMALL = {"num_nodes": 400, "avg_degree": 12, "num_tasks": 6, "num_species": 4}
@@ -206,25 +206,6 @@ def test_k_larger_than_nodes_refused() -> None:
     assert err.value.field == "eval_parts"
     with pytest.raises(ConfigError):
         random_partition(5, 0, 0)
-
-
-def test_multiview_averages_over_partitions() -> None:
-    ds = load("synthetic-proteins", **SMALL)
-    d = ds.data
-    # a node-wise function returns the same scores whatever the partition
-    assert torch.allclose(multiview_scores(d, lambda b: b.x, k=4, views=3, seed=5), d.x)
-
-    def in_batch_degree(b: Data) -> torch.Tensor:
-        return torch.bincount(b.edge_index[1], minlength=b.num_nodes).float()[:, None]
-
-    got = multiview_scores(d, in_batch_degree, k=4, views=3, seed=5)
-    manual = torch.zeros(d.num_nodes, 1)
-    for v in range(3):
-        for b in partition_batches(d, 4, 5 + v):
-            manual[b.n_id] += in_batch_degree(b)
-    assert torch.allclose(got, manual / 3)
-    full = multiview_scores(d, in_batch_degree, k=1)
-    assert torch.equal(full[:, 0], torch.bincount(d.edge_index[1], minlength=d.num_nodes).float())
 
 
 # --- catalog ----------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from bench.exports.schema import SCHEMA_VERSION, export_columns
 from bench.exports.table import hops_of, write_table
 from bench.exports.versions import stale_point_keys
 from bench.measure.memory_model import per_layer_params
-from bench.report import build_report
 from bench.report.accuracy_figure import depth_intervals
 from bench.report.aggregate import linear_fit, oom_depths, summarise
+from bench.report.build import build_report
 from bench.report.claims import (
     CONTRADICTED,
     INCONCLUSIVE,

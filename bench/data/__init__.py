@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.data.graph_file import is_graph_file
 from bench.data.registry import dataset_names
+from bench.data.registry import load as _load
 
 if TYPE_CHECKING:
     from bench.data.base import GraphDataset
@@ -29,8 +30,6 @@ __all__ = ["GraphDataset", "dataset_names", "is_graph_file", "load"]
 
 def load(name: str, root: str | None = None, **options: Any) -> GraphDataset:
     """Load a dataset by name. ``root`` overrides the dataset's data folder."""
-    from bench.data.registry import load as _load
-
     return _load(name, root, **options)
 
 

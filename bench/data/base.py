@@ -14,7 +14,7 @@ from torch_geometric.data import Data
 from bench.data.evaluate import evaluate as _evaluate
 
 if TYPE_CHECKING:
-    from bench.data.registry import DatasetSpec
+    from bench.data.dataset_spec import DatasetSpec
 
 SPLITS = ("train", "valid", "test")
 
@@ -82,15 +82,6 @@ class GraphDataset:
     def evaluate(self, y_true: Tensor | np.ndarray, y_score: Tensor | np.ndarray) -> float:
         """The dataset's metric on raw scores/logits (OGB evaluator semantics)."""
         return _evaluate(self.metric, y_true, y_score)
-
-    def split_masks(self) -> dict[str, Tensor]:
-        """Boolean node masks per split (handy to attach to ``data`` before partitioning)."""
-        masks = {}
-        for key, idx in self.split.items():
-            mask = torch.zeros(self.data.num_nodes, dtype=torch.bool)
-            mask[idx] = True
-            masks[key] = mask
-        return masks
 
     def __repr__(self) -> str:
         i = self.info

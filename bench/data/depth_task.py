@@ -69,7 +69,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from bench.data.base import GraphDataset, build_dataset
-from bench.data.registry import DatasetSpec, tree_size
+from bench.data.dataset_spec import DatasetSpec
+from bench.data.registry import tree_size
 from bench.errors import ConfigError
 
 MAX_NODES = 50_000_000  # about 1.6 GB of edge index; far above any graph a GPU trains on here

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from bench.data import paths
+from bench.data.paths import cache_dir, shared_root
 from bench.errors import DataError
 
 OFFLINE_ENV = "BENCH_OFFLINE"
@@ -172,7 +172,7 @@ def url_of(remote: Remote) -> str:
 
 def cache_root() -> Path:
     """Where downloads go: ``$XDG_CACHE_HOME/gnn1000-bench/data``."""
-    return paths.cache_dir() / "data"
+    return cache_dir() / "data"
 
 
 def candidates(root: str | None) -> list[Path]:
@@ -181,7 +181,7 @@ def candidates(root: str | None) -> list[Path]:
     if root is not None:
         return [Path(root).expanduser()]
     found = []
-    local = paths.shared_root()
+    local = shared_root()
     if local is not None:
         found.append(local)
     found.append(cache_root())

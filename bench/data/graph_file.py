@@ -285,69 +285,29 @@ def _masks(path: str, raw: Any, n: int) -> dict[str, Tensor] | None:
 
 def read(path: str) -> tuple[Data, dict[str, Tensor] | None, GraphFileInfo]:
     """Load and check a graph file: the graph (only the fields above, in the dtypes
-    :class:`~bench.data.base.GraphDataset` holds), its own split (or None), what it holds."""
-    import torch
+    :class:`~bench.data.base.GraphDataset` holds), its own split (or None), what it holds.
+    The checks run in the order of the fields above; the first problem is the error."""
     from torch_geometric.data import Data
 
     p = _existing(path)
     sha256 = file_sha256(p)
-    raw = _torch_load(path, p)
-    if not isinstance(raw, Data):
-        kind = type(raw).__name__
-        raise ConfigError(
-            "dataset",
-            f"{path}: not a torch_geometric.data.Data (got {kind}); save one with "
-            "torch.save(Data(x=..., edge_index=..., y=...), path)",
-        )
-    x = _tensor(path, raw, "x")
-    assert x is not None
-    if x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise _fail(path, "x", f"node features [N, F] with N, F >= 1, got shape {_shape(x)}")
-    if not x.is_floating_point():
-        raise _fail(path, "x", f"dtype {x.dtype}: node features must be floating point")
-    _finite(path, "x", x)
+    raw = _graph_object(path, p)
+    x = _features(path, raw)
     n = int(x.shape[0])
-    edge_index = _tensor(path, raw, "edge_index")
-    assert edge_index is not None
-    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise _fail(path, "edge_index", f"shape {_shape(edge_index)}: expected [2, E]")
-    if edge_index.is_floating_point() or edge_index.dtype == torch.bool:
-        raise _fail(path, "edge_index", f"dtype {edge_index.dtype}: node ids must be integers")
-    edge_index = edge_index.long()
-    if edge_index.numel():
-        low, high = int(edge_index.min()), int(edge_index.max())
-        if low < 0 or high >= n:
-            out = low if low < 0 else high
-            raise _fail(
-                path, "edge_index", f"node id {out} out of range [0, {n}) (x has {n:,} rows)"
-            )
+    edge_index = _edges(path, raw, n)
     e = int(edge_index.shape[1])
-    edge_attr = _tensor(path, raw, "edge_attr", required=False)
-    if edge_attr is not None:
-        if edge_attr.dim() != 2 or edge_attr.shape[0] != e or edge_attr.shape[1] < 1:
-            raise _fail(
-                path,
-                "edge_attr",
-                f"edge features [E, D] = [{e}, D], got shape "
-                f"{_shape(edge_attr)} (a weight per edge: edge_attr.view(-1, 1))",
-            )
-        if not edge_attr.is_floating_point():
-            raise _fail(path, "edge_attr", f"dtype {edge_attr.dtype}: must be floating point")
-        _finite(path, "edge_attr", edge_attr)
-        edge_attr = edge_attr.float().contiguous()
+    edge_attr = _edge_features(path, raw, e)
     y_raw = _tensor(path, raw, "y")
     assert y_raw is not None
     task, y, outputs, unlabelled = _labels(path, y_raw, n)
     split = _masks(path, raw, n)
-    if split is None:
-        sizes = _random_sizes(n)
-        if min(sizes) < 1:
-            raise _fail(
-                path,
-                "train_mask",
-                f"none given, and {n} nodes are too few for a "
-                "random 60/20/20 split with every part non-empty",
-            )
+    if split is None and min(_random_sizes(n)) < 1:
+        raise _fail(
+            path,
+            "train_mask",
+            f"none given, and {n} nodes are too few for a "
+            "random 60/20/20 split with every part non-empty",
+        )
     data = Data(x=x.float().contiguous(), edge_index=edge_index.contiguous(), y=y, num_nodes=n)
     if edge_attr is not None:
         data.edge_attr = edge_attr
@@ -365,6 +325,72 @@ def read(path: str) -> tuple[Data, dict[str, Tensor] | None, GraphFileInfo]:
         masks=None if split is None else tuple(int(v.numel()) for v in split.values()),  # type: ignore[arg-type]
     )
     return data, split, info
+
+
+def _graph_object(path: str, p: Path) -> Data:
+    """The file's object, which must be a ``Data``."""
+    from torch_geometric.data import Data
+
+    raw = _torch_load(path, p)
+    if not isinstance(raw, Data):
+        kind = type(raw).__name__
+        raise ConfigError(
+            "dataset",
+            f"{path}: not a torch_geometric.data.Data (got {kind}); save one with "
+            "torch.save(Data(x=..., edge_index=..., y=...), path)",
+        )
+    return raw
+
+
+def _features(path: str, raw: Data) -> Tensor:
+    """``x``: [N, F] floating point, finite."""
+    x = _tensor(path, raw, "x")
+    assert x is not None
+    if x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise _fail(path, "x", f"node features [N, F] with N, F >= 1, got shape {_shape(x)}")
+    if not x.is_floating_point():
+        raise _fail(path, "x", f"dtype {x.dtype}: node features must be floating point")
+    _finite(path, "x", x)
+    return x
+
+
+def _edges(path: str, raw: Data, n: int) -> Tensor:
+    """``edge_index``: [2, E] integer node ids in [0, N), as int64."""
+    import torch
+
+    edge_index = _tensor(path, raw, "edge_index")
+    assert edge_index is not None
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise _fail(path, "edge_index", f"shape {_shape(edge_index)}: expected [2, E]")
+    if edge_index.is_floating_point() or edge_index.dtype == torch.bool:
+        raise _fail(path, "edge_index", f"dtype {edge_index.dtype}: node ids must be integers")
+    edge_index = edge_index.long()
+    if edge_index.numel():
+        low, high = int(edge_index.min()), int(edge_index.max())
+        if low < 0 or high >= n:
+            out = low if low < 0 else high
+            raise _fail(
+                path, "edge_index", f"node id {out} out of range [0, {n}) (x has {n:,} rows)"
+            )
+    return edge_index
+
+
+def _edge_features(path: str, raw: Data, e: int) -> Tensor | None:
+    """``edge_attr`` (optional): [E, D] floating point, finite, as contiguous float32."""
+    edge_attr = _tensor(path, raw, "edge_attr", required=False)
+    if edge_attr is None:
+        return None
+    if edge_attr.dim() != 2 or edge_attr.shape[0] != e or edge_attr.shape[1] < 1:
+        raise _fail(
+            path,
+            "edge_attr",
+            f"edge features [E, D] = [{e}, D], got shape "
+            f"{_shape(edge_attr)} (a weight per edge: edge_attr.view(-1, 1))",
+        )
+    if not edge_attr.is_floating_point():
+        raise _fail(path, "edge_attr", f"dtype {edge_attr.dtype}: must be floating point")
+    _finite(path, "edge_attr", edge_attr)
+    return edge_attr.float().contiguous()
 
 
 def _random_sizes(n: int) -> tuple[int, int, int]:

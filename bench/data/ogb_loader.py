@@ -34,10 +34,10 @@ from urllib.parse import urlparse
 import torch
 
 from bench.data.base import GraphDataset, build_dataset
+from bench.data.dataset_spec import DatasetSpec
 from bench.data.features import NODE_AGGRS, proteins_node_features
 from bench.data.ogbcompat import import_ogb
 from bench.data.paths import ogb_root
-from bench.data.registry import DatasetSpec
 from bench.errors import ConfigError, DataError
 
 # Files ogb 1.3.6 + PyG 2.8 read. "a|b": either will do.

@@ -13,8 +13,6 @@ neighbourhood). Components of equal size give parts of equal size.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
@@ -116,34 +114,6 @@ def _batch(data: Data, nodes: Tensor, edge_index: Tensor, edges: Tensor) -> Data
         if value.dim() > 0 and value.shape[0] == n and data.is_node_attr(key):
             batch[key] = value[nodes]
     return batch
-
-
-@torch.no_grad()
-def multiview_scores(
-    data: Data,
-    score_fn: Callable[[Data], Tensor],
-    k: int,
-    views: int = 1,
-    seed: int = 0,
-    field: str = "eval_parts",
-) -> Tensor:
-    """Average of ``score_fn(batch)`` over ``views`` random ``k``-partitions -> [N, out].
-
-    ``score_fn`` maps a batch (as from ``partition_batches``) to scores for its nodes, in batch
-    order. View ``v`` uses seed ``seed + v``, so evaluation is reproducible. ``k=1, views=1`` is
-    plain full-graph inference.
-    """
-    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
-        raise ConfigError("views", f"must be a positive integer, got {views!r}")
-    total: Tensor | None = None
-    for v in range(views):
-        for batch in partition_batches(data, k, seed + v, field):
-            scores = score_fn(batch)
-            if total is None:
-                total = scores.new_zeros((data.num_nodes, *scores.shape[1:]), dtype=torch.float32)
-            total[batch.n_id] += scores.float()
-    assert total is not None
-    return total / views
 
 
 def derived_seed(seed: int, *salt: int) -> int:

@@ -36,8 +36,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from bench.data.base import GraphDataset, build_dataset, random_split
+from bench.data.dataset_spec import DatasetSpec
 from bench.data.paths import work_dir
-from bench.data.registry import DatasetSpec
 from bench.errors import ConfigError
 
 

@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -86,8 +87,8 @@ from torch_geometric.data import Data
 
 from bench.data import cache
 from bench.data.base import GraphDataset, build_dataset, random_split
+from bench.data.dataset_spec import CACHE_MIN_EDGES, DatasetSpec
 from bench.data.features import NODE_AGGRS, proteins_node_features
-from bench.data.registry import CACHE_MIN_EDGES, DatasetSpec
 from bench.errors import ConfigError
 
 EDGE_DIM = 8
@@ -192,6 +193,19 @@ def _neighbour_mean(edge_index: Tensor, weight: Tensor, n: int) -> Any:
     return lambda h: (adj @ h) / norm
 
 
+class _Laps:
+    """Seconds each step of :func:`generate` took, into ``stages`` (when given)."""
+
+    def __init__(self, stages: dict[str, float] | None) -> None:
+        self.times = stages if stages is not None else {}
+        self.since = time.perf_counter()  # when the current lap began
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = round(now - self.since, 3)
+        self.since = now
+
+
 def generate(
     num_nodes: int,
     avg_degree: int,
@@ -207,42 +221,17 @@ def generate(
     """(edge_index [2, E] both directions, edge_attr [E, 8], species [N], y float [N, T]).
 
     ``stages``, if given, receives the seconds each step took. ``depth_task`` = k > 0 replaces
-    steps 3-4 by the known-depth labels (module docstring).
+    steps 3-4 by the known-depth labels (module docstring). Every step draws from one
+    generator, in this order: a change of order is a change of output (``GENERATOR_VERSION``).
     """
-    clock = time.perf_counter()
-    times = stages if stages is not None else {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        times[name] = round(now - clock, 3)
-        clock = now
-
+    lap = _Laps(stages)
     gen = torch.Generator().manual_seed(seed)
-    n, d = num_nodes, LATENT_DIM
+    n = num_nodes
     species = torch.arange(n) * num_species // n  # ring order: contiguous blocks
     u, v = _ring_links(species, avg_degree, shortcut_prob, gen)
     lap("links")
-
-    # Edge features: symmetric in the endpoints, noisy, in (0, 1) like proteins' scores.
-    z = torch.randn(n, d, generator=gen)
-    species_offset = SPECIES_SHIFT * torch.randn(num_species, EDGE_DIM, generator=gen)
-    a = torch.randn(d, EDGE_DIM, generator=gen) / d**0.5
-    b = torch.randn(d, EDGE_DIM, generator=gen) / d**0.5
-    za = z @ a + 0.5 * species_offset[species]
-    direction = 2.0 * torch.randn(EDGE_DIM, generator=gen)  # how edge features weight A_w
-    offset = 0.5 * float(direction.sum())  # weight = exp((attr - 0.5) @ direction)
-    h = u.numel()
-    half_attr = torch.empty(h, EDGE_DIM)
-    half_w = torch.empty(h)
-    for s in range(0, h, CHUNK):
-        uu, vv = u[s : s + CHUNK], v[s : s + CHUNK]
-        z_u, z_v = z.index_select(0, uu), z.index_select(0, vv)
-        logit = za.index_select(0, uu).add_(za.index_select(0, vv)).addmm_(z_u.mul_(z_v), b)
-        logit.add_(torch.randn(uu.numel(), EDGE_DIM, generator=gen), alpha=0.5)
-        attr = torch.sigmoid(logit, out=half_attr[s : s + CHUNK])
-        torch.exp(torch.mv(attr, direction).sub_(offset), out=half_w[s : s + CHUNK])
-    del za
+    z = torch.randn(n, LATENT_DIM, generator=gen)
+    half_attr, half_w = _edge_features(z, species, u, v, num_species, gen)
     lap("edge_features")
 
     # Shuffle node ids so they carry no trace of species or ring position.
@@ -260,9 +249,47 @@ def generate(
         lap("labels")
         return edge_index, edge_attr, species, y
 
-    # Hidden multi-hop signals along edge-feature-weighted neighbour averages.
     neighbour_mean = _neighbour_mean(edge_index, weight, n)
     del weight
+    signals = _hidden_signals(neighbour_mean, z, hops, gen)
+    del neighbour_mean
+    lap("signals")
+    y = _multi_hop_labels(signals, species, num_species, num_tasks, label_noise, gen)
+    lap("labels")
+    return edge_index, edge_attr, species, y
+
+
+def _edge_features(
+    z: Tensor, species: Tensor, u: Tensor, v: Tensor, num_species: int, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Step 2, per link ``(u[k], v[k])``: its features, symmetric in the endpoints, noisy, in
+    (0, 1) like proteins' scores, and the weight ``A_w`` gives it (from those features)."""
+    d = LATENT_DIM
+    species_offset = SPECIES_SHIFT * torch.randn(num_species, EDGE_DIM, generator=gen)
+    a = torch.randn(d, EDGE_DIM, generator=gen) / d**0.5
+    b = torch.randn(d, EDGE_DIM, generator=gen) / d**0.5
+    za = z @ a + 0.5 * species_offset[species]
+    direction = 2.0 * torch.randn(EDGE_DIM, generator=gen)  # how edge features weight A_w
+    offset = 0.5 * float(direction.sum())  # weight = exp((attr - 0.5) @ direction)
+    h = u.numel()
+    half_attr = torch.empty(h, EDGE_DIM)
+    half_w = torch.empty(h)
+    for s in range(0, h, CHUNK):
+        uu, vv = u[s : s + CHUNK], v[s : s + CHUNK]
+        z_u, z_v = z.index_select(0, uu), z.index_select(0, vv)
+        logit = za.index_select(0, uu).add_(za.index_select(0, vv)).addmm_(z_u.mul_(z_v), b)
+        logit.add_(torch.randn(uu.numel(), EDGE_DIM, generator=gen), alpha=0.5)
+        attr = torch.sigmoid(logit, out=half_attr[s : s + CHUNK])
+        torch.exp(torch.mv(attr, direction).sub_(offset), out=half_w[s : s + CHUNK])
+    return half_attr, half_w
+
+
+def _hidden_signals(
+    neighbour_mean: Callable[[Tensor], Tensor], z: Tensor, hops: int, gen: torch.Generator
+) -> list[Tensor]:
+    """Step 3: ``h_0 = z`` and ``h_k = tanh(A_w h_{k-1} M_k)``, standardised, for k <= hops
+    (``M_k`` a random rotation): signal k depends on the k-hop neighbourhood."""
+    d = LATENT_DIM
     signals = [z]
     hidden = z
     for _ in range(hops):
@@ -270,9 +297,20 @@ def generate(
         hidden = torch.tanh(1.5 * neighbour_mean(hidden) @ q)
         hidden = (hidden - hidden.mean(0)) / hidden.std(0).clamp_min(1e-6)
         signals.append(hidden)
-    del neighbour_mean
-    lap("signals")
+    return signals
 
+
+def _multi_hop_labels(
+    signals: list[Tensor],
+    species: Tensor,
+    num_species: int,
+    num_tasks: int,
+    label_noise: float,
+    gen: torch.Generator,
+) -> Tensor:
+    """Step 4: each task scores its own mix of the signals (leaning towards deeper hops) plus
+    a species offset, thresholded at a task-specific positive rate, then noise flips."""
+    d, hops, n = LATENT_DIM, len(signals) - 1, species.numel()
     stacked = torch.stack(signals)  # [K+1, N, d]
     proj = torch.randn(hops + 1, d, num_tasks, generator=gen) / d**0.5
     tilt = DEPTH_TILT * torch.arange(hops + 1) / max(hops, 1)
@@ -286,9 +324,7 @@ def generate(
     threshold = score.sort(dim=0).values[rank, torch.arange(num_tasks)]
     y = (score > threshold).float()
     flip = torch.rand(y.shape, generator=gen) < label_noise
-    y = torch.where(flip, 1.0 - y, y)
-    lap("labels")
-    return edge_index, edge_attr, species, y
+    return torch.where(flip, 1.0 - y, y)
 
 
 def depth_markers(num_nodes: int, num_tasks: int, seed: int) -> Tensor:

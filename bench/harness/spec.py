@@ -191,15 +191,15 @@ def find_spec(name_or_path: str | Path) -> Path:
         candidate = folder / f"{path.name}.toml"
         if candidate.is_file():
             return candidate
-    names = sorted({p.stem for d in spec_dirs() if d.is_dir() for p in d.glob("*.toml")})
     raise SpecError(
         Path(f"ablations/{path.name}.toml"),
         "file",
-        f"no such spec; known: {', '.join(names) or 'none'}",
+        f"no such spec; known: {', '.join(available_specs()) or 'none'}",
     )
 
 
 def available_specs() -> list[str]:
+    """The names of the spec files in the folders :func:`find_spec` searches."""
     return sorted({p.stem for d in spec_dirs() if d.is_dir() for p in d.glob("*.toml")})
 
 

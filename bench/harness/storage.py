@@ -1,4 +1,5 @@
-"""Where trials live: Optuna storages, records attached to Optuna trials, and tidy CSV export.
+"""Where trials live: Optuna storages and records attached to Optuna trials (the tidy CSV
+export reads them: :mod:`bench.harness.export`).
 
 One storage holds the studies of one ablation (or tuning run): by default a SQLite file
 ``results/<name>.db`` (enough for the workers of one machine); any Optuna RDB URL, e.g.

@@ -1,4 +1,6 @@
-"""Measuring: peak memory of a block of code, model-state bytes, parameter counts, step timing.
+"""Measuring: peak memory of a block of code, model-state bytes, parameter counts; and for the
+benchmark, a timer of repeated steps (``time_steps``; a trial times its own steps, around its
+meter: :mod:`bench.trial.training`).
 
 Peak memory is the suite's headline number, so it must be exact and say where it came from.
 
@@ -370,15 +372,6 @@ def device_memory_bytes(device: torch.device | str) -> int | None:
     if device.type != "cuda":
         return None
     return int(torch.cuda.get_device_properties(device).total_memory)
-
-
-def peak_memory(
-    fn: Callable[[], T], device: torch.device | str = "cpu", cap_bytes: int | None = None
-) -> tuple[T, int]:
-    """Run ``fn()`` under :class:`PeakMemory`; return its result and the absolute peak bytes."""
-    with PeakMemory(device, cap_bytes=cap_bytes) as meter:
-        result = fn()
-    return result, meter.peak_bytes
 
 
 # --- model state ----------------------------------------------------------------------------

@@ -22,8 +22,8 @@ and Anderson's failure flag (``torch.linalg.solve_ex``: no error check that woul
 device) stay on the device, and the host reads one two-element tensor every ``check_every``
 evaluations. A solve therefore runs up to ``check_every - 1`` evaluations past the one that
 converged (their iterates are better, and the lowest-residual one is returned); it stops at
-``max_iter`` evaluations whatever ``check_every`` is. The cost is measured in NOTES/README
-("extra iterations").
+``max_iter`` evaluations whatever ``check_every`` is. What that costs and why 4 is near the
+best choice: docs/engines.md ("No host synchronisation inside a step").
 
 The algorithms follow the references torchdeq implements (locuslab/deq; Anderson 1965;
 Broyden 1965); torchdeq's own solvers test the stopping rule with a read on every iteration
@@ -48,7 +48,7 @@ from torch import Tensor
 
 __all__ = ["CHECK_EVERY", "METHODS", "Solution", "solve"]
 
-#: evaluations between two reads of the convergence flag (module doc; the cost: NOTES)
+#: evaluations between two reads of the convergence flag (module doc; the cost: docs/engines.md)
 CHECK_EVERY = 4
 _EPS = 1e-9  # in the residual's denominator (the references' choice)
 

@@ -26,11 +26,12 @@ from bench.record import TrialRecord, failure_kind_of
 from bench.trial.protocol import (
     EVENT_PREFIX,
     PHASE_PREFIX,
+    START_FIELDS,
     START_PREFIX,
     STOP_COMMAND,
     parse_record,
 )
-from bench.trial.training import OnEpoch, best_of_curve, error_message
+from bench.trial.training import OnEpoch, best_of_curve, error_message, new_record
 
 #: seconds a child may overrun its time budget (interpreter start-up and imports included)
 #: before the parent kills it, and may take to stop after a ``stop`` command
@@ -58,72 +59,93 @@ def run_trial_isolated(
     ``grace_s`` after it is killed. ``on_epoch(event)`` runs in this process after every
     epoch; a truthy return stops the child (status ``pruned``, partial curve kept).
     """
-    clock = time.perf_counter()
+    started = time.perf_counter()
     budget = _effective_timeout(config, timeout)
     if budget != config.timeout:
         config = dataclasses.replace(config, timeout=budget)
-    command = [
-        sys.executable,
-        "-m",
-        "bench",
-        "trial",
-        "--config-json",
-        json.dumps(config.to_dict(), sort_keys=True),
-        "--json",
-        "--events",
-    ]
     ooms_before = oom_kill_count()
-    child = _Child(command)
-    deadlines = [math.inf if budget is None else clock + budget + grace_s]  # [run, stop?]
-    curve: list[dict[str, Any]] = []
-    start: dict[str, Any] = {}
-    phase = "setup"
-    last_line: str | None = None
-    stop_requested = False
-    killed_for: str | None = None
-    callback_error: str | None = None
+    child = _Child(_child_command(config))
+    heard = _listen(child, on_epoch, math.inf if budget is None else started + budget + grace_s)
+    record = parse_record(heard.last_line)
+    if record is None:
+        record = record_without_child_record(
+            config, child.returncode, heard.killed_for, child.stderr_tail(), heard.curve,
+            heard.start, heard.phase, oom_kills=_delta(ooms_before, oom_kill_count()),
+        )  # fmt: skip
+    if heard.stop_requested and record.status == "ok":
+        record.status = "pruned"
+        record.failed_phase = record.failed_phase or heard.phase
+    if heard.callback_error is not None:
+        record.status = "error"
+        record.error = heard.callback_error
+    if record.wall_time_s is None:
+        record.wall_time_s = time.perf_counter() - started
+    return record
+
+
+def _child_command(config: TrialConfig) -> list[str]:
+    """``python -m bench trial`` for ``config``, printing its events and its record."""
+    config_json = json.dumps(config.to_dict(), sort_keys=True)
+    return [sys.executable, "-m", "bench", "trial", "--config-json", config_json, "--json",
+            "--events"]  # fmt: skip
+
+
+@dataclasses.dataclass
+class _Heard:
+    """What the parent heard from its child, line by line (:mod:`bench.trial.protocol`), and
+    what it did about it."""
+
+    curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    start: dict[str, Any] = dataclasses.field(default_factory=dict)
+    phase: str = "setup"
+    last_line: str | None = None  # the record, if the child got to print it
+    stop_requested: bool = False
+    callback_error: str | None = None  # on_epoch raised: the trial ends as an error
+    killed_for: str | None = None  # "timeout" or "pruned": a deadline passed, the child killed
+
+    def hear(self, line: str, on_epoch: OnEpoch | None) -> bool:
+        """Take in one line; True when the child is now to be asked to stop."""
+        if line.startswith(EVENT_PREFIX):
+            event = json.loads(line[len(EVENT_PREFIX) :])
+            self.curve.append(event)
+            return self._wants_stop(event, on_epoch)
+        if line.startswith(START_PREFIX):
+            self.start = json.loads(line[len(START_PREFIX) :])
+        elif line.startswith(PHASE_PREFIX):
+            self.phase = line[len(PHASE_PREFIX) :].strip()
+        elif line.strip():
+            self.last_line = line
+        return False
+
+    def _wants_stop(self, event: dict[str, Any], on_epoch: OnEpoch | None) -> bool:
+        if on_epoch is None or self.stop_requested:
+            return False
+        try:
+            wants_stop = bool(on_epoch(dict(event)))
+        except Exception as exc:  # noqa: BLE001 - the caller's bug ends the trial
+            wants_stop = True
+            self.callback_error = f"on_epoch raised {error_message(exc)}"
+        self.stop_requested = wants_stop
+        return wants_stop
+
+
+def _listen(child: _Child, on_epoch: OnEpoch | None, deadline: float) -> _Heard:
+    """Read the child's lines until it exits, asking it to stop when ``on_epoch`` says so and
+    killing it when ``deadline`` (or the stop's grace) passes; the child is reaped after."""
+    heard = _Heard()
+    deadlines = [deadline]  # [run, stop?]
     try:
         for line in child.lines(lambda: min(deadlines)):
             if line is None:  # a deadline passed
-                killed_for = "pruned" if stop_requested else "timeout"
+                heard.killed_for = "pruned" if heard.stop_requested else "timeout"
                 child.kill()
                 break
-            if line.startswith(EVENT_PREFIX):
-                event = json.loads(line[len(EVENT_PREFIX) :])
-                curve.append(event)
-                if on_epoch is not None and not stop_requested:
-                    try:
-                        wants_stop = bool(on_epoch(dict(event)))
-                    except Exception as exc:  # noqa: BLE001 - the caller's bug ends the trial
-                        wants_stop = True
-                        callback_error = f"on_epoch raised {error_message(exc)}"
-                    if wants_stop:
-                        stop_requested = True
-                        deadlines.append(time.perf_counter() + STOP_GRACE_S)
-                        child.send(STOP_COMMAND)
-            elif line.startswith(START_PREFIX):
-                start = json.loads(line[len(START_PREFIX) :])
-            elif line.startswith(PHASE_PREFIX):
-                phase = line[len(PHASE_PREFIX) :].strip()
-            elif line.strip():
-                last_line = line
+            if heard.hear(line, on_epoch):
+                deadlines.append(time.perf_counter() + STOP_GRACE_S)
+                child.send(STOP_COMMAND)
     finally:
         child.kill()  # no-op when it already exited; always reaps it
-    record = parse_record(last_line)
-    if record is None:
-        record = record_without_child_record(
-            config, child.returncode, killed_for, child.stderr_tail(), curve, start, phase,
-            oom_kills=_delta(ooms_before, oom_kill_count()),
-        )  # fmt: skip
-    if stop_requested and record.status == "ok":
-        record.status = "pruned"
-        record.failed_phase = record.failed_phase or phase
-    if callback_error is not None:
-        record.status = "error"
-        record.error = callback_error
-    if record.wall_time_s is None:
-        record.wall_time_s = time.perf_counter() - clock
-    return record
+    return heard
 
 
 def record_without_child_record(
@@ -141,23 +163,11 @@ def record_without_child_record(
     ``oom_kills``: how many processes the kernel's OOM killer ended in our memory cgroup while
     the child ran (None: unreadable here). A SIGKILL with none is another process's doing:
     status ``killed``, an environment failure that the next run retries."""
-    from bench.measure.provenance import git_commit, library_versions
-    from bench.trial.hops import record_hops
-
-    record = TrialRecord(
-        status="error",
-        config=config.to_dict(),
-        **record_hops(config),
+    record = new_record(
+        config,
         curve=curve,
-        params=start.get("params"),
-        predicted_params=start.get("predicted_params"),
-        predicted_peak_bytes=start.get("predicted_peak_bytes"),
-        device_name=start.get("device_name"),
-        memory_meter=start.get("memory_meter"),
-        metric=start.get("metric"),
-        versions=library_versions(),
-        commit=git_commit(),
         failed_phase=phase,
+        **{field: start.get(field) for field in START_FIELDS},
     )
     best_of_curve(record)
     if killed_for == "timeout":

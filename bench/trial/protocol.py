@@ -17,6 +17,16 @@ EVENT_PREFIX = "@epoch "
 START_PREFIX = "@start "
 PHASE_PREFIX = "@phase "
 STOP_COMMAND = "stop"
+#: the record's fields in the ``@start`` line: known once the model is built, kept by the parent
+#: should the child die later
+START_FIELDS = (
+    "params",
+    "predicted_params",
+    "predicted_peak_bytes",
+    "device_name",
+    "memory_meter",
+    "metric",
+)
 #: test hook (documented, used by tests only): ``sigkill`` makes the child kill itself with
 #: SIGKILL as training starts (what the kernel's OOM killer does); ``hang`` makes it sleep
 #: there instead, without checking its time budget (a step that overruns the budget).

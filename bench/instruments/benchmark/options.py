@@ -56,6 +56,16 @@ def _archs(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's flags, in the order ``--help`` lists them."""
+    _graph_arguments(parser)
+    _model_arguments(parser)
+    _side_by_side_arguments(parser)
+    _point_arguments(parser)
+    _run_arguments(parser)
+
+
+def _graph_arguments(parser: argparse.ArgumentParser) -> None:
+    """The main seeded synthetic graph."""
     parser.add_argument(
         "--nodes", type=int, default=10_000, help="synthetic graph nodes (default 10000)"
     )
@@ -67,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--outputs", type=int, default=112, help="binary targets per node (proteins: 112)"
     )
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every row's model and precision."""
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--groups", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.1)
@@ -89,6 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="max aggregation of the main rows: fused (N x C argmax saved, bench.nn.aggr) or "
         "pyg (PyG's scatter_reduce path); default fused",
     )
+
+
+def _side_by_side_arguments(parser: argparse.ArgumentParser) -> None:
+    """Rows measured beside the main ones in the same run: the other aggregation, the other
+    compile setting (and ``--compile`` itself), the small graphs."""
     parser.add_argument(
         "--compare-aggr-depths",
         type=_ints_or_none,
@@ -122,6 +141,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--small-repeats", type=int, default=10, help="timed steps per small-graph point"
     )
+
+
+def _point_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which archs at which depths, and how many timed steps and rounds each point gets."""
     parser.add_argument("--archs", type=_archs, default=list(ALL_ARCHS), help="comma-separated")
     parser.add_argument("--depths", type=_ints, default=[16, 64, 256], help="depths for every arch")
     parser.add_argument(
@@ -145,6 +168,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "graph), each point a fresh process; the time verdicts read the interval over the "
         "rounds (default 5; 1 for single points and no time verdicts)",
     )
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Seed, device, output, the smoke run, the memory cap, the progress bar."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument(

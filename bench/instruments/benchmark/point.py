@@ -39,6 +39,7 @@ kernel kills anyway is recorded as ``oom`` too, and the benchmark goes on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gc
 import math
@@ -46,6 +47,7 @@ import multiprocessing
 import signal
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -116,7 +118,37 @@ def measure_one(
     """Load the graph, build, warm up, meter one step, time ``repeats`` steps; never raises for
     OOM. The metered step is split (``bench.measure.meters.metered_step``): the baseline alive at its
     entry, the forward+backward peak and the optimiser-step peak."""
-    row: dict[str, Any] = {
+    row = _point_columns(arch, depth, source, args)
+    if device.type == "cpu":
+        row["cpu_heap"] = retain_freed_cpu_memory()
+    torch.manual_seed(args.seed)
+    try:
+        point = _build_point(row, arch, depth, source, args, device)
+        compile_clock = CompileClock()
+        _meter_point(row, point, args, device, compile_clock)
+        solver_stats = dict(point.model.solver_stats or {})  # the metered step's solves
+        _time_point(row, point, depth, args, device, compile_clock)
+        for key in ("fwd_iters", "fwd_rel_residual", "bwd_iters", "bwd_rel_residual"):
+            row[key] = solver_stats.get(key, math.nan)
+    except (MemoryError, torch.OutOfMemoryError) as err:
+        row.update(status="oom", error=str(err).splitlines()[0][:200], meter=meter_name(device))
+    except Exception as err:  # noqa: BLE001 - a point that fails is a row that says why
+        # (e.g. PyG's GroupAddRev under bf16 autocast: it recomputes in float32 and fails)
+        message = f"{type(err).__name__}: {str(err).splitlines()[0]}"[:200]
+        row.update(status="error", error=message, meter=meter_name(device))
+    finally:
+        point = None  # free before the next point is measured
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return row
+
+
+def _point_columns(
+    arch: str, depth: int, source: GraphSource, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The columns that say which point a row is (first in the CSV, in this order)."""
+    return {
         "arch": arch,
         "conv": args.conv,
         "precision": args.precision,
@@ -131,74 +163,97 @@ def measure_one(
         "compile": args.compile,
         "round": args.round,
     }
-    if device.type == "cpu":
-        row["cpu_heap"] = retain_freed_cpu_memory()
-    torch.manual_seed(args.seed)
-    model = optimizer = step = graph = None
-    try:
-        graph = source.load(device)
-        model = build(arch, depth, graph, args).to(device).train()
-        if args.compile:
-            compile_blocks(model)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        row["params"] = count_parameters(model)
-        row["optimizer_impl"] = optimizer_implementation(optimizer)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            row["setup_bytes"] = torch.cuda.memory_allocated(device)
-            row["device_memory_bytes"] = device_memory_bytes(device)
 
-        amp = MixedPrecision.for_config(row["precision"], device)
-        step = functools.partial(train_step, model, optimizer, graph, amp)
 
-        cap = args.memory_cap if device.type == "cpu" else None
-        # the CPU meter watches ops through a dispatch mode, under which compiled code cannot
-        # run: on CPU a compiled row's warm-up and metered steps are eager (its memory, eager's)
-        with CompileClock() as clock, eager_if(args.compile and device.type == "cpu"):
-            with PeakMemory(device, cap_bytes=cap):
-                step()  # warm-up: gradients and Adam state now exist (CUDA: compiles)
-            optimizer.zero_grad(set_to_none=True)
-            _, memory = metered_step(
-                device,
-                functools.partial(forward_backward, model, graph, amp),
-                functools.partial(amp.step, optimizer),
-                cap,
-            )
-        state = model_state_bytes(model, optimizer)
-        row.update(peak_bytes=memory.peak_bytes, model_state_bytes=state,
-                   peak_minus_state_bytes=memory.peak_bytes - state,
-                   baseline_bytes=memory.baseline_bytes, fwd_bwd_peak_bytes=memory.fwd_bwd_peak_bytes,
-                   optimizer_peak_bytes=memory.optimizer_peak_bytes,
-                   step_added_bytes=memory.step_added_bytes,
-                   activation_bytes=memory.step_added_bytes - GRAD_BYTES_PER_PARAM * row["params"],
-                   reserved_peak_bytes=memory.reserved_peak_bytes, meter=meter_name(device))  # fmt: skip
-        stats = dict(model.solver_stats or {})
-        repeats = args.deep_repeats if depth > max(args.depths) else args.repeats
-        repeats = args.point_repeats or repeats
-        with clock:
-            if args.compile and device.type == "cpu":
-                step()  # compiles: the warm-up and metered steps ran eagerly
-            compiled = clock.seconds
-            mean, std = time_steps(step, warmup=0, repeats=repeats, device=device)
-            row.update(step_time_s=mean, step_time_std_s=std, status="ok")
-            if args.compile:  # a timed step that compiled would be an error of method
-                row.update(compile_time_s=compiled, recompiled_s=clock.seconds - compiled)
-            if args.step_parts:
-                row.update(step_parts(model, graph, amp, repeats, device))
-        for key in ("fwd_iters", "fwd_rel_residual", "bwd_iters", "bwd_rel_residual"):
-            row[key] = stats.get(key, math.nan)
-    except (MemoryError, torch.OutOfMemoryError) as err:
-        row.update(status="oom", error=str(err).splitlines()[0][:200], meter=meter_name(device))
-    except Exception as err:  # noqa: BLE001 - a point that fails is a row that says why
-        # (e.g. PyG's GroupAddRev under bf16 autocast: it recomputes in float32 and fails)
-        message = f"{type(err).__name__}: {str(err).splitlines()[0]}"[:200]
-        row.update(status="error", error=message, meter=meter_name(device))
-    finally:
-        model = optimizer = step = graph = None  # free before the next point is measured
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    return row
+@dataclasses.dataclass(frozen=True)
+class _Point:
+    """One point's graph, model, optimiser and precision, and its full training step."""
+
+    graph: Graph
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    amp: MixedPrecision
+    step: Callable[[], None]
+
+
+def _build_point(
+    row: dict[str, Any],
+    arch: str,
+    depth: int,
+    source: GraphSource,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> _Point:
+    """The graph on the device and the model with its optimiser; their sizes into ``row``."""
+    graph = source.load(device)
+    model = build(arch, depth, graph, args).to(device).train()
+    if args.compile:
+        compile_blocks(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    row["params"] = count_parameters(model)
+    row["optimizer_impl"] = optimizer_implementation(optimizer)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        row["setup_bytes"] = torch.cuda.memory_allocated(device)
+        row["device_memory_bytes"] = device_memory_bytes(device)
+    amp = MixedPrecision.for_config(row["precision"], device)
+    step = functools.partial(train_step, model, optimizer, graph, amp)
+    return _Point(graph, model, optimizer, amp, step)
+
+
+def _meter_point(
+    row: dict[str, Any],
+    point: _Point,
+    args: argparse.Namespace,
+    device: torch.device,
+    compile_clock: CompileClock,
+) -> None:
+    """A warm-up step, then one step under the memory meter; its memory columns into ``row``."""
+    cap = args.memory_cap if device.type == "cpu" else None
+    # the CPU meter watches ops through a dispatch mode, under which compiled code cannot
+    # run: on CPU a compiled row's warm-up and metered steps are eager (its memory, eager's)
+    with compile_clock, eager_if(args.compile and device.type == "cpu"):
+        with PeakMemory(device, cap_bytes=cap):
+            point.step()  # warm-up: gradients and Adam state now exist (CUDA: compiles)
+        point.optimizer.zero_grad(set_to_none=True)
+        _, memory = metered_step(
+            device,
+            functools.partial(forward_backward, point.model, point.graph, point.amp),
+            functools.partial(point.amp.step, point.optimizer),
+            cap,
+        )
+    state = model_state_bytes(point.model, point.optimizer)
+    row.update(peak_bytes=memory.peak_bytes, model_state_bytes=state,
+               peak_minus_state_bytes=memory.peak_bytes - state,
+               baseline_bytes=memory.baseline_bytes, fwd_bwd_peak_bytes=memory.fwd_bwd_peak_bytes,
+               optimizer_peak_bytes=memory.optimizer_peak_bytes,
+               step_added_bytes=memory.step_added_bytes,
+               activation_bytes=memory.step_added_bytes - GRAD_BYTES_PER_PARAM * row["params"],
+               reserved_peak_bytes=memory.reserved_peak_bytes, meter=meter_name(device))  # fmt: skip
+
+
+def _time_point(
+    row: dict[str, Any],
+    point: _Point,
+    depth: int,
+    args: argparse.Namespace,
+    device: torch.device,
+    compile_clock: CompileClock,
+) -> None:
+    """``repeats`` timed steps (and, with ``step_parts``, a step's parts); no timed step may
+    compile, so a compiled CPU row compiles first, in a step of its own."""
+    repeats = args.deep_repeats if depth > max(args.depths) else args.repeats
+    repeats = args.point_repeats or repeats
+    with compile_clock:
+        if args.compile and device.type == "cpu":
+            point.step()  # compiles: the warm-up and metered steps ran eagerly
+        compiled = compile_clock.seconds
+        mean, std = time_steps(point.step, warmup=0, repeats=repeats, device=device)
+        row.update(step_time_s=mean, step_time_std_s=std, status="ok")
+        if args.compile:  # a timed step that compiled would be an error of method
+            row.update(compile_time_s=compiled, recompiled_s=compile_clock.seconds - compiled)
+        if args.step_parts:
+            row.update(step_parts(point.model, point.graph, point.amp, repeats, device))
 
 
 def step_parts(model: nn.Module, graph: Graph, amp: MixedPrecision, repeats: int,

@@ -11,7 +11,7 @@ import pandas as pd
 from bench.report.aggregate import Fit, depth_means, linear_fit
 from bench.report.load import as_key, canonical, readable, varying_columns
 from bench.report.stale import MARK, stale_configs
-from bench.stats import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED, Difference, compare, judge
+from bench.stats import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED, Difference, compare
 
 NOT_SUPPORTED = "not supported"
 # every verdict a case can get, in the order a claim's overall verdict prefers them
@@ -132,15 +132,6 @@ def shares_split(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 def score_difference(a: pd.DataFrame, b: pd.DataFrame) -> Difference:
     """Test score A - B over seeds: paired where the split is shared, else Welch."""
     return compare(seed_scores(a), seed_scores(b), paired=shares_split(a, b))
-
-
-def score_reading(diff: Difference, a: str, b: str) -> str:
-    """What the interval of A - B says without a margin: lower, higher or no measurable gap."""
-    verdict = judge(diff, margin=0.0)
-    if verdict == NO_DATA:
-        return "fewer than 2 seeds a side: no interval"
-    return {SUPPORTED: f"{a} higher", CONTRADICTED: f"{a} lower",
-            INCONCLUSIVE: f"no measurable difference ({b} within the interval)"}[verdict]  # fmt: skip
 
 
 def claim_verdict(findings: list[Finding], key: str) -> str:
