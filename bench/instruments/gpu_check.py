@@ -101,10 +101,10 @@ def _headline() -> list[Point]:
 
 
 def _engines(depths: list[int], deep: list[int], peer: list[int]) -> list[Point]:
-    from bench.instruments.benchmark.options import ALL_ARCHS
     from bench.instruments.benchmark.plan import plan, point_args
+    from bench.models import archs
 
-    args = point_args(archs=list(ALL_ARCHS), depths=depths, deep_depths=deep, peer_depths=peer)
+    args = point_args(archs=list(archs.names()), depths=depths, deep_depths=deep, peer_depths=peer)
     return [
         Point("engines", f"{arch} x {depth}", arch, depth, 64, graph="bench")
         for arch, depth in plan(args)

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import bench.models.archs as archs
 from bench.errors import ConfigError
-from bench.models import archs
 from bench.models.conv_specs import AGGRS, DEFAULT_AGGR, DEFAULT_CONV, ConvSpec, conv_spec
 
 NORMS = ("layer", "batch", "none")

@@ -95,6 +95,16 @@ class Param:
 
 
 def parse_param(path: Path, name: str, raw: Any) -> Param:
+    """One ``[space]`` entry as a Param: categorical choices, or an int or float range."""
+    key = f"space.{name}"
+    _check_tunable(path, name, raw)
+    if "choices" in raw:
+        return Param(name, "categorical", choices=_choices(path, key, raw))
+    return _range(path, name, raw)
+
+
+def _check_tunable(path: Path, name: str, raw: Any) -> None:
+    """A setting the tuner may sample, given as a table of known options."""
     key = f"space.{name}"
     if name not in FIELD_TYPES:
         known = ", ".join(sorted(set(FIELD_TYPES) - set(UNTUNABLE)))
@@ -119,26 +129,33 @@ def parse_param(path: Path, name: str, raw: Any) -> Param:
         raise SearchSpaceError(
             path, f"{key}.{extra[0]}", f"unknown option; allowed: {', '.join(sorted(allowed))}"
         )
-    ftype = FIELD_TYPES[name]
-    if "choices" in raw:
-        if set(raw) - {"choices"}:
-            raise SearchSpaceError(path, key, "use either choices or low/high, not both")
-        choices = raw["choices"]
-        if not isinstance(choices, list) or not choices:
-            raise SearchSpaceError(path, f"{key}.choices", "must be a non-empty list")
-        if len(set(map(repr, choices))) != len(choices):
-            raise SearchSpaceError(path, f"{key}.choices", f"has duplicates: {choices}")
-        for choice in choices:
-            if not isinstance(choice, (str, int, float, bool)):
-                raise SearchSpaceError(
-                    path, f"{key}.choices", f"values must be strings or numbers, got {choice!r}"
-                )
-        return Param(name, "categorical", choices=tuple(choices))
+
+
+def _choices(path: Path, key: str, raw: dict[str, Any]) -> tuple[Any, ...]:
+    if set(raw) - {"choices"}:
+        raise SearchSpaceError(path, key, "use either choices or low/high, not both")
+    choices = raw["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise SearchSpaceError(path, f"{key}.choices", "must be a non-empty list")
+    if len(set(map(repr, choices))) != len(choices):
+        raise SearchSpaceError(path, f"{key}.choices", f"has duplicates: {choices}")
+    for choice in choices:
+        if not isinstance(choice, (str, int, float, bool)):
+            raise SearchSpaceError(
+                path, f"{key}.choices", f"values must be strings or numbers, got {choice!r}"
+            )
+    return tuple(choices)
+
+
+def _range(path: Path, name: str, raw: dict[str, Any]) -> Param:
+    """``{ low, high [, step] [, log] }`` of an int or float setting (Optuna's rules)."""
+    key = f"space.{name}"
     if "low" not in raw or "high" not in raw:
         raise SearchSpaceError(
             path, key, "a range needs both low and high (or give choices = [...])"
         )
     low, high, step, log = raw["low"], raw["high"], raw.get("step"), raw.get("log", False)
+    ftype = FIELD_TYPES[name]
     if ftype not in ("int", "float"):
         raise SearchSpaceError(path, key, f"{name!r} is not numeric; give choices = [...]")
     for part, value in (("low", low), ("high", high), ("step", step)):
@@ -154,6 +171,22 @@ def parse_param(path: Path, name: str, raw: Any) -> Param:
             raise SearchSpaceError(
                 path, f"{key}.{part}", f"{name!r} is an integer setting, got {value!r}"
             )
+    _check_bounds(path, key, low, high, step, log)
+    if ftype == "int":
+        if step is not None and (high - low) % step:
+            raise SearchSpaceError(
+                path,
+                f"{key}.high",
+                f"high ({high}) is not low ({low}) plus a multiple of step ({step})",
+            )
+        return Param(name, "int", int(low), int(high), step=step, log=log)
+    return Param(
+        name, "float", float(low), float(high), step=None if step is None else float(step), log=log
+    )
+
+
+def _check_bounds(path: Path, key: str, low: float, high: float, step: float | None,
+                  log: Any) -> None:  # fmt: skip
     if not isinstance(log, bool):
         raise SearchSpaceError(path, f"{key}.log", f"must be true or false, got {log!r}")
     if low >= high:
@@ -177,17 +210,6 @@ def parse_param(path: Path, name: str, raw: Any) -> Param:
             raise SearchSpaceError(
                 path, f"{key}.step", f"step ({step}) is wider than the range [{low}, {high}]"
             )
-    if ftype == "int":
-        if step is not None and (high - low) % step:
-            raise SearchSpaceError(
-                path,
-                f"{key}.high",
-                f"high ({high}) is not low ({low}) plus a multiple of step ({step})",
-            )
-        return Param(name, "int", int(low), int(high), step=step, log=log)
-    return Param(
-        name, "float", float(low), float(high), step=None if step is None else float(step), log=log
-    )
 
 
 def suggest_value(trial: optuna.trial.BaseTrial, param: Param) -> Any:

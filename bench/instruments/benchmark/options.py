@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from bench.config import CONVS
+from bench.errors import ConfigError
+from bench.models import archs as registry
+from bench.models.conv_specs import conv_spec
 from bench.units import parse_bytes
 
-ALL_ARCHS = ("res", "ckpt", "rev", "wt-res", "wt-rev", "deq")
-DEEP_ARCHS = ("rev", "wt-rev", "deq")  # the ones that also run at the "deep" depths
 PEER = "pyg-groupaddrev"
 DEQ_RATIO_ITERS = (5, 50)
 MAIN = "main"  # the ``graph`` of the rows on the --nodes/--edges graph
@@ -47,12 +47,20 @@ def _graphs(text: str) -> list[tuple[int, int]]:
 
 def _archs(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in ALL_ARCHS]
+    bad = [v for v in values if v not in registry.names()]
     if bad:
         raise argparse.ArgumentTypeError(
-            f"unknown arch {bad[0]!r}; choose from {', '.join(ALL_ARCHS)}"
+            f"unknown arch {bad[0]!r}; choose from {', '.join(registry.names())}"
         )
     return values
+
+
+def _conv(text: str) -> str:
+    """A built-in convolution or a factory ``module:function`` (pinned to its source)."""
+    try:
+        return conv_spec(text).pinned
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +94,10 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--aggr", default="max")
     parser.add_argument(
-        "--conv", default="gen", choices=CONVS, help="every block's convolution (default gen)"
+        "--conv",
+        default="gen",
+        type=_conv,
+        help="every block's convolution: gen (default), gat, sage, gcn or module:function",
     )
     parser.add_argument("--heads", type=int, default=None, help="GAT's heads (--conv gat only)")
     parser.add_argument(
@@ -145,7 +156,8 @@ def _side_by_side_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _point_arguments(parser: argparse.ArgumentParser) -> None:
     """Which archs at which depths, and how many timed steps and rounds each point gets."""
-    parser.add_argument("--archs", type=_archs, default=list(ALL_ARCHS), help="comma-separated")
+    parser.add_argument("--archs", type=_archs, default=list(registry.names()),
+                        help="comma-separated (default: every registered arch)")  # fmt: skip
     parser.add_argument("--depths", type=_ints, default=[16, 64, 256], help="depths for every arch")
     parser.add_argument(
         "--deep-depths", type=_ints, default=[1001], help="extra depths for rev, wt-rev, deq"

@@ -10,12 +10,12 @@ from typing import Any
 from bench.instruments.benchmark.graph import GraphSource
 from bench.instruments.benchmark.options import (
     AGGR_IMPLS,
-    DEEP_ARCHS,
     DEQ_RATIO_ITERS,
     MAIN,
     PEER,
     add_arguments,
 )
+from bench.models import archs as registry
 
 #: settings a point may override that the command line does not have
 POINT_DEFAULTS: dict[str, Any] = {"point_repeats": None, "step_parts": False, "round": 0}
@@ -61,8 +61,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     """(arch, depth) of the main graph's rows: every arch at its depths, then the peer."""
     runs: list[tuple[str, int]] = []
     for arch in args.archs:
-        depths = list(args.depths) + (list(args.deep_depths) if arch in DEEP_ARCHS else [])
-        if arch == "deq":
+        flat = registry.get(arch).flat_memory  # memory-efficient: also at the "deep" depths
+        depths = list(args.depths) + (list(args.deep_depths) if flat else [])
+        if registry.get(arch).depth_unit == "iteration":
             depths = list(DEQ_RATIO_ITERS) + depths
         runs += [(arch, d) for d in sorted(set(depths))]
     runs += [(PEER, d) for d in sorted(set(args.peer_depths))]

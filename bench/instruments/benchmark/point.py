@@ -69,6 +69,7 @@ from bench.measure.meters import (
     time_steps,
 )
 from bench.measure.precision import MixedPrecision
+from bench.models import archs as registry
 from bench.models.blocks import DeepGNN
 from bench.models.compiled import CompileClock, compile_blocks, eager_if
 
@@ -79,7 +80,7 @@ GRAD_BYTES_PER_PARAM = 4  # float32 gradients, allocated by the backward
 def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> DeepGNN:
     """``arch`` (or the PyG peer, on RevGNN's settings) at ``depth`` for the benchmark graph;
     an equilibrium model iterates to its cap ``depth`` (an unreachable tolerance)."""
-    from bench.models import ModelConfig, archs, build_model
+    from bench.models import ModelConfig, build_model
 
     edge_dim = graph.edge_attr.size(1) if graph.edge_attr is not None else None
     settings = dict(layers=depth, channels=args.channels, groups=args.groups,
@@ -88,9 +89,15 @@ def build(arch: str, depth: int, graph: Graph, args: argparse.Namespace) -> Deep
     sizes = (graph.x.size(1), edge_dim, graph.y.size(1))
     if arch == PEER:
         return PygGroupAddRevGNN(ModelConfig(arch="rev", **settings), *sizes)
-    if "deq_max_iter" in archs.get(arch).accepts():
+    if "deq_max_iter" in registry.get(arch).accepts():
         settings.update(deq_max_iter=depth, deq_tol=DEQ_BENCH_TOL, deq_solver=args.deq_solver)
     return build_model(ModelConfig(arch=arch, **settings), *sizes)
+
+
+def _depth_means(arch: str) -> str:
+    """What a row's depth counts: "iterations" for an equilibrium model, else "layers"."""
+    known = arch in registry.names()
+    return "iterations" if known and registry.get(arch).depth_unit == "iteration" else "layers"
 
 
 def forward_backward(model: nn.Module, graph: Graph, amp: MixedPrecision | None = None) -> None:
@@ -153,7 +160,7 @@ def _point_columns(
         "conv": args.conv,
         "precision": args.precision,
         "depth": depth,
-        "depth_means": "iterations" if arch == "deq" else "layers",
+        "depth_means": _depth_means(arch),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "graph": args.graph,
         "nodes": source.nodes,
@@ -336,13 +343,13 @@ def measure_isolated(
         return row
     if timed_out:
         return {
-            "arch": arch, "depth": depth, "depth_means": "iterations" if arch == "deq" else "layers",
+            "arch": arch, "depth": depth, "depth_means": _depth_means(arch),
             "status": "timeout", "meter": meter_name(device),
             "error": f"killed: still running after {timeout:.0f} s",
         }  # fmt: skip
     killed = child.exitcode == -signal.SIGKILL
     return {
-        "arch": arch, "depth": depth, "depth_means": "iterations" if arch == "deq" else "layers",
+        "arch": arch, "depth": depth, "depth_means": _depth_means(arch),
         "status": "oom" if killed else "error", "meter": meter_name(device),
         "error": "killed by the kernel (out of memory)" if killed else f"exit code {child.exitcode}",
     }  # fmt: skip
