@@ -97,7 +97,7 @@ def flat_attr(default: Any = None) -> Any:
     return field(default=default, metadata=_FLAT)
 
 
-# what a DEQ trial's solver records (bench.trial.training): per solve (fwd, bwd) the iterations
+# what a DEQ trial's solver records (bench.trial.step): per solve (fwd, bwd) the iterations
 # and the relative residual, mean and max over the training steps; and how many steps
 SOLVER_KEYS = (
     *(f"{solve}_{stat}_{agg}" for solve in ("bwd", "fwd")

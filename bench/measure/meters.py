@@ -1,6 +1,6 @@
 """Measuring: peak memory of a block of code, model-state bytes, parameter counts; and for the
 benchmark, a timer of repeated steps (``time_steps``; a trial times its own steps, around its
-meter: :mod:`bench.trial.training`).
+meter: :mod:`bench.trial.step`).
 
 Peak memory is the suite's headline number, so it must be exact and say where it came from.
 

@@ -13,8 +13,11 @@ Three ways to run one:
   process, for ``reproduce --quick`` (smoke runs, where start-up would be most of the time).
 
 The package, one job per module: ``flags`` (the command line, the dry run, the child side of
-the protocol), ``training`` (the in-process trial), ``protocol`` (the parent/child wire
-format), ``isolation`` (the parent side: a trial in its own process).
+the protocol), ``training`` (the in-process trial: setup and the epochs, phase by phase),
+``step`` (one training step, metered or timed, and one evaluation), ``state`` (what the loop
+and the step share), ``display`` (the epoch line and progress bar), ``outcome`` (a record's
+start and end, what a failure says), ``hops`` (the record's hop counts), ``protocol`` (the
+parent/child wire format), ``isolation`` (the parent side: a trial in its own process).
 
 How a trial trains (the paper's recipe) is :mod:`bench.trial.training`'s docstring; what a
 trial meters and times, and why: docs/trial.md and docs/memory.md.

@@ -19,6 +19,7 @@ from bench.data.graph_file import is_graph_file, summary_of
 from bench.errors import ConfigError, DataError, cli_exit
 from bench.models import archs
 from bench.record import TrialRecord
+from bench.trial.display import log_epoch
 from bench.trial.isolation import run_trial_isolated
 from bench.trial.protocol import (
     CONFIG_ERROR_PREFIX,
@@ -28,7 +29,7 @@ from bench.trial.protocol import (
     STOP_COMMAND,
     emit,
 )
-from bench.trial.training import log_epoch, run_trial
+from bench.trial.training import run_trial
 
 #: extra spellings of fields whose natural flag reads better than the field name
 _FLAG_ALIASES: dict[str, tuple[str, ...]] = {

@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.config import TrialConfig
 from bench.record import TrialRecord, failure_kind_of
+from bench.trial.outcome import best_of_curve, error_message, new_record
 from bench.trial.protocol import (
     EVENT_PREFIX,
     PHASE_PREFIX,
@@ -31,7 +32,7 @@ from bench.trial.protocol import (
     STOP_COMMAND,
     parse_record,
 )
-from bench.trial.training import OnEpoch, best_of_curve, error_message, new_record
+from bench.trial.training import OnEpoch
 
 #: seconds a child may overrun its time budget (interpreter start-up and imports included)
 #: before the parent kills it, and may take to stop after a ``stop`` command
