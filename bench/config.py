@@ -101,9 +101,13 @@ class TrialConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain data, with ``tie``, ``heads`` and ``aggr_impl`` as they ran
-        (so a record says which tying it ran even if the default changes)."""
+        (so a record says which tying it ran even if the default changes); an invalid model's
+        settings as given (nothing was resolved: the record of its failure says why)."""
         values = dataclasses.asdict(self)
-        model = self.model
+        try:
+            model = self.model
+        except ConfigError:
+            return values
         values.update(tie=model.tie, heads=model.heads, aggr_impl=model.aggr_impl)
         return values
 

@@ -13,7 +13,7 @@ from bench.config import TrialConfig
 from bench.errors import ConfigError
 from bench.harness.spec import point_key
 from bench.measure.memory_model import GraphSizes, activation_bytes
-from bench.models import build_model
+from bench.models import ModelConfig, build_model
 from bench.models.blocks import ResPlusBlock
 from bench.nn.aggr import LeanMaxGENConv, relu_max_aggregate
 
@@ -136,7 +136,8 @@ def test_only_an_n_by_c_argmax_is_saved_and_the_memory_model_counts_it(path: str
                        batch_edges=e, batch_train_nodes=n)  # fmt: skip
     for impl in ("fused", "pyg"):
         torch.manual_seed(0)
-        block = ResPlusBlock(c, c, "max", "layer", 0.1, aggr_impl=impl).train()
+        config = ModelConfig(arch="res", channels=c, dropout=0.1, aggr_impl=impl)
+        block = ResPlusBlock(config, c, c).train()
         outside = {t.untyped_storage().data_ptr() for t in (ei, ea, *block.parameters())}
         saved: dict[int, tuple[int, tuple[int, ...]]] = {}
 

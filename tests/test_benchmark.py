@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from bench import cli
-from bench.instruments.benchmark.options import ALL_ARCHS, PEER
+from bench.instruments.benchmark.options import PEER
+from bench.models import archs
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, str]:
 
 def test_every_arch_and_the_peer_ran(quick: tuple[pd.DataFrame, str]) -> None:
     df, _ = quick
-    assert set(df.arch) == {*ALL_ARCHS, PEER}
+    assert set(df.arch) == {*archs.names(), PEER}
     assert (df.status == "ok").all(), df[df.status != "ok"]
     assert (df.meter == "cpu-live-tensors").all()
     for column in (

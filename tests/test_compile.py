@@ -22,7 +22,7 @@ from bench.harness.spec import KEY_EXCLUDED_FIELDS, KEY_NEUTRAL, KEYED_FIELDS, p
 from bench.instruments.benchmark.graph import GraphSource
 from bench.instruments.benchmark.plan import point_args
 from bench.instruments.benchmark.point import measure_one
-from bench.models import build_model
+from bench.models import ModelConfig, build_model
 from bench.models.blocks import ResPlusBlock
 from bench.models.compiled import CompileClock, compile_blocks
 from bench.models.convs import prepare_edges
@@ -62,8 +62,9 @@ def test_a_block_compiles_into_one_graph(conv: str) -> None:
     _, edge_index, edge_attr, _ = _graph(conv, n)
     edge_attr = torch.randn(edge_index.shape[1], 16) if EDGE_DIM[conv] else None
     edge_index, edge_attr = prepare_edges(conv, edge_index, edge_attr, n, torch.float32)
-    block = ResPlusBlock(16, 16 if EDGE_DIM[conv] else None, dropout=0.1, conv=conv,
+    config = ModelConfig(arch="res", channels=16, dropout=0.1, conv=conv,
                          heads=2 if conv == "gat" else None)  # fmt: skip
+    block = ResPlusBlock(config, 16, 16 if EDGE_DIM[conv] else None)
     x = torch.randn(n, 16, requires_grad=True)
     mask = torch.ones(n, 16)
     for grad in (True, False):
@@ -72,7 +73,7 @@ def test_a_block_compiles_into_one_graph(conv: str) -> None:
             found = torch._dynamo.explain(block)(x, edge_index, edge_attr, dropout_mask=mask)
         assert found.graph_break_count == 0 and found.graph_count == 1, found.break_reasons
     if conv == "gen":
-        deq = DEQBlock(16, 16, "max", "layer")
+        deq = DEQBlock(ModelConfig(arch="deq", channels=16), 16)
         torch._dynamo.reset()
         found = torch._dynamo.explain(deq)(x, x.detach(), edge_index, edge_attr, mask)
         assert found.graph_break_count == 0 and found.graph_count == 1, found.break_reasons
@@ -158,7 +159,7 @@ def test_trial_flag_records_compile_time_apart_and_keeps_point_keys(tmp_path: ob
     kept = {k: v for k, v in values.items() if k not in KEY_EXCLUDED_FIELDS and v is not None}
     for f in dataclasses.fields(TrialConfig):
         if f.name not in KEYED_FIELDS and kept.get(f.name) == KEY_NEUTRAL.get(f.name, f.default):
-            del kept[f.name]
+            kept.pop(f.name, None)
     blob = json.dumps(kept, sort_keys=True, default=str)
     assert point_key(TrialConfig()) == hashlib.sha256(blob.encode()).hexdigest()[:16]
     assert point_key(TrialConfig(compile=True)) != point_key(TrialConfig())

@@ -20,8 +20,8 @@ from bench.errors import ConfigError
 from bench.harness.spec import point_key
 from bench.measure.memory_model import GraphSizes, activation_bytes, predict_params
 from bench.measure.meters import PeakMemory, count_parameters
+from bench.models import ModelConfig, build_model
 from bench.models import archs as arch_registry
-from bench.models import build_model
 from bench.models.conv_specs import BUILT_IN as _BUILT_IN_CONVS
 from bench.models.convs import prepare_edges
 from bench.models.deq import DEQGNN
@@ -33,6 +33,15 @@ from bench.report.select import FIGURE_BY_KEY, ablation_rows
 
 EDGE_DIM = {"gen": 8, "gat": 8, "sage": None, "gcn": None}  # what each conv can read
 HEADS = {"gat": 2}
+
+
+def _deqgnn(in_channels: int, edge_dim: int | None, out_channels: int, channels: int,
+            solver: str = "anderson", tol: float = 1e-4, max_iter: int = 30,
+            grad: str = "implicit", **settings: object) -> DEQGNN:  # fmt: skip
+    """A DEQ-GNN from its sizes and solver settings, through one ModelConfig."""
+    config = ModelConfig(arch="deq", layers=max_iter, channels=channels, deq_solver=solver,
+                         deq_tol=tol, deq_max_iter=max_iter, deq_grad=grad, **settings)  # fmt: skip
+    return DEQGNN(config, in_channels, edge_dim, out_channels)
 
 
 def _graph(n: int, e: int, seed: int = 0) -> Tensor:
@@ -129,7 +138,7 @@ def test_deq_gradients_match_unrolled_network_for_every_conv(conv: str) -> None:
     edge_index = _graph(n, e)
     edge_dim = EDGE_DIM[conv] and 3
     edge_attr = torch.randn(e, 3, dtype=torch.float64) if edge_dim else None
-    model = DEQGNN(
+    model = _deqgnn(
         5, edge_dim, 4, 16, dropout=0.2, norm="none", solver="anderson", tol=TOL, max_iter=300,
         conv=conv, heads=HEADS.get(conv),
     ).double()  # fmt: skip
@@ -264,9 +273,13 @@ def test_config_refuses_what_a_conv_cannot_do(values: dict, field: str) -> None:
 
 
 def test_build_model_refuses_edge_features_for_edge_free_convs() -> None:
+    """A configuration is refused by its settings (ConfigError naming the setting); the layer
+    itself refuses edge features it cannot read (ValueError)."""
     for conv in ("sage", "gcn"):
-        with pytest.raises(ConfigError) as err:
+        with pytest.raises(ValueError, match="cannot read edge features"):
             build_model("rev", 5, 8, 3, 2, 8, conv=conv)
+        with pytest.raises(ConfigError) as err:
+            TrialConfig(conv=conv, dataset="synthetic-proteins").validated()
         assert err.value.field == "conv"
     with pytest.raises(ConfigError) as err:
         build_model("res", 5, None, 3, 2, 8, conv="gen", heads=2)

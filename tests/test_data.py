@@ -20,6 +20,7 @@ from bench.data.evaluate import accuracy, rocauc
 from bench.data.features import aggregate_edge_features, proteins_node_features
 from bench.data.partition import partition_batches, random_partition
 from bench.errors import ConfigError
+from bench.models import ModelConfig
 
 SMALL = {"num_nodes": 400, "avg_degree": 12, "num_tasks": 6, "num_species": 4}
 
@@ -235,8 +236,9 @@ def test_synthetic_is_learnable_but_not_saturated() -> None:
 
     class Res(DeepGNN):
         def __init__(self, ds, layers: int) -> None:
-            super().__init__(ds.num_features, ds.edge_dim, ds.num_outputs, 32, 0.0, "layer")
-            self.blocks = nn.ModuleList(ResPlusBlock(32, 32) for _ in range(layers))
+            config = ModelConfig(arch="res", channels=32)
+            super().__init__(config, ds.num_features, ds.edge_dim, ds.num_outputs)
+            self.blocks = nn.ModuleList(ResPlusBlock(config, 32, 32) for _ in range(layers))
 
         def body(self, h, edge_index, e):
             for block in self.blocks:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from bench.errors import ConfigError
 from bench.measure.meters import PeakMemory
+from bench.models import ModelConfig
 from bench.models.deq import DEQGNN
 from bench.nn.deq import DEQFixedPoint, solve_fixed_point
 
@@ -20,6 +21,15 @@ from bench.nn.deq import DEQFixedPoint, solve_fixed_point
 # (a missing adjoint solve, i.e. the 1-step gradient, is off by tens of percent).
 TOL = 1e-11
 RTOL = 1e-7
+
+
+def _deqgnn(in_channels: int, edge_dim: int | None, out_channels: int, channels: int,
+            solver: str = "anderson", tol: float = 1e-4, max_iter: int = 30,
+            grad: str = "implicit", **settings: object) -> DEQGNN:  # fmt: skip
+    """A DEQ-GNN from its sizes and solver settings, through one ModelConfig."""
+    config = ModelConfig(arch="deq", layers=max_iter, channels=channels, deq_solver=solver,
+                         deq_tol=tol, deq_max_iter=max_iter, deq_grad=grad, **settings)  # fmt: skip
+    return DEQGNN(config, in_channels, edge_dim, out_channels)
 
 
 class TanhCell(nn.Module):
@@ -86,7 +96,7 @@ def test_deqgnn_gradients_match_unrolled_network_with_dropout() -> None:
     edge_attr = torch.randn(e, 3, dtype=torch.float64)
     # 32 channels: at 8-16 channels this block is not a contraction on such a tiny graph and
     # plain iteration cycles (Anderson stalls near 5e-4), so there is no reference to compare to
-    model = DEQGNN(5, 3, 4, 32, dropout=0.2, solver="anderson", tol=TOL, max_iter=300).double()
+    model = _deqgnn(5, 3, 4, 32, dropout=0.2, solver="anderson", tol=TOL, max_iter=300).double()
     unrolled_residual: list[float] = []
 
     def unrolled_body(h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> Tensor:
@@ -114,7 +124,7 @@ def test_deqgnn_gradients_match_unrolled_network_with_dropout() -> None:
 
 def test_stats_show_non_convergence_and_eval_only_solves() -> None:
     torch.manual_seed(0)
-    model = DEQGNN(4, None, 2, 8, solver="fixed_point", tol=1e-12, max_iter=3)
+    model = _deqgnn(4, None, 2, 8, solver="fixed_point", tol=1e-12, max_iter=3)
     x, edge_index = torch.randn(20, 4), torch.randint(0, 20, (2, 60))
     model(x, edge_index).sum().backward()
     stats = model.solver_stats
@@ -160,7 +170,7 @@ def test_memory_flat_in_iterations() -> None:
 
     def step_peak(iters: int) -> tuple[int, dict[str, float]]:
         torch.manual_seed(0)
-        model = DEQGNN(8, 8, 4, 32, dropout=0.1, solver="anderson", tol=1e-30, max_iter=iters)
+        model = _deqgnn(8, 8, 4, 32, dropout=0.1, solver="anderson", tol=1e-30, max_iter=iters)
         with PeakMemory("cpu") as meter:
             model(x, edge_index, edge_attr).sum().backward()
         return meter.peak_above_baseline, dict(model.solver_stats or {})
@@ -175,20 +185,21 @@ def test_memory_flat_in_iterations() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"tol": 0.0}, "deq_tol"),
-        ({"tol": -1e-3}, "deq_tol"),
-        ({"solver": "newton"}, "deq_solver"),
-        ({"max_iter": 0}, "deq_max_iter"),
-        ({"grad": "exact"}, "deq_grad"),
+        ({"tol": 0.0}, "tol"),
+        ({"tol": -1e-3}, "tol"),
+        ({"solver": "newton"}, "solver"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"grad": "exact"}, "grad"),
     ],
 )
 def test_bad_settings_name_the_parameter(kwargs: dict[str, object], field: str) -> None:
+    """The model's settings are checked when its ModelConfig is made (naming the setting, the
+    CLI's flag); the engine, used alone, raises ValueError naming its own argument."""
     with pytest.raises(ConfigError) as info:
-        DEQGNN(4, None, 2, 8, **kwargs)  # type: ignore[arg-type]
-    assert info.value.field == field
-    with pytest.raises(ConfigError) as info:
-        DEQFixedPoint(**{k: v for k, v in kwargs.items()})  # type: ignore[arg-type]
-    assert info.value.field == field
+        ModelConfig(arch="deq", **{f"deq_{k}": v for k, v in kwargs.items()})  # type: ignore[arg-type]
+    assert info.value.field == f"deq_{field}"
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        DEQFixedPoint(**kwargs)  # type: ignore[arg-type]
 
 
 # --- defects found by review (issue 13): each test failed before its fix ---------------------
@@ -207,7 +218,7 @@ def test_solver_runs_in_float32_under_bf16_autocast() -> None:
     x, edge_index, edge_attr = _small_deq_graph()
     # f itself is only bf16-accurate (its output is rounded to bf16), so no iterate gets
     # closer than about one bf16 step (2**-8 = 3.9e-3) to a fixed point: tolerance 1e-2
-    model = DEQGNN(5, 3, 4, 32, solver="anderson", tol=1e-2, max_iter=50)
+    model = _deqgnn(5, 3, 4, 32, solver="anderson", tol=1e-2, max_iter=50)
     seen: list[torch.dtype] = []
     model.block.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -253,7 +264,7 @@ def test_batchnorm_running_stats_updated_once_per_step(grad: str) -> None:
     fixed point updates them (before the fix: 21 updates for 20 iterations)."""
     torch.manual_seed(0)
     x, edge_index, edge_attr = _small_deq_graph()
-    model = DEQGNN(5, 3, 4, 16, norm="batch", solver="fixed_point", tol=1e-30, max_iter=20,
+    model = _deqgnn(5, 3, 4, 16, norm="batch", solver="fixed_point", tol=1e-30, max_iter=20,
                    grad=grad)  # fmt: skip
     model.deq.phantom_steps = 3
     bns = [m for m in model.block.modules() if isinstance(m, nn.BatchNorm1d)]

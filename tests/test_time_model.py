@@ -23,12 +23,12 @@ GPU_BUDGET_MIN = 8.0  # issue 25: the two gpu profiles together, on an H200
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_each_fit_matches_its_calibration_points(device: str) -> None:
     fits = calibration(device)
-    assert set(fits) == {"res", "rev", "deq"}
+    assert set(fits) == {"residual", "reversible", "equilibrium"}  # one fit per family
     for fit in fits.values():
         assert fit.points >= 2 and fit.overhead >= 0 and fit.cost > 0
         assert fit.worst_ratio < 1.6  # stated in the dry run's line
     if device == "cuda":  # a 112-layer ResGNN-64 step on a proteins part: gpu-check's 0.45 s
-        assert fits["res"].step_s(112, 13_254, 788_824, 64) == pytest.approx(0.45, rel=0.25)
+        assert fits["residual"].step_s(112, 13_254, 788_824, 64) == pytest.approx(0.45, rel=0.25)
 
 
 def test_estimates_grow_with_depth_epochs_and_batches() -> None:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+from bench.errors import ConfigError
 from bench.models import archs
 
 
@@ -37,7 +38,10 @@ def receptive_hops(config: Any) -> int | None:
     """The receptive field in hops of a config (a ``TrialConfig``, or a mapping of its fields
     such as a results row); None for an unknown arch or a missing depth."""
     if not isinstance(config, Mapping):
-        return config.architecture.receptive_hops(config.model)
+        try:
+            return config.architecture.receptive_hops(config.model)
+        except ConfigError:  # an invalid configuration (its record says why): no model
+            return None
     fields = {k: _int(config.get(k)) for k in ("layers", "groups", "deq_max_iter")}
     if fields["layers"] is None or config.get("arch") not in archs.names():
         return None
