@@ -116,6 +116,18 @@ def tune(session: nox.Session) -> None:
 
 
 @nox.session
+def dashboard(session: nox.Session) -> None:
+    """`nox -s dashboard -- NAME [--port N]`: optuna-dashboard on results/NAME.db (a spec, or
+    tune-SPEC) with each trial's record under its artifacts; installs only the dashboard."""
+    if not session.posargs:
+        session.error("name a study file: nox -s dashboard -- depth (results/depth.db)")
+    name, *rest = session.posargs
+    session.install("-c", "constraints.txt", "optuna-dashboard")
+    session.run("optuna-dashboard", f"sqlite:///results/{name}.db",
+                "--artifact-dir", f"results/{name}.artifacts", *rest)  # fmt: skip
+
+
+@nox.session
 def report(session: nox.Session) -> None:
     """Regenerate report/ from the exported tables under results/."""
     _install(session)

@@ -12,7 +12,11 @@ derives from the declaration below, so a field added here appears everywhere at 
 * **numeric columns** (:func:`numeric_columns`): those whose type is ``int`` or ``float`` (for
   a dict field, its values' type), never ``bool``; readers parse them as numbers.
 * **flat attributes** (:meth:`TrialRecord.flat_attrs`): the fields declared with
-  :func:`flat_attr`, short values the Optuna dashboard shows whole on each trial.
+  :func:`flat_attr`, short values the Optuna dashboard shows whole on each trial, under the
+  field's name or the one its declaration gives (``params``, the parameter count, is
+  ``param_count`` there: Optuna's own "Params" are the trial's grid axes). A value the record
+  lacks (None, or a number that is not finite) is left out, never stored empty: the dashboard
+  sorts and plots an attribute only if it is a number in every trial that has it.
 
 ``failure_kind`` is decided in one place, :func:`failure_kind_of`: whoever builds a record
 passes it the status and what ended the trial. Tables of records (their version, reading,
@@ -30,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import typing
 from collections import Counter
 from collections.abc import Iterable
@@ -73,6 +78,7 @@ class Columns:
     A field without this metadata is one column of its own name and no flat attribute."""
 
     flat: bool = False  # also a flat attribute of its trial (a value the dashboard shows whole)
+    attr: str | None = None  # the flat attribute's name, where it is not the field's
     expand: bool = False  # a configuration: one column per TrialConfig field, unprefixed
     prefix: str | None = None  # a dict: one column per key, ``prefix + key``
     # a dict: the keys readers may rely on (a table has them only where some trial wrote them)
@@ -92,9 +98,10 @@ _PLAIN = Columns()
 _FLAT = {"columns": Columns(flat=True)}
 
 
-def flat_attr(default: Any = None) -> Any:
-    """A plain field that is also a flat attribute of its trial."""
-    return field(default=default, metadata=_FLAT)
+def flat_attr(default: Any = None, *, attr: str | None = None) -> Any:
+    """A plain field that is also a flat attribute of its trial (named ``attr`` there, if
+    given: a name that would read as something else beside Optuna's own fields)."""
+    return field(default=default, metadata={"columns": Columns(flat=True, attr=attr)})
 
 
 # what a DEQ trial's solver records (bench.trial.step): per solve (fwd, bwd) the iterations
@@ -130,7 +137,7 @@ class TrialRecord:
     curve: list[dict[str, float]] = field(
         default_factory=list, metadata={"columns": Columns(length="epochs_done")}
     )
-    params: int | None = flat_attr()
+    params: int | None = flat_attr(attr="param_count")  # the export's column keeps "params"
     # the whole step's peak (the max of the two phases below): the headline
     peak_memory_bytes: int | None = flat_attr()
     model_state_bytes: int | None = None  # parameters + gradients + optimiser state
@@ -225,16 +232,22 @@ class TrialRecord:
         return row
 
     def flat_attrs(self) -> dict[str, Any]:
-        """The record's flat attributes: its ``flat`` fields, and a dict's ``flat_keys`` where
-        the dict was recorded (prefixed, a DEQ trial's solver)."""
+        """The record's flat attributes: its ``flat`` fields (under their ``attr`` name), and a
+        dict's ``flat_keys`` where the dict was recorded (prefixed, a DEQ trial's solver).
+        Values the record lacks are left out (see the module docstring)."""
         attrs: dict[str, Any] = {}
         for f, how in _fields():
             value = self._value(f.name)
             if how.flat:
-                attrs[f.name] = value
+                attrs[how.attr or f.name] = value
             elif how.flat_keys and value:
                 attrs.update({f"{how.prefix}{k}": value.get(k) for k in how.flat_keys})
-        return attrs
+        return {k: v for k, v in attrs.items() if _present(v)}
+
+
+def _present(value: Any) -> bool:
+    """A value worth an attribute: not None, and a finite number where it is a float."""
+    return value is not None and not (isinstance(value, float) and not math.isfinite(value))
 
 
 @functools.cache

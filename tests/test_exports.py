@@ -28,7 +28,13 @@ from bench.exports.schema import (
 )
 from bench.exports.table import hops_of, read_table, write_table
 from bench.harness.export import export_study
-from bench.harness.storage import RECORD_ATTR, open_storage, save_record, storage_url
+from bench.harness.storage import (
+    FLAT_MAX_CHARS,
+    RECORD_ATTR,
+    open_storage,
+    save_record,
+    storage_url,
+)
 from bench.record import (
     SOLVER_KEYS,
     TrialRecord,
@@ -115,20 +121,20 @@ def test_numeric_columns_follow_the_field_types() -> None:
 
 
 def test_flat_attributes_are_the_declared_fields(tmp_path: Path) -> None:
-    record = whole_record(status="oom", error="x" * 2000)
+    record = whole_record(status="oom", error="x" * 2000, step_time_s=0.1)
     study = optuna.create_study(storage=open_storage(storage_url(None, "f", tmp_path)))
     trial = study.ask()
     save_record(study, trial, record)
     attrs = study._storage.get_trial_user_attrs(trial._trial_id)
-    assert set(attrs) - {RECORD_ATTR} == set(record.flat_attrs())
-    assert {"status", "failure_kind", "params", "peak_memory_bytes", "step_time_s",
+    assert set(attrs) == set(record.flat_attrs()) and RECORD_ATTR not in attrs
+    assert {"status", "failure_kind", "param_count", "peak_memory_bytes", "step_time_s",
             "solver_fwd_iters_mean", "solver_bwd_rel_residual_max"} <= set(attrs)  # fmt: skip
-    assert "receptive_hops" not in attrs and "solver_steps" not in attrs
+    assert "receptive_hops" not in attrs and "solver_steps" not in attrs and "params" not in attrs
     assert (
-        attrs["failure_kind"] == "config" and len(attrs["error"]) == 1024
+        attrs["failure_kind"] == "config" and len(attrs["error"]) == FLAT_MAX_CHARS
     )  # cut for the dashboard
     no_solver = TrialRecord("ok", {}).flat_attrs()
-    assert not any(k.startswith("solver_") for k in no_solver) and no_solver["failure_kind"] is None
+    assert not any(k.startswith("solver_") for k in no_solver) and "failure_kind" not in no_solver
 
 
 # --- one schema version read; older tables refused, migrated once -----------------------------

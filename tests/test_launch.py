@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from bench.harness.spec import load_spec
-from bench.harness.storage import load_records, open_storage
+from bench.harness.storage import load_records, open_storage, record_of
 
 pytest.importorskip("submitit")
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_submitit_local_jobs_share_postgres(tmp_path: Path, postgres_url: str) -
     done = _ablate(spec, "--launcher", "submitit-local", "--jobs", "2", "--storage", postgres_url)
     assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name="tiny-cpu", storage=open_storage(postgres_url, None))
-    assert sum(1 for t in study.trials if t.user_attrs.get("record")) == 2
+    assert sum(1 for t in study.trials if record_of(t) is not None) == 2
 
 
 def test_launcher_refuses_a_local_sqlite_file(tmp_path: Path) -> None:

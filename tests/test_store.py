@@ -77,9 +77,10 @@ def test_records_round_trip_and_lost_trials(tmp_path: Path) -> None:
     back = pairs[0][1]
     assert back is not None and math.isnan(back.best_valid)
     assert back.to_dict().keys() == record.to_dict().keys()
-    assert pairs[0][0].user_attrs["best_valid"] is None  # flat attrs stay plain
+    assert "best_valid" not in pairs[0][0].user_attrs  # a NaN is no value: left out
     assert pairs[1][1] == make_record()
-    assert pairs[1][0].user_attrs["status"] == "ok" and pairs[1][0].user_attrs["params"] == 123
+    assert pairs[1][0].user_attrs["status"] == "ok" and pairs[1][0].user_attrs["param_count"] == 123
+    assert "params" not in pairs[1][0].user_attrs and "record" not in pairs[1][0].user_attrs
     assert pairs[2][1] is None and record_of(pairs[2][0]) is None
 
 

@@ -9,8 +9,9 @@ processes or as jobs, progress, result), ``queue`` (the grid strategy: the study
 queue), ``worker`` (the one worker loop, heartbeats, one thread per CPU trial), ``progress``
 (bars, failure lines, rerun commands, the grid's closing table), ``sweep`` (``python -m bench
 ablate``), ``launch`` (SLURM / submitit jobs), ``storage`` (SQLite, RDB and journal storages;
-records on trials), ``export`` (``python -m bench export``), ``reproduce`` (``python -m bench
-reproduce``), ``skipped`` (the studies it could not run here) and ``credentials`` (the
-storage's password kept out of output, command lines and job folders). The tuner's sampler
+records on trials), ``artifacts`` (each record as a file the dashboard opens), ``export``
+(``python -m bench export``), ``reproduce`` (``python -m bench reproduce``), ``skipped`` (the
+studies it could not run here) and ``credentials`` (the storage's password kept out of
+output, command lines and job folders). The tuner's sampler
 (:mod:`bench.tuning.sampler`) is the runner's other strategy.
 """

@@ -13,7 +13,14 @@ import optuna
 
 from bench.exports.schema import LEAD_COLUMNS, POINT_COLUMNS
 from bench.harness.credentials import mask_url, storage_from
-from bench.harness.storage import load_records, open_storage, record_of, storage_url, study_names
+from bench.harness.storage import (
+    config_of,
+    load_records,
+    open_storage,
+    record_of,
+    storage_url,
+    study_names,
+)
 from bench.record import TrialRecord
 
 
@@ -26,8 +33,9 @@ def trial_rows(
     finished with a record (earlier attempts were superseded by ``--retry-failed``). An
     environment failure (``failure_kind`` = ``environment``: data missing, device gone) is never
     current: it is not a result of its configuration, and the next sweep retries it. Trials
-    without a record (lost, duplicate claims, waiting) get their configuration from the
-    ``config`` user attribute written when the point was queued, and an empty ``status``.
+    without a record (lost, duplicate claims, waiting) get their configuration from the one
+    stored when the point was queued (:func:`~bench.harness.storage.config_of`), and an empty
+    ``status``.
     A record without hops (failed before its trial built them) gets them from its config."""
     from bench.exports.table import hops_of  # pandas: imported when a table is made
 
@@ -53,8 +61,7 @@ def trial_rows(
         if record is not None:
             row.update(record.flat())
         else:
-            config = trial.user_attrs.get("config") or {}
-            row.update(TrialRecord(status="", config=config).flat())
+            row.update(TrialRecord(status="", config=config_of(trial)).flat())
             row["status"] = None
             row["epochs_done"] = None
         for column, value in hops_of(row).items():

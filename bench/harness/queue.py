@@ -7,8 +7,9 @@ a stable key (a hash of its configuration). The study is a work queue:
 
 1. *Reconcile* (at start, and whenever a worker finds the queue empty): trials whose worker
    stopped beating are failed (``optuna.storages.fail_stale_trials``); every point with no
-   record and no WAITING/RUNNING trial is enqueued as a WAITING trial carrying its key, attempt
-   number and configuration in user attributes; with ``--retry-failed`` (at start only) points
+   record and no WAITING/RUNNING trial is enqueued as a WAITING trial carrying its key and
+   attempt number in user attributes, its configuration in a system attribute and its grid
+   axes as params (:func:`grid_distributions`); with ``--retry-failed`` (at start only) points
    whose latest record failed get a new attempt.
 2. *Claim*: a worker flips one WAITING trial to RUNNING with ``storage.set_trial_state_values``,
    which is atomic: PostgreSQL locks the row (``SELECT ... FOR UPDATE``) and our SQLite
@@ -19,10 +20,11 @@ a stable key (a hash of its configuration). The study is a work queue:
    trial of the same key WAITING/RUNNING (or a record of the same or a later attempt) is closed
    as FAIL with ``duplicate_of`` and not run.
 4. *Run* the stored configuration with :func:`bench.trial.run_trial_isolated` (own process,
-   one thread on CPU), beating the heartbeat meanwhile, attach the whole record (:func:`bench.harness.storage.save_record`)
-   and finish the trial: COMPLETE (value = best validation score) for ``ok`` and scored
-   ``timeout`` records, PRUNED for ``pruned``, FAIL for the rest. A FAIL trial always has a
-   record: it is a finished failure of its configuration (oom, diverged, ...). A trial whose
+   one thread on CPU), beating the heartbeat meanwhile, attach the whole record
+   (:func:`bench.harness.storage.save_record`, and as an artifact:
+   :mod:`bench.harness.artifacts`) and finish the trial: COMPLETE (value = best validation
+   score) for ``ok`` and scored ``timeout`` records, PRUNED for ``pruned``, FAIL for the
+   rest. A FAIL trial always has a record: it is a finished failure of its configuration (oom, diverged, ...). A trial whose
    worker died (heartbeat stale) or was interrupted is closed as PRUNED with a
    ``pruned_reason`` and no record, and its point is enqueued again; every trial reports its
    per-epoch validation score as an intermediate value (the dashboard's learning curves). A record whose ``failure_kind`` is
@@ -55,15 +57,17 @@ from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
+    check_distribution_compatibility,
 )
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError
+from bench.harness.artifacts import attach_record
 from bench.harness.export import export_study
 from bench.harness.source import Counts, RunFn, Turn, tag_study
 from bench.harness.spec import Point
-from bench.harness.storage import adopt_unbeaten, record_of, save_record
+from bench.harness.storage import CONFIG_ATTR, adopt_unbeaten, config_of, record_of, save_record
 from bench.harness.worker import Heartbeat, one_thread_on_cpu
 from bench.record import TrialRecord, failure_kind_of
 
@@ -115,39 +119,93 @@ def grid_distributions(points: list[Point]) -> dict[str, BaseDistribution]:
     """Each grid axis (the values that vary across the points, seed included) as an Optuna
     distribution, so a study's trials carry their axes as params and a dashboard's parameter
     plots and importances work: numbers as an int or float range over the grid's values (a
-    range may widen when the spec grows), anything else as categorical choices."""
+    range may widen when the spec grows), on a log scale where the axis is geometric
+    (:func:`is_geometric`: 1, 4, 16, 64 layers spread out instead of piling up at zero),
+    anything else as categorical choices. An axis with one value (one seed) is no param: a
+    flat axis in every plot and an importance of zero."""
     values: dict[str, set[Any]] = {}
     for point in points:
         for name, value in point.varying.items():
             values.setdefault(name, set()).add(value)
     out: dict[str, BaseDistribution] = {}
     for name, seen in sorted(values.items()):
+        if len(seen) < 2:
+            continue
         numbers = [v for v in seen if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        log = len(numbers) == len(seen) and is_geometric(numbers)
         if len(numbers) == len(seen) and all(isinstance(v, int) for v in numbers):
-            out[name] = IntDistribution(min(numbers), max(numbers))
+            out[name] = IntDistribution(min(numbers), max(numbers), log=log)
         elif len(numbers) == len(seen):
-            out[name] = FloatDistribution(float(min(numbers)), float(max(numbers)))
+            out[name] = FloatDistribution(float(min(numbers)), float(max(numbers)), log=log)
         else:
             out[name] = CategoricalDistribution(sorted(seen, key=lambda v: (v is not None, str(v))))
     return out
 
 
+def is_geometric(values: list[float]) -> bool:
+    """Whether an axis reads best on a log scale: every value positive, and the values spaced
+    more evenly on a log scale than on a linear one (the largest gap between neighbours over
+    the smallest is smaller there: 1, 4, 16, 64 and 7, 14, ..., 448 are geometric, 1, 2, 3, 4
+    is not); two values (one gap, even on either scale) when the larger is at least twice the
+    smaller (8 and 16 layers, not 2 and 3 groups)."""
+    ordered = sorted(set(values))
+    if len(ordered) < 2 or ordered[0] <= 0:
+        return False
+    if len(ordered) == 2:
+        return ordered[1] >= 2 * ordered[0]
+
+    def spread(xs: list[float]) -> float:
+        gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+        return max(gaps) / min(gaps)
+
+    return spread([math.log(v) for v in ordered]) < spread(ordered)
+
+
+def _fitting(new: BaseDistribution, held: BaseDistribution | None) -> BaseDistribution | None:
+    """``new`` as the study's trials can take it: Optuna keeps one kind, scale and set of
+    categorical choices per param, so an axis whose scale changed (a study stored before axes
+    went log, or a spec that grew) keeps the study's scale; None where it cannot (other
+    choices, a kind changed, a zero on a log scale): the axis is then no param of new trials."""
+    if held is None:
+        return new
+    try:
+        check_distribution_compatibility(held, new)
+        return new
+    except ValueError:
+        pass
+    if isinstance(new, (IntDistribution, FloatDistribution)) and type(held) is type(new):
+        try:
+            return type(new)(new.low, new.high, log=held.log)  # type: ignore[arg-type]
+        except ValueError:
+            return None
+    return None
+
+
 def _enqueue(study: optuna.Study, point: Point, attrs: dict[str, Any],
              distributions: dict[str, BaseDistribution]) -> None:  # fmt: skip
-    """A WAITING trial carrying the point's axes as params (an axis whose choices differ from
-    what the study's trials already hold, after a spec changed, is left out: Optuna keeps one
-    set of choices per param)."""
+    """A WAITING trial carrying the point's axes as params (those ``distributions`` holds), its
+    bookkeeping as user attributes and its configuration as a system attribute (what the
+    worker runs; the dashboard does not draw it). A worker that queued an axis otherwise a
+    moment before (a spec changed between two reconciles) leaves this trial without params."""
     params = {k: v for k, v in point.varying.items() if k in distributions}
-    numeric = {k: v for k, v in params.items()
-               if not isinstance(distributions[k], CategoricalDistribution)}  # fmt: skip
-    for kept in (params, numeric, {}):
+    system = {CONFIG_ATTR: point.config.to_dict()}
+    for kept in (params, {}):
         try:
             study.add_trial(create_trial(state=TrialState.WAITING, params=kept,
                                          distributions={k: distributions[k] for k in kept},
-                                         user_attrs=attrs))  # fmt: skip
+                                         user_attrs=attrs, system_attrs=system))  # fmt: skip
             return
-        except ValueError:  # categorical choices the study's trials already hold otherwise
+        except ValueError:  # another process queued an axis otherwise meanwhile
             continue
+
+
+def held_distributions(trials: list[FrozenTrial]) -> dict[str, BaseDistribution]:
+    """One distribution per param the study's trials hold (Optuna keeps them compatible)."""
+    held: dict[str, BaseDistribution] = {}
+    for trial in trials:
+        for name, distribution in trial.distributions.items():
+            held.setdefault(name, distribution)
+    return held
 
 
 def reconcile(
@@ -168,8 +226,11 @@ def reconcile(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         adopt_unbeaten(study._storage, study._study_id)
         close_stale(study)
-    groups = trials_by_key(study.get_trials(deepcopy=False))
-    distributions = grid_distributions(points)
+    trials_now = study.get_trials(deepcopy=False)
+    groups = trials_by_key(trials_now)
+    held = held_distributions(trials_now)
+    fitted = {k: _fitting(d, held.get(k)) for k, d in grid_distributions(points).items()}
+    distributions = {k: d for k, d in fitted.items() if d is not None}
     added = 0
     for point in points:
         trials = groups.get(point.key, [])
@@ -180,8 +241,9 @@ def reconcile(
         if state == "done" and not again and not _retry(record, retry_failed, retry_environment):
             continue
         attempt = 1 + max((t.user_attrs.get("attempt", 0) for t in trials), default=0)
-        attrs = {"point_key": point.key, "point": point.index, "attempt": attempt,
-                 "label": point.label, "config": point.config.to_dict()}  # fmt: skip
+        attrs = {"point_key": point.key, "point": point.index, "attempt": attempt}
+        if point.label is not None:
+            attrs["label"] = point.label
         _enqueue(study, point, attrs, distributions)
         added += 1
     return added
@@ -253,9 +315,14 @@ def duplicate_of(study: optuna.Study, trial: FrozenTrial) -> int | None:
     return None
 
 
-def finish(study: optuna.Study, trial: FrozenTrial, record: TrialRecord) -> None:
-    """Attach ``record`` and close the trial with the matching Optuna state."""
+def finish(
+    study: optuna.Study, trial: FrozenTrial, record: TrialRecord, artifacts: Path | None = None
+) -> None:
+    """Attach ``record`` (and upload it to the artifact folder ``artifacts``, if given) and
+    close the trial with the matching Optuna state."""
     save_record(study, trial, record)
+    if artifacts is not None:
+        attach_record(study._storage, trial, record, artifacts)
     value = record.best_valid
     scored = value is not None and math.isfinite(value)
     if record.status == "pruned":
@@ -274,7 +341,8 @@ class GridQueue:
     ``trial_timeout``; the opening reconcile retries failed points with ``retry_failed`` and
     reruns the points keyed in ``rerun`` whatever their record; ``command`` is what a worker
     job runs (the ordinary ``ablate`` command with ``--worker-job``); the export goes to
-    ``results_dir``."""
+    ``results_dir``; each record is uploaded to the artifact folder ``artifacts`` too (None:
+    no artifacts)."""
 
     name: str
     points: list[Point]
@@ -285,6 +353,7 @@ class GridQueue:
     rerun: set[str] | None = None
     command: tuple[str, ...] = ()
     results_dir: Path = Path("results")
+    artifacts: Path | None = None
     spawn: ClassVar[bool] = True
     failure_wording: ClassVar[dict[str, str]] = GRID_WORDING
 
@@ -320,12 +389,12 @@ class GridQueue:
                                   "by workers reconciling at once; not run")  # fmt: skip
             return Turn.SKIPPED
         try:
-            config = TrialConfig.from_dict(trial.user_attrs["config"])
+            config = TrialConfig.from_dict(config_of(trial))
             config = config if config.device == self.device else config.replace(device=self.device)
         except ConfigError as exc:  # e.g. a stored point this machine cannot run
-            finish(study, trial, setup_failure(trial.user_attrs["config"], exc))
+            finish(study, trial, setup_failure(config_of(trial), exc), self.artifacts)
             return Turn.RAN
-        finish(study, trial, self._run(study, trial._trial_id, config, run_fn))
+        finish(study, trial, self._run(study, trial._trial_id, config, run_fn), self.artifacts)
         return Turn.RAN
 
     def _run(

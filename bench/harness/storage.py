@@ -6,10 +6,16 @@ One storage holds the studies of one ablation (or tuning run): by default a SQLi
 ``postgresql+psycopg2://user@host/db``, lets workers on many machines share the same studies
 (its password stays out of output, command lines and job folders: :mod:`bench.harness.credentials`).
 
-Every finished trial carries its whole :class:`~bench.record.TrialRecord` as the user attribute
-``record`` (the JSON dict), plus the record's flat attributes (``status``, ``best_valid``, the
-memory phases, ...: :meth:`~bench.record.TrialRecord.flat_attrs`) so the Optuna dashboard shows
-something useful. A trial without a ``record`` was lost (its worker died or was interrupted).
+Every finished trial carries its whole :class:`~bench.record.TrialRecord` as the *system*
+attribute ``record`` (the JSON dict: what the export, resumption and the tuner read), and the
+record's flat attributes as user attributes (``status``, ``best_valid``, ``param_count``, the
+memory phases, ...: :meth:`~bench.record.TrialRecord.flat_attrs`), short values the Optuna
+dashboard shows, sorts and plots (it shows user attributes only: the long record and the
+configuration, ~2 KB and ~700 characters on one line, made a trial's page thousands of pixels
+wide). A person reads the whole record as the trial's artifact (:mod:`bench.harness.artifacts`).
+A queued trial's configuration is the system attribute ``config`` (:func:`config_of`). A
+trial without a ``record`` was lost (its worker died or was interrupted). Studies stored before
+kept both as user attributes; :func:`record_of` and :func:`config_of` read those too.
 
 Concurrency. On PostgreSQL/MySQL, Optuna's ``study.ask()`` pops a WAITING trial with
 ``SELECT ... FOR UPDATE`` in one transaction, so two workers never pop the same trial. SQLite
@@ -30,7 +36,6 @@ trial, the time of its last beat), so a dead worker's trial goes stale there as 
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from pathlib import Path
@@ -44,10 +49,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bench.record import TrialRecord
 
+# system attributes of a trial: its whole record, and (queued trials) its configuration
 RECORD_ATTR = "record"
-# optuna-dashboard cuts every user attribute at 1,024 characters: a longer flat attribute (an
-# error's traceback) is cut here, with a mark; the whole record, 2-3 KB, stays in RECORD_ATTR
-FLAT_MAX_CHARS = 1024
+CONFIG_ATTR = "config"
+# a flat text attribute (an error) is its first line, cut here with a mark: the dashboard draws
+# each attribute on one line; the whole text is in the record (and its artifact)
+FLAT_MAX_CHARS = 160
 # how long a SQLite connection waits for the write lock before giving up (seconds)
 SQLITE_BUSY_TIMEOUT_S = 120.0
 DEFAULT_HEARTBEAT_S = 20
@@ -192,11 +199,12 @@ def _trial_id(study: optuna.Study, trial: int | optuna.trial.Trial | FrozenTrial
     return trial._trial_id  # Trial and FrozenTrial both carry the storage id
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN/inf survive Optuna's JSON round trip, but keep flat attrs plain floats or None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _short(value: Any) -> Any:
+    """A flat attribute as the dashboard draws it well: text as its first line, cut."""
+    if not isinstance(value, str):
+        return value
+    line = value.strip().splitlines()[0] if value.strip() else value
+    return line if len(line) <= FLAT_MAX_CHARS else line[: FLAT_MAX_CHARS - 1] + "…"
 
 
 def save_record(
@@ -204,20 +212,35 @@ def save_record(
     trial_id_or_trial: int | optuna.trial.Trial | FrozenTrial,
     record: TrialRecord,
 ) -> None:
-    """Attach ``record`` to a trial that is not finished yet (call it before ``study.tell``)."""
+    """Attach ``record`` to a trial that is not finished yet (call it before ``study.tell``):
+    whole as a system attribute, its flat attributes as user attributes (the dashboard's)."""
     trial_id = _trial_id(study, trial_id_or_trial)
     storage = study._storage  # the public Trial API needs a live Trial; ids come from workers
-    storage.set_trial_user_attr(trial_id, RECORD_ATTR, json.loads(record.to_json()))
+    storage.set_trial_system_attr(trial_id, RECORD_ATTR, json.loads(record.to_json()))
     for key, value in record.flat_attrs().items():
-        if isinstance(value, str) and len(value) > FLAT_MAX_CHARS:
-            value = value[: FLAT_MAX_CHARS - 1] + "…"
-        storage.set_trial_user_attr(trial_id, key, _jsonable(value))
+        storage.set_trial_user_attr(trial_id, key, _short(value))
+
+
+def has_record(storage: Any, trial_id: int) -> bool:
+    """Whether the trial ``trial_id`` has a record stored (a live trial: no FrozenTrial)."""
+    return RECORD_ATTR in storage.get_trial_system_attrs(trial_id)
 
 
 def record_of(trial: FrozenTrial) -> TrialRecord | None:
     """The record stored with ``trial``, or None if the trial never finished (lost)."""
-    values = trial.user_attrs.get(RECORD_ATTR)
+    values = trial.system_attrs.get(RECORD_ATTR, trial.user_attrs.get(RECORD_ATTR))
     return TrialRecord.from_dict(values) if isinstance(values, dict) else None
+
+
+def config_of(trial: FrozenTrial) -> dict[str, Any]:
+    """The configuration a trial was queued (or sampled) with; {} if none was stored."""
+    values = trial.system_attrs.get(CONFIG_ATTR, trial.user_attrs.get(CONFIG_ATTR))
+    return values if isinstance(values, dict) else {}
+
+
+def set_config(storage: Any, trial_id: int, config: dict[str, Any]) -> None:
+    """Store the configuration a (sampled) trial runs with, for :func:`config_of`."""
+    storage.set_trial_system_attr(trial_id, CONFIG_ATTR, config)
 
 
 def load_records(study: optuna.Study) -> list[tuple[FrozenTrial, TrialRecord | None]]:

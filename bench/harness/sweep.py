@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bench.errors import ConfigError
 from bench.harness import launch, preflight, runner
+from bench.harness.artifacts import artifact_dir, folder_problem
 from bench.harness.credentials import ENV_VAR, mask_text, mask_url, storage_from
 from bench.harness.progress import command_line, command_words, point_label, summary_table
 from bench.harness.queue import GridQueue, study_name
@@ -31,7 +32,7 @@ from bench.harness.storage import DEFAULT_HEARTBEAT_S, storage_url
 from bench.harness.worker import POLL_S, WorkerOptions
 
 # the flags that name a sweep's study and seeds (its rerun command and its worker jobs repeat them)
-RESUME_FLAGS = ("profile", "results_dir", "seeds", "device")
+RESUME_FLAGS = ("profile", "results_dir", "seeds", "device", "artifact_dir")
 RESUME_DEFAULTS = {"results_dir": Path("results"), "device": "auto"}
 
 
@@ -40,7 +41,9 @@ class SweepOptions:
     """One ``ablate`` invocation, named like its flags. ``rerun``: point keys to run again
     whatever their record (``reproduce --rerun-stale``); ``check``: preflight first (a
     :class:`~bench.harness.preflight.PreflightError`, nothing stored, if a need is unmet);
-    ``launch``: the launcher options when cluster jobs run the sweep."""
+    ``launch``: the launcher options when cluster jobs run the sweep; ``artifact_dir``: where
+    each record is uploaded as an artifact (None: beside the storage,
+    :func:`bench.harness.artifacts.artifact_dir`)."""
 
     spec: str | Path
     profile: str = DEFAULT_PROFILE
@@ -57,6 +60,7 @@ class SweepOptions:
     check: bool = True
     rerun: set[str] | None = None
     launch: argparse.Namespace | None = None
+    artifact_dir: Path | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, storage: str | None) -> SweepOptions:
@@ -74,6 +78,7 @@ class SweepOptions:
             trial_timeout=args.trial_timeout,
             progress=not args.no_progress,
             launch=args if args.launcher != "local" else None,
+            artifact_dir=args.artifact_dir,
         )
 
 
@@ -123,6 +128,7 @@ def run_sweep(options: SweepOptions, run_fn: RunFn | None = None) -> StudyResult
         rerun=options.rerun,
         command=_job_command(options) if jobs is not None else (),
         results_dir=options.results_dir,
+        artifacts=options.artifact_dir or artifact_dir(url, spec.name, options.results_dir),
     )
     run_options = RunnerOptions(
         worker=WorkerOptions(url, options.heartbeat, poll_s=options.poll_s),
@@ -203,6 +209,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--results-dir", type=Path, default=Path("results"), help="default: results"
     )
     parser.add_argument(
+        "--artifact-dir",
+        type=Path,
+        help="where each trial's record is kept as a file for optuna-dashboard --artifact-dir "
+        "(default: beside the storage, e.g. RESULTS/SPEC.artifacts)",
+    )
+    parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -277,7 +289,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _refuse(spec: Spec, args: argparse.Namespace) -> int | None:
-    """The exit code for a profile the spec lacks or a bad count (message printed), else None."""
+    """The exit code for a profile the spec lacks, a bad count or an artifact folder that
+    cannot be (message printed), else None."""
     if args.profile not in spec.profiles:
         if args.skip_missing_profile:
             print(f"ablate: {spec.name} has no profile {args.profile!r}; skipped")
@@ -289,6 +302,10 @@ def _refuse(spec: Spec, args: argparse.Namespace) -> int | None:
         if value is not None and value < 1:
             print(f"ablate: --{flag}: must be at least 1", file=sys.stderr)
             return 2
+    problem = folder_problem(args.artifact_dir) if args.artifact_dir is not None else None
+    if problem is not None:
+        print(f"ablate: --artifact-dir: {problem}", file=sys.stderr)
+        return 2
     return None
 
 

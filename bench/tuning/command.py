@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.errors import ConfigError, cli_exit
 from bench.harness import launch, preflight
+from bench.harness.artifacts import folder_problem
 from bench.harness.credentials import ENV_VAR, mask_url, storage_from
 from bench.harness.progress import command_line
 from bench.harness.runner import StudyResult
@@ -31,7 +32,7 @@ from bench.units import format_bytes
 
 # the flags that name a tuning study, its budget and objectives (its rerun command repeats them)
 RESUME_FLAGS = ("storage", "n_trials", "memory_budget", "device", "seed", "results_dir",
-                "multi_objective")  # fmt: skip
+                "artifact_dir", "multi_objective")  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-spec", type=Path, help="with --best: write it as an ablation spec")
     parser.add_argument(
         "--results-dir", type=Path, default=Path("results"), help="default: results"
+    )
+    parser.add_argument(
+        "--artifact-dir",
+        type=Path,
+        help="where each trial's record is kept as a file for optuna-dashboard --artifact-dir "
+        "(default: beside the storage, e.g. RESULTS/tune-SPEC.artifacts)",
     )
     parser.add_argument(
         "--heartbeat",
@@ -99,6 +106,9 @@ def run_from_args(args: argparse.Namespace) -> TuneRun:
         raise ConfigError("workers", f"must be at least 1, got {args.workers}")
     if args.write_spec and not args.best:
         raise ConfigError("write_spec", "only makes sense with --best")
+    problem = folder_problem(args.artifact_dir) if args.artifact_dir is not None else None
+    if problem is not None:
+        raise ConfigError("artifact_dir", problem)
     storage = storage_from(args.storage, "tune")
     if args.worker_job and storage is None:
         raise ConfigError(
@@ -115,6 +125,7 @@ def run_from_args(args: argparse.Namespace) -> TuneRun:
         workers=max(args.workers, args.workers_total),
         worker_index=args.worker_index,
         heartbeat_interval=args.heartbeat,
+        artifact_dir=args.artifact_dir,
     )
 
 

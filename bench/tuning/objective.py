@@ -12,11 +12,9 @@ from typing import Any
 import optuna
 
 from bench.config import TrialConfig
+from bench.harness.artifacts import attach_record
 from bench.harness.source import RunFn
-from bench.harness.storage import (
-    RECORD_ATTR,
-    save_record,
-)
+from bench.harness.storage import config_of, has_record, save_record, set_config
 from bench.record import TrialRecord, failure_kind_of
 from bench.tuning.settings import OBJECTIVES
 from bench.tuning.study import PRUNE_REASON, PredictFn, TuneRun
@@ -73,8 +71,9 @@ class Objective:
         except (optuna.TrialPruned, TrialFailed):
             raise
         except Exception as err:  # a bug or bad input here must not leave a record-less trial
-            if RECORD_ATTR not in trial.study._storage.get_trial_user_attrs(trial._trial_id):
-                config = trial.user_attrs.get("config") or {}
+            storage = trial.study._storage
+            if not has_record(storage, trial._trial_id):
+                config = config_of(storage.get_trial(trial._trial_id))
                 record = TrialRecord(
                     status="error",
                     config=config,
@@ -82,7 +81,7 @@ class Objective:
                     failed_phase="setup",
                     failure_kind=failure_kind_of("error", err),
                 )
-                save_record(trial.study, trial, record)
+                self._store(trial, record)
             raise
 
     def _run(self, trial: optuna.Trial) -> float | list[float]:
@@ -91,10 +90,13 @@ class Objective:
         config = suggestion.config
         if suggestion.adjusted:
             trial.set_user_attr("adjusted", {k: list(v) for k, v in suggestion.adjusted.items()})
-        trial.set_user_attr("config", config.to_dict())
+        set_config(trial.storage, trial._trial_id, config.to_dict())
         predicted = self.predict(config) if self.predict else None
-        trial.set_user_attr("predicted_peak_bytes", predicted)
-        trial.set_user_attr("memory_budget_bytes", budget)
+        # only the values there are (the dashboard sorts a number only if no trial has None)
+        if predicted is not None:
+            trial.set_user_attr("predicted_peak_bytes", predicted)
+        if budget is not None:
+            trial.set_user_attr("memory_budget_bytes", budget)
         if budget is not None and predicted is not None and predicted > budget:
             reason = f"predicted peak {format_bytes(predicted)} over budget {format_bytes(budget)}"
             record = TrialRecord(
@@ -153,7 +155,7 @@ class Objective:
             self._prune(trial, record, reason)
         if record.status == "diverged":
             self._prune(trial, record, f"diverged: {record.error or 'non-finite loss'}")
-        save_record(trial.study, trial, record)
+        self._store(trial, record)
         if record.status not in ("ok", "timeout"):
             raise TrialFailed(f"trial {record.status}: {record.error}")
         values = [getattr(record, OBJECTIVES[name][0]) for name in self.run.objective_names]
@@ -166,7 +168,12 @@ class Objective:
     ) -> None:
         if record.status != "pruned" and record.error is None:
             record.error = reason
-        save_record(trial.study, trial, record)
+        self._store(trial, record)
         trial.set_user_attr(PRUNE_REASON, reason)
         trial.set_user_attr("over_budget", over_budget)
         raise optuna.TrialPruned(reason)
+
+    def _store(self, trial: optuna.Trial, record: TrialRecord) -> None:
+        """The record in the storage, then as the trial's artifact."""
+        save_record(trial.study, trial, record)
+        attach_record(trial.study._storage, trial, record, self.run.artifacts)

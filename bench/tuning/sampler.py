@@ -122,6 +122,7 @@ class SamplerSource:
             "--memory-budget", str(run.settings.memory_budget or "none"), "--no-export",
             "--heartbeat", str(run.heartbeat_interval or DEFAULT_HEARTBEAT_S),
             "--seed", str(run.settings.seed), "--device", str(run.space.base.get("device", "cpu")),
+            "--artifact-dir", str(run.artifacts),
         ] + (["--multi-objective"] if run.multi else []) + (
             ["--timeout", str(run.settings.timeout)] if run.settings.timeout else []
         ) + ["--worker-index", str(index), "--workers-total", str(total)]  # fmt: skip

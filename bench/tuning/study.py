@@ -12,7 +12,8 @@ Each trial: sample a configuration (TPE, seeded) -> predict its peak memory with
 model and prune it *before running* if the prediction is over the budget -> run it in its own
 process with ``memory_cap_bytes`` = budget (a measured peak over the budget stops it) ->
 report every epoch's validation score so the pruner can stop poor trials early -> store the
-whole :class:`~bench.record.TrialRecord` with the Optuna trial. Every prune carries its reason
+whole :class:`~bench.record.TrialRecord` with the Optuna trial (and as its artifact,
+:mod:`bench.harness.artifacts`). Every prune carries its reason
 in the trial's ``prune_reason`` user attribute.
 
 ``--multi-objective`` trades score against peak memory (and optionally step time) with
@@ -39,11 +40,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError
+from bench.harness.artifacts import artifact_dir
 from bench.harness.credentials import mask_url
 from bench.harness.source import tag_study
 from bench.harness.storage import (
     DEFAULT_HEARTBEAT_S,
-    RECORD_ATTR,
     open_storage,
     record_of,
     storage_url,
@@ -58,7 +59,8 @@ PRUNE_REASON = "prune_reason"
 # --- options ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TuneRun:
-    """One invocation: the space, its settings (after command-line overrides) and the storage."""
+    """One invocation: the space, its settings (after command-line overrides), the storage
+    and the artifact folder (``artifact_dir``; None: beside the storage)."""
 
     space: SearchSpace
     settings: TuneSettings
@@ -69,6 +71,7 @@ class TuneRun:
     worker_index: int = 0
     heartbeat_interval: int | None = DEFAULT_HEARTBEAT_S
     grace_period: int | None = None
+    artifact_dir: Path | None = None
 
     @property
     def study_name(self) -> str:
@@ -77,6 +80,12 @@ class TuneRun:
     @property
     def url(self) -> str:
         return storage_url(self.storage, f"tune-{self.space.name}", self.results_dir)
+
+    @property
+    def artifacts(self) -> Path:
+        """Where each trial's record is uploaded (:mod:`bench.harness.artifacts`)."""
+        name = f"tune-{self.space.name}"
+        return self.artifact_dir or artifact_dir(self.url, name, self.results_dir)
 
     @property
     def objective_names(self) -> tuple[str, ...]:
@@ -170,7 +179,7 @@ def finished(trial: FrozenTrial) -> bool:
     its point is queued again); one failed by the environment is not a result either."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    if trial.state != TrialState.FAIL or RECORD_ATTR not in trial.user_attrs:
+    if trial.state != TrialState.FAIL:
         return False
     record = record_of(trial)
     return record is not None and not record.is_environment_failure
