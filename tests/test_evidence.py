@@ -57,9 +57,8 @@ def _record(**over: object) -> TrialRecord:
         ({}, {"status": "oom"}, v.DIFFERS, "status"),
         ({}, {"peak_memory_bytes": 1009}, v.REPRODUCES, ""),  # within 1%
         ({}, {"peak_memory_bytes": 1011}, v.DIFFERS, "peak_memory_bytes"),
-        ({}, {"best_valid": 0.8001}, v.DIFFERS, "best_valid"),  # same CPU: bit for bit
-        ({"device_name": "cpu (B)"}, {"best_valid": 0.805}, v.REPRODUCES, ""),  # other CPU
-        ({"device_name": "cpu (B)"}, {"best_valid": 0.82}, v.DIFFERS, "another CPU"),
+        ({}, {"best_valid": 0.805}, v.REPRODUCES, ""),  # within the claims' margin
+        ({"device_name": "cpu (B)"}, {"best_valid": 0.82}, v.DIFFERS, "best_valid"),
     ],
 )
 def test_a_rerun_is_compared_with_its_committed_row(

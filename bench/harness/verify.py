@@ -10,7 +10,8 @@ the report states per slice what was verified at which code (``bench.report``).
 time that ended ok (a failed one where none did), then the cheapest others by a hash of their key
 until the study has ``N`` points (default 1, so one per architecture). Cheapest, because what is
 checked is the code, and a cheap point runs the same code as a dear one of its architecture.
-GPU rows are listed as not run here (no CUDA device; the GPU backlog reruns them).
+GPU rows are listed as not run here (no CUDA device; the GPU backlog reruns them), and so are
+trials a tuner pruned (their end depended on the other trials of their study).
 
 **What must agree** (the tolerances, and why):
 
@@ -18,12 +19,14 @@ GPU rows are listed as not run here (no CUDA device; the GPU backlog reruns them
 * peak and step memory (``peak_memory_bytes``, ``step_added_bytes``): within ``MEMORY_TOLERANCE``
   (1%): the live-tensor meter counts the tensors a deterministic program allocates, which do not
   depend on the CPU; 1% leaves room for a library's workspace tensor of a different size;
-* scores (``best_valid``, ``test_at_best_valid``): on the same device (its recorded name),
-  identically to ``SAME_DEVICE_TOLERANCE`` (CPU trials run deterministic algorithms: a rerun is
-  bit-for-bit); on another CPU within ``OTHER_DEVICE_TOLERANCE`` (0.01, the margin the report's
-  score claims use: floating-point kernels differ in their last bits between CPU models and
-  training amplifies that, so a rerun there is not bit-for-bit, and a difference under the
-  claims' margin cannot by itself move a verdict).
+* scores (``best_valid``, ``test_at_best_valid``): within ``SCORE_TOLERANCE`` (0.01, the margin
+  the report's score claims use, so a difference under it cannot by itself move a verdict).
+  CPU trials run deterministic algorithms, so on one machine a rerun is bit for bit; but
+  floating-point kernels differ in their last bits between CPU models, training amplifies that,
+  and a virtual machine's CPU name does not tell models apart: measured here, an
+  ``accuracy-real`` point recorded on a "cpu (AMD EPYC, 1 thread, 2 cores)" scored 0.9549, and
+  0.9588 when rerun on another "AMD EPYC" at its own commit and at today's. ``identical`` says
+  where every number came back bit for bit.
 
 Verdicts: ``reproduces`` (``identical`` says whether every number came back bit for bit);
 ``differs`` (naming each quantity that does not); ``not run here`` (a device or dataset this
@@ -52,8 +55,7 @@ from bench.exports.table import VERIFY_FILE, export_paths, finished, read_table
 from bench.record import TrialRecord
 
 MEMORY_TOLERANCE = 0.01
-SAME_DEVICE_TOLERANCE = 1e-9
-OTHER_DEVICE_TOLERANCE = 0.01
+SCORE_TOLERANCE = 0.01
 REPRODUCES, DIFFERS, NOT_RUN = "reproduces", "differs", "not run here"
 MEMORY = ("peak_memory_bytes", "step_added_bytes")
 SCORES = ("best_valid", "test_at_best_valid")
@@ -70,6 +72,7 @@ def sample(table: pd.DataFrame, per_study: int = 1) -> pd.DataFrame:
     """The rows of one study's export to rerun (module doc): one per architecture, cheapest ok
     first, then the cheapest others by key hash up to ``per_study``."""
     rows = finished(table)
+    rows = rows[rows["status"] != "pruned"]  # a tuner's decision, not the trial's (module doc)
     rows = rows.assign(_ok=rows["status"].eq("ok"), _wall=pd.to_numeric(rows["wall_time_s"]))
     rows = rows.assign(_hash=[_key_hash(r) for _, r in rows.iterrows()])
     ordered = rows.sort_values(["_ok", "_wall", "_hash"], ascending=[False, True, True])
@@ -147,13 +150,10 @@ def _differences(out: dict[str, Any]) -> list[str]:
         then, now = _number(out[f"{quantity}_then"]), _number(out[f"{quantity}_now"])
         if not _within(then, now, MEMORY_TOLERANCE * abs(then) if then == then else 0):
             found.append(f"{quantity} {then:.0f} -> {now:.0f} (> {MEMORY_TOLERANCE:.0%})")
-    same = out["device_then"] == out["device_now"]
-    tolerance = SAME_DEVICE_TOLERANCE if same else OTHER_DEVICE_TOLERANCE
     for quantity in SCORES:
         then, now = _number(out[f"{quantity}_then"]), _number(out[f"{quantity}_now"])
-        if not _within(then, now, tolerance):
-            found.append(f"{quantity} {then:.6g} -> {now:.6g} (> {tolerance:g}"
-                         f"{'' if same else ', another CPU'})")  # fmt: skip
+        if not _within(then, now, SCORE_TOLERANCE):
+            found.append(f"{quantity} {then:.6g} -> {now:.6g} (> {SCORE_TOLERANCE:g})")
     return found
 
 
@@ -206,13 +206,26 @@ def verify(
     return this run's rows."""
     todo = plan(results_dir, per_study, studies)
     log(f"verify: {len(todo)} points of {todo['study'].nunique()} studies, {workers} at a time")
+    rows = []
     with _one_thread(), concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
-        rows = list(pool.map(lambda item: _check(item[1], run_fn), todo.iterrows()))
+        jobs = [pool.submit(_check, row, run_fn) for _, row in todo.iterrows()]
+        for n, job in enumerate(concurrent.futures.as_completed(jobs), 1):
+            rows.append(job.result())
+            log(_progress_line(rows[-1], n, len(jobs)))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     _write(Path(results_dir) / VERIFY_FILE, table)
     for verdict, n in table["verdict"].value_counts().items():
         log(f"verify: {n} {verdict}")
     return table
+
+
+def _progress_line(row: dict[str, Any], n: int, total: int) -> str:
+    """One line per rerun point as it finishes: which point, and its verdict."""
+    what = row["verdict"] + (" bit for bit" if row.get("identical") else "")
+    if row["differs"]:
+        what += f": {row['differs']}"
+    return (f"verify [{n}/{total}] {row['study']} {row['arch']} {row['layers']} layers x "
+            f"{row['channels']} seed {row['seed']}: {what}")  # fmt: skip
 
 
 def _check(row: pd.Series, run_fn: RunFn | None) -> dict[str, Any]:
