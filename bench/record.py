@@ -172,7 +172,10 @@ class TrialRecord:
     versions: dict[str, str] = field(
         default_factory=dict, metadata={"columns": Columns(prefix="version_")}
     )
-    commit: str | None = None
+    commit: str | None = None  # "-dirty": edits under bench/ not committed
+    # the trial code's content hash (bench.measure.provenance.source_hash): which code measured,
+    # also where the commit cannot say (a -dirty tree)
+    source_hash: str | None = None
     wall_time_s: float | None = None
     # "config" (oom, diverged, timeout, invalid: final) or "environment" (data missing, device
     # gone, killed from outside: the next run retries it); None when ok or pruned. Set with

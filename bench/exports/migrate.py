@@ -3,7 +3,7 @@ schema version, once.
 
 The report reads one schema version and refuses any other table in one line naming this
 command, so what older exports lack is said once, here, not guessed per column on every read.
-Schema 1 (written before the ``schema`` column) -> 2:
+Schema 1 (written before the ``schema`` column) or 2 (before ``source_hash``) -> 3:
 
 * columns added to the record since a table was written stay empty: its trials did not
   record them (a setting's value then is a fact of that code, not of the record; the report
@@ -33,7 +33,7 @@ import pandas as pd
 
 from bench.errors import DataError
 from bench.exports.schema import SCHEMA_COLUMN, SCHEMA_VERSION, in_schema_order
-from bench.exports.table import hops_of
+from bench.exports.table import export_paths, hops_of
 from bench.record import failure_kind_of
 
 
@@ -45,14 +45,15 @@ def migrate_table(path: pathlib.Path) -> bool:
         found = set(table[SCHEMA_COLUMN])
         if found <= {str(SCHEMA_VERSION)}:
             return False
-        raise DataError(f"{path}: schema {'/'.join(sorted(found))} is not one this version "
-                        f"migrates (it writes {SCHEMA_VERSION}); update bench")  # fmt: skip
+        if not found <= {str(v) for v in range(1, SCHEMA_VERSION)}:
+            raise DataError(f"{path}: schema {'/'.join(sorted(found))} is not one this version "
+                            f"migrates (it writes {SCHEMA_VERSION}); update bench")  # fmt: skip
     upgrade(table).to_csv(path, index=False)
     return True
 
 
 def upgrade(table: pd.DataFrame) -> pd.DataFrame:
-    """A schema-1 table (every cell text) as schema 2 (see the module docstring)."""
+    """An older table (every cell text) as this schema (see the module docstring)."""
     out = table.reindex(columns=in_schema_order(table.columns), fill_value="")
     out[SCHEMA_COLUMN] = str(SCHEMA_VERSION)
     if "failure_kind" not in table.columns:
@@ -73,7 +74,7 @@ def upgrade(table: pd.DataFrame) -> pd.DataFrame:
 def migrate_results(results_dir: pathlib.Path) -> list[pathlib.Path]:
     """Migrate every ``*.csv`` export in ``results_dir`` (not its subfolders: GPU, benchmark and
     drift tables are not records); the paths rewritten."""
-    return [path for path in sorted(pathlib.Path(results_dir).glob("*.csv")) if migrate_table(path)]
+    return [path for path in export_paths(results_dir) if migrate_table(path)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +94,6 @@ def main(args: argparse.Namespace) -> int:
         return 1
     for path in done:
         print(f"migrated {path} to schema {SCHEMA_VERSION}")
-    kept = len(list(args.results_dir.glob("*.csv"))) - len(done)
+    kept = len(export_paths(args.results_dir)) - len(done)
     print(f"{len(done)} table(s) migrated, {kept} of schema {SCHEMA_VERSION} already")
     return 0

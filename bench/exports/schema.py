@@ -16,8 +16,9 @@ from collections.abc import Iterable
 
 from bench.record import numeric_columns, record_columns
 
-# 2: a ``schema`` column; every column of the record, hops filled (1: before versions)
-SCHEMA_VERSION = 2
+# 3: the record's ``source_hash`` (empty in rows written before it); 2: a ``schema`` column,
+# every column of the record, hops filled; 1: before versions
+SCHEMA_VERSION = 3
 SCHEMA_COLUMN = "schema"
 # the study a row belongs to, first in every export (trial_number: the trial's within it)
 LEAD_COLUMNS = ("study", "spec", "profile", "kind", "trial_number", "optuna_state")

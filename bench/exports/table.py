@@ -42,6 +42,17 @@ GROUP_COLUMNS: tuple[str, ...] = (
 ENVIRONMENT_DROPPED = "environment failures (not results; retried next run)"
 
 
+#: results/ tables that are not study exports: the verification of the committed ones
+#: (bench.harness.verify), one row per rerun point, read by the report beside the exports
+VERIFY_FILE = "verify.csv"
+
+
+def export_paths(results_dir: pathlib.Path) -> list[pathlib.Path]:
+    """The study exports in ``results_dir`` (``*.csv``, not its subfolders: GPU, benchmark and
+    drift tables are not records; not ``verify.csv``), in name order."""
+    return [p for p in sorted(pathlib.Path(results_dir).glob("*.csv")) if p.name != VERIFY_FILE]
+
+
 def write_table(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
     """Write ``frame`` as an export of this schema version: every export column (empty where
     no row has it, e.g. a study with no trial yet), ``schema`` on every row."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -264,6 +265,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a study with no stored trials keeps a whole export of one code version and runs "
         "again in full otherwise",
     )
+    parser.add_argument(
+        "--verify",
+        nargs="?",
+        type=_positive,
+        const=1,
+        default=None,
+        metavar="N",
+        help="instead of running studies: rerun a sample of every committed study's points at "
+        "today's code (one per arch, N per study; default 1) and compare them with the "
+        "committed rows, into RESULTS/verify.csv (bench.harness.verify); then the report",
+    )
     parser.add_argument("--no-report", action="store_true", help="run and export only")
     parser.add_argument("--no-figures", action="store_true", help="report tables and text only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -280,6 +292,31 @@ def _in_worker() -> Callable[..., Any]:
     from bench.harness.worker import run_trial_in_worker
 
     return run_trial_in_worker
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of points, got {text!r}")
+    return int(text)
+
+
+def _verify(args: argparse.Namespace, specs: list[Path] | None, results_dir: Path,
+            report_dir: Path | None) -> int:  # fmt: skip
+    """``--verify``: 0 when every rerun point reproduces (or cannot run here), 1 otherwise."""
+    from bench.errors import DataError
+    from bench.harness.verify import DIFFERS, verify
+
+    studies = None
+    if specs is not None:
+        studies = {f"{load_spec(s).name}-{p}" for s in specs for p in load_spec(s).profiles}
+    try:
+        table = verify(results_dir, args.verify, args.workers or os.cpu_count() or 1, studies)
+    except DataError as exc:
+        print(f"reproduce: {exc}", file=sys.stderr)
+        return 2
+    if report_dir is not None:
+        print(build_report(results_dir, report_dir, not args.no_figures))
+    return 1 if (table["verdict"] == DIFFERS).any() else 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -300,6 +337,8 @@ def main(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(f"reproduce: {exc}", file=sys.stderr)
         return 2
+    if args.verify is not None:
+        return _verify(args, specs, results_dir, None if args.no_report else report_dir)
     options = ReproduceOptions(
         specs,
         profiles,

@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -132,6 +133,7 @@ def run_study(
     :func:`bench.trial.run_trial_isolated` (a module-level function when workers are spawned)."""
     clock = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warn_uncommitted()
     heartbeat, grace = options.worker.heartbeat, options.worker.grace_period
     study = source.create(open_storage(options.url, heartbeat, grace))
     source.reconcile(study)
@@ -139,6 +141,19 @@ def run_study(
         ran, codes = _work(source, options, run_fn)
     elapsed = time.perf_counter() - clock
     return StudyResult(source, study, options.url, source.counts(study), ran, elapsed, codes)
+
+
+def warn_uncommitted() -> None:
+    """Say, before anything runs, that the trial code has uncommitted edits: its records will
+    name a ``-dirty`` commit no one can check out, and only their source hash says which code
+    measured (:mod:`bench.measure.provenance`)."""
+    from bench.measure.provenance import git_commit, source_hash
+
+    commit = git_commit()
+    if commit is not None and commit.endswith("-dirty"):
+        print(f"warning: bench/ has uncommitted edits: these trials will record commit "
+              f"{commit[:12]}...-dirty (source {source_hash()}); commit first so that anyone "
+              "can check out the code that measured them", file=sys.stderr)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -12,7 +12,14 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import DataError
-from bench.exports.table import CONFIG_COLUMNS, canonical, finished, normalise, read_table
+from bench.exports.table import (
+    CONFIG_COLUMNS,
+    canonical,
+    export_paths,
+    finished,
+    normalise,
+    read_table,
+)
 from bench.models import archs
 
 GRAD_BYTES_PER_PARAM = 4  # float32 gradients: what a step adds besides activations
@@ -30,7 +37,7 @@ def read_results(results_dir: str | pathlib.Path) -> pd.DataFrame:
     if not folder.is_dir():
         raise DataError(f"results folder {str(folder)!r} does not exist; run an ablation and "
                         "`python -m bench export NAME` first, or pass --results DIR")  # fmt: skip
-    files = sorted(folder.glob("*.csv"))
+    files = export_paths(folder)
     if not files:
         raise DataError(f"no *.csv tables in results folder {str(folder)!r}; export a study with "
                         "`python -m bench export NAME` first")  # fmt: skip
@@ -137,11 +144,17 @@ def slice_table(df: pd.DataFrame) -> pd.DataFrame:
         first = g.iloc[0]
         dataset, options = json.loads(graph_key(first))
         shown = ", ".join(f"{k}={v}" for k, v in options.items())
-        commits = ", ".join(sorted(g["commit"].dropna().astype(str).str[:7].unique())) or "—"
+        commits = ", ".join(sorted({_short_commit(c) for c in g["commit"].dropna()})) or "—"
         rows.append({"slice": name, "graph": f"{dataset} ({shown})" if shown else dataset,
                      "device": device_short(first["device_name"]), "commits": commits,
                      "trials": len(g), "studies": ", ".join(sorted(g["study"].astype(str).unique()))})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _short_commit(commit: object) -> str:
+    """A commit's first 7 characters, ``-dirty`` kept: uncommitted code must say so."""
+    text = str(commit)
+    return text[:7] + ("-dirty" if text.endswith("-dirty") else "")
 
 
 def device_table(df: pd.DataFrame) -> pd.DataFrame:

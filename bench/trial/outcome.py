@@ -21,7 +21,7 @@ def new_record(config: TrialConfig, **fields: Any) -> TrialRecord:
     """A trial's record as it starts (status ``error`` until it ends otherwise): the
     configuration, its hops, the library versions and the commit, plus ``fields``. A trial
     trained here and the record a parent writes for a child that printed none both start so."""
-    from bench.measure.provenance import git_commit, library_versions
+    from bench.measure.provenance import git_commit, library_versions, source_hash
     from bench.trial.hops import record_hops
 
     return TrialRecord(
@@ -29,6 +29,7 @@ def new_record(config: TrialConfig, **fields: Any) -> TrialRecord:
         config=config.to_dict(),
         versions=library_versions(),
         commit=git_commit(),
+        source_hash=source_hash(),
         **record_hops(config),
         **fields,
     )
