@@ -61,6 +61,17 @@ def gpu_check(session: nox.Session) -> None:
     session.run("python", "-m", "bench", "gpu-check", *session.posargs)
 
 
+@nox.session(name="gpu-backlog")
+def gpu_backlog(session: nox.Session) -> None:
+    """The GPU work still missing at today's code, in priority order, inside one call's budget:
+    the CUDA tests, the trained gpu profiles, gpu-check's timing rows and profile, its memory
+    rows; then the report. `nox -s gpu-backlog -- --dry-run` lists the plan on any machine. On
+    a GPU machine torch==2.13.0 from the package registry is its CUDA build; `.[test]` brings
+    pytest for the CUDA tests."""
+    _install(session, extras="test")
+    session.run("python", "-m", "bench", "gpu-backlog", *session.posargs)
+
+
 @nox.session
 def ablation(session: nox.Session) -> None:
     """`nox -s ablation -- NAME [args]` runs ablations/NAME.toml; no NAME lists the specs."""

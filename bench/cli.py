@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "bench.instruments.gpu_check",
         "the paper's memory numbers at its scale on one GPU, in minutes (results/gpu/)",
     ),
+    "gpu-backlog": (
+        "bench.instruments.gpu_backlog.command",
+        "the GPU work still missing at today's code, in priority order, inside one call's budget",
+    ),
     "reproduce": (
         "bench.harness.reproduce",
         "every ablation's cpu and real profiles it can run here, then the report",

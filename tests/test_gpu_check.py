@@ -92,6 +92,7 @@ def test_run_writes_csv_and_summary_and_keeps_to_its_budget(tmp_path: Path) -> N
                    "step_added_bytes", "predicted_peak_bytes", "step_time_s", "params"):  # fmt: skip
         assert written[column].notna().all(), column
     assert (written.params == written.predicted_params).all()  # the model counts exactly
+    assert (written.commit_source == "run").all() and "commit" in written  # each row's code
     summary = (tmp_path / "gpu" / "SUMMARY.md").read_text()
     assert "## depth" in summary and "RevGNN-64 x 28" in summary
     # a budget too small for any point: everything is recorded as skipped, nothing runs

@@ -22,6 +22,9 @@ the paper read), ``max_memory_reserved``, the baseline after setup and at the st
 then timed steps. Deterministic algorithms stay off (their slower scatter kernels would be
 timed). Beside each point: the paper's number and the memory model's prediction.
 
+Every row carries the commit it ran (``commit``; ``commit_source``: ``run``, or ``SUMMARY.md``
+for the rows measured before the column, whose commit their run's summary names), so a later
+call can tell today's rows from older ones (``python -m bench gpu-backlog`` reruns the others).
 It prints progress, writes ``results/gpu/gpu-check.csv`` and ``results/gpu/SUMMARY.md`` after
 every point, and stops starting points when ``--budget-s`` is spent (a running point is killed
 at the budget and recorded as ``timeout``), so what it measured is kept. ``--dry-run`` lists
@@ -45,7 +48,10 @@ from bench.units import format_bytes, parse_bytes
 
 DATASET = "synthetic-proteins-paper"
 OUT = "results/gpu"
-ENV_COLUMNS = ("device", "device_memory_bytes", "torch", "cuda")
+ENV_COLUMNS = ("device", "device_memory_bytes", "torch", "cuda", "commit")
+#: where a row's ``commit`` comes from: "run" (recorded by it) or "SUMMARY.md" (filled afterwards)
+COMMIT_SOURCE = "commit_source"
+ENGINES_GRAPH = (10_000, 100_000)  # the engines' graph: nodes, edges
 DEFAULT_BUDGET_S = 450.0
 #: a point is not started with less than this left of the budget (start-up, load, 3 steps)
 MIN_POINT_S = 20.0
@@ -256,9 +262,9 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
         f"torch {env['torch']}, CUDA {env['cuda']}; budget {args.budget_s:.0f} s")  # fmt: skip
     points = [p for p in _plan(args) if _selected(p, args)]
     csv = out / "gpu-check.csv"
-    previous = pd.read_csv(csv) if args.merge and csv.exists() else None
+    previous = read_rows(csv) if args.merge and csv.exists() else None
     sources = {
-        "bench": GraphSource(10_000, 100_000, 8, 8, 112, 0),
+        "bench": GraphSource(*ENGINES_GRAPH, 8, 8, 112, 0),
     }
     if any(p.graph == "paper" for p in points) or _profile_selected(args):
         sources["paper"] = GraphSource(path=str(prepare_paper_batch(work, log)))
@@ -292,6 +298,7 @@ def run(args: argparse.Namespace, log: Any = print, device: str = "cuda") -> Any
         rows.append(_row(point, measured, prediction, sizes[point.graph]))
         rows[-1]["aggr_impl"] = args.aggr_impl
         rows[-1].update({key: env.get(key) for key in ENV_COLUMNS})
+        rows[-1][COMMIT_SOURCE] = "run"
         log(_point_line(rows[-1]))
         frame = pd.DataFrame(rows)
         if previous is not None:
@@ -322,10 +329,47 @@ def _plan(args: argparse.Namespace) -> list[Point]:
     return plan_points(engines=not args.skip_engines, timing_rounds=args.timing_rounds)
 
 
+def read_rows(csv: Path) -> Any:
+    """An earlier ``gpu-check.csv``, every row with its commit (:func:`with_commit`)."""
+    import pandas as pd
+
+    return with_commit(pd.read_csv(csv), csv.parent / "SUMMARY.md")
+
+
+def with_commit(frame: Any, summary: Path) -> Any:
+    """Rows measured before the ``commit`` column get the commit their run's ``SUMMARY.md``
+    names (every call of a merged run wrote it), marked ``commit_source = "SUMMARY.md"``; a row
+    that recorded its own commit keeps it, even an empty one (a run outside a git checkout)."""
+    frame = frame.copy()
+    for column in ("commit", COMMIT_SOURCE):
+        if column not in frame:
+            frame[column] = None
+    unrecorded = frame[COMMIT_SOURCE].isna()
+    found = documented_commit(summary)
+    if found and unrecorded.any():
+        frame[["commit", COMMIT_SOURCE]] = frame[["commit", COMMIT_SOURCE]].astype(object)
+        frame.loc[unrecorded, "commit"] = found
+        frame.loc[unrecorded, COMMIT_SOURCE] = "SUMMARY.md"
+    return frame
+
+
+def documented_commit(summary: Path) -> str | None:
+    """The commit a ``SUMMARY.md`` names (``commit <sha>[-dirty]``), or None."""
+    import re
+
+    text = summary.read_text() if summary.exists() else ""
+    found = re.search(r"commit ([0-9a-f]{7,40}(?:-dirty)?)", text)
+    return found.group(1) if found else None
+
+
 def _selected(point: Point, args: argparse.Namespace) -> bool:
-    """``--only`` words: a point is chosen if one is in its label or is its group's name."""
+    """``--only`` words: a point is chosen if one is in its label or is its group's name
+    (with ``--exact``: if one is its whole label or its group's name)."""
     words = [w.lower() for w in args.only]
-    return not words or any(w in point.label.lower() or w == point.group for w in words)
+    label = point.label.lower()
+    return not words or any(
+        (w == label if args.exact else w in label) or w == point.group for w in words
+    )
 
 
 def _profile_selected(args: argparse.Namespace) -> bool:
@@ -380,7 +424,8 @@ def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
         "# GPU check",
         "",
         where + f"torch {env.get('torch')}, CUDA {env.get('cuda')}, Python {env.get('python')}; "
-        f"commit {env.get('commit')}. Meter: `torch.cuda.max_memory_allocated` (peak) and "
+        f"commit {env.get('commit')}.{_commits(frame)} Meter: "
+        "`torch.cuda.max_memory_allocated` (peak) and "
         f"`max_memory_reserved`, one process per point, deterministic algorithms off. "
         f"{len(frame)} points; the last call took {seconds:.0f} s (`python -m bench gpu-check`"
         + (", then `--only ... --merge`)." if len(devices) > 1 else ")."),
@@ -414,6 +459,15 @@ def summary(frame: Any, env: dict[str, Any], seconds: float) -> str:
     return "\n".join(lines + gpu_timing.summary_lines(frame))
 
 
+def _commits(frame: Any) -> str:
+    """Which commits the rows come from, when a merged run spans more than one."""
+    if "commit" not in frame or frame["commit"].nunique() < 2:
+        return ""
+    counts = frame["commit"].fillna("not recorded").value_counts(sort=False)
+    return (" Rows by commit (the *commit* column): "
+            + ", ".join(f"{c} ({n})" for c, n in counts.items()) + ".")  # fmt: skip
+
+
 def _num(value: Any, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -424,7 +478,7 @@ def dry_run(args: argparse.Namespace) -> int:
     """The plan and each point's predicted CUDA memory, from the expected batch sizes."""
     from bench.measure.memory_model import GraphSizes
 
-    sizes = {"paper": paper_sizes(), "bench": _sizes(10_000, 100_000, 8, 8, 112, GraphSizes)}
+    sizes = {"paper": paper_sizes(), "bench": _sizes(*ENGINES_GRAPH, 8, 8, 112, GraphSizes)}
     points = [p for p in _plan(args) if _selected(p, args)]
     target = args.target_memory
     if _profile_selected(args):
@@ -456,6 +510,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=None, help="with --dry-run: a device size to check, e.g. 32GB")  # fmt: skip
     parser.add_argument("--only", nargs="*", default=[],
                         help="run only points whose label contains one of these words")  # fmt: skip
+    parser.add_argument("--exact", action="store_true",
+                        help="--only words match whole labels (or group names), not parts: "
+                        "how gpu-backlog names the points still to measure")  # fmt: skip
     parser.add_argument(
         "--skip-engines", action="store_true", help="leave out the engines' benchmark"
     )
