@@ -25,7 +25,7 @@ from bench.instruments.gpu_backlog import command, predict, steps
 from bench.instruments.gpu_backlog.step import Command, Context, Outcome, Pending, at_code
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = {"commit": "abc123"}
+CODE = {"commit": "abc123", "source_hash": "5a6e6c81a7c7d45e"}
 
 
 def _args(tmp_path: Path, *extra: str) -> argparse.Namespace:
@@ -71,10 +71,11 @@ def _predicted(line: str) -> float:
 
 def test_the_committed_gpu_rows_are_older_code_so_the_memory_rows_are_pending() -> None:
     """Today's committed rows are 38a5fa0's: every figure-1 point is due at any other commit."""
-    ctx = Context(ROOT / "results", {"commit": "0" * 40})
+    ctx = Context(ROOT / "results", {"commit": "0" * 40, "source_hash": None})
     memory = steps.GpuCheck("memory", ("figure 1", "depth", "headline")).pending(ctx)
     assert len(memory.left) == memory.total == 22
-    ctx = Context(ROOT / "results", {"commit": "38a5fa091db34e6021f7fefb11b8a628fdd663c7-dirty"})
+    ctx = Context(ROOT / "results", {"commit": "38a5fa091db34e6021f7fefb11b8a628fdd663c7-dirty",
+                                     "source_hash": None})  # rows from before the hash  # fmt: skip
     memory = steps.GpuCheck("memory", ("figure 1", "depth", "headline")).pending(ctx)
     assert memory.left == ("ResGNN-64 x 56",)  # the one point that lease never reached
 
@@ -139,13 +140,15 @@ class FakeGpu:
         csv = self.results / "gpu" / "gpu-check.csv"
         csv.parent.mkdir(parents=True, exist_ok=True)
         rows = [{"label": label, "group": "g", "status": "ok", "commit": CODE["commit"],
-                 "commit_source": "run"} for label in labels if label != "profile"]  # fmt: skip
+                 "source_hash": CODE["source_hash"], "commit_source": "run"} for label in labels if label != "profile"]  # fmt: skip
         frame = pd.DataFrame(rows)
         if csv.exists():
             frame = gpu_check.merge_runs(pd.read_csv(csv), frame)
         frame.to_csv(csv, index=False)
         if "--no-profile" not in argv:
-            (self.results / "gpu" / gpu_profile.FILE).write_text(_profile_page(CODE["commit"]))
+            (self.results / "gpu" / gpu_profile.FILE).write_text(
+                _profile_page(CODE["commit"], CODE["source_hash"])
+            )
 
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
@@ -154,8 +157,9 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 </testsuite></testsuites>"""
 
 
-def _profile_page(commit: str | None) -> str:
+def _profile_page(commit: str | None, source: str = "5a6e6c81a7c7d45e") -> str:
     result = {"device": "NVIDIA H200", "torch": "2.13.0", "commit": commit, "compile": False,
+              "source_hash": source,
               "layers": 112, "channels": 64, "groups": 2, "nodes": 13254, "edges": 788824,
               "steps": 3, "wall_s": 1.0, "busy_s": 0.5, "sync_warnings": 0, "sync_calls": {},
               "host_reads": {}, "top": [], "aggregation": []}  # fmt: skip
@@ -224,9 +228,10 @@ def test_a_round_cut_short_is_run_again_whole(tmp_path: Path) -> None:
     labels = [p.label for p in gpu_check.plan_points(engines=False, timing_rounds=1)
               if p.group == "timing"]  # fmt: skip
     rows = [{"label": label, "group": "timing", "status": "ok", "commit": CODE["commit"],
-             "commit_source": "run"} for label in labels[:-1]]  # fmt: skip
+             "source_hash": CODE["source_hash"], "commit_source": "run"} for label in labels[:-1]]  # fmt: skip
     rows.append({"label": labels[-1], "group": "timing", "status": "skipped",
-                 "error": "budget spent (300 s)", "commit": CODE["commit"], "commit_source": "run"})  # fmt: skip
+                 "error": "budget spent (300 s)", "commit": CODE["commit"],
+                 "source_hash": CODE["source_hash"], "commit_source": "run"})  # fmt: skip
     (results / "gpu").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(results / "gpu" / "gpu-check.csv", index=False)
     ctx = Context(results, CODE)
@@ -250,24 +255,27 @@ def test_what_counts_as_measured(tmp_path: Path) -> None:
          "commit_source": "run"},
         {"label": "f", "status": "timeout", "commit": "abc123", "commit_source": "run"},
         {"label": "g", "status": "ok", "commit": "older", "commit_source": "run"},
-    ]).to_csv(csv, index=False)  # fmt: skip
+    ]).assign(source_hash=CODE["source_hash"]).to_csv(csv, index=False)  # fmt: skip
     done, errors = steps.measured_labels(csv, CODE)
     assert done == {"a", "b", "c", "d"}
     assert errors == {"c": "c: error at today's code (RuntimeError: x)"}
 
 
 def test_the_profile_page_is_read_for_its_commit(tmp_path: Path) -> None:
+    source = CODE["source_hash"]
     (tmp_path / gpu_profile.FILE).write_text(_profile_page("abc123-dirty"))
-    assert steps.profile_done(tmp_path, {"commit": "abc123-dirty"})
-    assert not steps.profile_done(tmp_path, {"commit": "abc123"})
+    assert steps.profile_done(tmp_path, {"commit": "abc123-dirty", "source_hash": source})
+    assert not steps.profile_done(tmp_path, {"commit": "abc123", "source_hash": source})
+    assert not steps.profile_done(tmp_path, {"commit": "abc123-dirty", "source_hash": "other"})
     (tmp_path / gpu_profile.FILE).write_text(_profile_page(None))
-    assert steps.profile_done(tmp_path, {"commit": None})  # no git on either side
+    assert steps.profile_done(tmp_path, {"commit": None, "source_hash": source})  # no git
 
 
 def test_a_study_is_done_where_its_export_has_the_point_at_today_code(tmp_path: Path) -> None:
     points = load_spec("depth").points("gpu")
     rows = [{"point_key": p.key, "status": "ok", "current": True, "failure_kind": None,
-             "commit": commit} for p, commit in zip(points[:3], ["abc123", "abc123", "older"],
+             "commit": commit, "source_hash": CODE["source_hash"]}
+            for p, commit in zip(points[:3], ["abc123", "abc123", "older"],
                                                   strict=True)]  # fmt: skip
     rows.append({"point_key": points[3].key, "status": None, "current": None})  # never finished
     write_table(pd.DataFrame(rows), tmp_path / "depth-gpu.csv")
@@ -279,9 +287,12 @@ def test_a_study_is_done_where_its_export_has_the_point_at_today_code(tmp_path: 
 
 
 def test_at_code_without_git_takes_rows_that_recorded_none() -> None:
-    rows = pd.DataFrame({"commit": ["abc123", None, "other"]})
-    assert list(at_code(rows, CODE)) == [True, False, False]
-    assert list(at_code(rows, {"commit": None})) == [False, True, False]
+    source = CODE["source_hash"]
+    rows = pd.DataFrame({"commit": ["abc123", None, "other", "abc123"],
+                         "source_hash": [source, source, source, "older"]})  # fmt: skip
+    assert list(at_code(rows, CODE)) == [True, False, False, False]
+    assert list(at_code(rows, {"commit": None, "source_hash": source})) == [False, True, False,
+                                                                          False]  # fmt: skip
     assert list(at_code(pd.DataFrame({"x": [1]}), CODE)) == [False]  # no column: not recorded
 
 

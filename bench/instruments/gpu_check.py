@@ -48,7 +48,7 @@ from bench.units import format_bytes, parse_bytes
 
 DATASET = "synthetic-proteins-paper"
 OUT = "results/gpu"
-ENV_COLUMNS = ("device", "device_memory_bytes", "torch", "cuda", "commit")
+ENV_COLUMNS = ("device", "device_memory_bytes", "torch", "cuda", "commit", "source_hash")
 #: where a row's ``commit`` comes from: "run" (recorded by it) or "SUMMARY.md" (filled afterwards)
 COMMIT_SOURCE = "commit_source"
 ENGINES_GRAPH = (10_000, 100_000)  # the engines' graph: nodes, edges
@@ -229,13 +229,14 @@ def _row(point: Point, measured: dict[str, Any], prediction: Any, sizes: Any) ->
 def _environment() -> dict[str, Any]:
     import torch
 
-    from bench.measure.provenance import git_commit
+    from bench.measure.provenance import git_commit, source_hash
 
     info: dict[str, Any] = {
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "commit": git_commit(),
+        "source_hash": source_hash(),
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

@@ -77,6 +77,7 @@ def profile(source: Any, args: argparse.Namespace, device: torch.device, layers:
     return {
         "device": _device_name(device),
         "commit": _commit(),
+        "source_hash": _source(),
         "torch": torch.__version__,
         "nodes": int(graph.x.shape[0]),
         "edges": int(graph.edge_index.shape[1]),
@@ -136,7 +137,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# RevGNN step profile",
         "",
-        f"{result['device']}, torch {result['torch']}, commit {result['commit']}. RevGNN "
+        f"{result['device']}, torch {result['torch']}, commit {result['commit']}, source "
+        f"{result['source_hash']}. RevGNN "
         f"{result['layers']} layers x {result['channels']} channels ({result['groups']} groups), "
         f"{mode}, on a {result['nodes']:,}-node, {result['edges']:,}-edge proteins-sized part; "
         f"{result['steps']} profiled steps after 2 warm-up steps. Times are per step, under "
@@ -269,6 +271,12 @@ def _device_name(device: torch.device) -> str:
     from bench.measure.meters import device_description
 
     return device_description(device)
+
+
+def _source() -> str:
+    from bench.measure.provenance import source_hash
+
+    return source_hash()
 
 
 def _commit() -> str | None:

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from bench.data.paths import REPO_ROOT
 
 #: the provenance that says which code produced a result: a result is today's when these equal
-#: the running code's. The hook for a source hash: when records carry one beside ``commit``, add
-#: its name here and to gpu-check's ENV_COLUMNS, and have :func:`current_code` return it.
-CODE_KEYS = ("commit",)
+#: the running code's: its commit (None outside a git checkout, e.g. a device machine's copy) and
+#: the trial code's source hash (bench.measure.provenance), which needs no git.
+CODE_KEYS = ("commit", "source_hash")
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,9 @@ Runner = Callable[[Command], Outcome]
 
 def current_code() -> dict[str, str | None]:
     """The running code's :data:`CODE_KEYS`."""
-    from bench.measure.provenance import git_commit
+    from bench.measure.provenance import git_commit, source_hash
 
-    return {"commit": git_commit()}
+    return {"commit": git_commit(), "source_hash": source_hash()}
 
 
 def at_code(rows: Any, code: dict[str, str | None]) -> Any:

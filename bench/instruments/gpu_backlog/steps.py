@@ -283,6 +283,8 @@ def profile_done(out: Path, code: dict[str, str | None]) -> bool:
     path = out / FILE
     if not path.exists():
         return False
-    found = re.search(r", commit (\S+)\. ", path.read_text())
-    commit = found.group(1) if found and found.group(1) != "None" else None
-    return commit == code.get("commit")
+    found = re.search(r", commit (\S+), source (\S+)\. ", path.read_text())
+    if not found:
+        return False
+    commit = found.group(1) if found.group(1) != "None" else None
+    return commit == code.get("commit") and found.group(2) == code.get("source_hash")
