@@ -1,9 +1,10 @@
 """Mean ± std over seeds, one row per configuration, and the depth at which a config ran out
 of memory. Only ``ok`` trials enter a mean: a failed trial has no meaningful score or peak.
 
-Fits and per-depth means are closed forms summed exactly (``math.fsum``), never BLAS or LAPACK
-(``np.polyfit`` solves by a kernel the CPU picks, so its last bits, and once in a while a printed
-digit, changed from one x86 CPU to another); the trials enter in one canonical order
+Fits are closed forms in exact rational arithmetic and per-depth means exact sums
+(``math.fsum``), never BLAS or LAPACK (``np.polyfit`` solves by a kernel the CPU picks, so its
+last bits, and once in a while a printed digit, changed from one x86 CPU to another); the trials
+enter in one canonical order
 (:func:`canonical_order`), so neither the CPU nor the order of the rows in ``results/`` changes a
 byte of the report."""
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -33,11 +35,14 @@ ORDER_COLUMNS: tuple[str, ...] = ("source_file", "study", "trial_number", "attem
 
 
 def canonical_order(df: pd.DataFrame) -> pd.DataFrame:
-    """The trials sorted by their identity (file, study, trial number, attempt), whatever order
-    the exports hold them in: every later mean, ``first`` and label sees the same rows in the
-    same order."""
+    """The trials sorted by their identity (file, study, trial number, attempt), then, should two
+    rows share it, by their whole content: the same order whatever order the exports hold them
+    in, so every later mean, ``first`` and label sees the same rows in the same order."""
     keys = [c for c in ORDER_COLUMNS if c in df.columns]
-    out = df.sort_values(keys, kind="mergesort", na_position="first").reset_index(drop=True)
+    content = pd.Series([repr(tuple(r)) for r in df.itertuples(index=False)], index=df.index)
+    out = (df.assign(_content=content)
+           .sort_values([*keys, "_content"], kind="mergesort", na_position="first")
+           .drop(columns="_content").reset_index(drop=True))  # fmt: skip
     out.attrs = dict(df.attrs)
     return out
 
@@ -152,23 +157,23 @@ class Fit:
 
 def linear_fit(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray) -> Fit | None:
     """Least-squares fit of y on x, or None with fewer than two distinct x (a line needs two
-    points). Closed form in float64 with exactly rounded sums: slope = fsum of centred products /
-    fsum of centred squares; the same bits on any CPU and for the points in any order."""
-    pairs = [(float(a), float(b)) for a, b in zip(np.asarray(x, dtype=float).ravel(),
-                                                  np.asarray(y, dtype=float).ravel(), strict=True)
-             if math.isfinite(a) and math.isfinite(b)]  # fmt: skip
+    points). The closed form, slope = sum of centred products / sum of centred squares, in exact
+    rational arithmetic on the float64 inputs, each result rounded once: the correctly rounded
+    slope, intercept and R², the same bits on any CPU and for the points in any order."""
+    pairs = [(Fraction(float(a)), Fraction(float(b)))
+             for a, b in zip(np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel(),
+                             strict=True) if math.isfinite(a) and math.isfinite(b)]  # fmt: skip
     distinct = len({a for a, _ in pairs})
     if distinct < 2:
         return None
-    mx, my = exact_mean(a for a, _ in pairs), exact_mean(b for _, b in pairs)
-    sxx = math.fsum((a - mx) * (a - mx) for a, _ in pairs)
-    sxy = math.fsum((a - mx) * (b - my) for a, b in pairs)
-    slope = sxy / sxx
+    mx = sum(a for a, _ in pairs) / len(pairs)
+    my = sum(b for _, b in pairs) / len(pairs)
+    slope = sum((a - mx) * (b - my) for a, b in pairs) / sum((a - mx) ** 2 for a, _ in pairs)
     intercept = my - slope * mx
-    residual = math.fsum((b - (slope * a + intercept)) ** 2 for a, b in pairs)
-    total = math.fsum((b - my) ** 2 for _, b in pairs)
-    r2 = 1.0 - residual / total if total > 0 else 1.0
-    return Fit(slope, intercept, r2, distinct)
+    residual = sum((b - slope * a - intercept) ** 2 for a, b in pairs)
+    total = sum((b - my) ** 2 for _, b in pairs)
+    r2 = 1 - residual / total if total > 0 else Fraction(1)
+    return Fit(float(slope), float(intercept), float(r2), distinct)
 
 
 def depth_means(rows: pd.DataFrame, value: str) -> pd.Series:
