@@ -80,9 +80,10 @@ def _measured(gpu: pd.DataFrame, label: str) -> pd.Series | None:
 def _baseline(df: pd.DataFrame, gpu: pd.DataFrame | None) -> str:
     """Our ResGNN's aggregation against the paper's, and what it does to RevGNN's saving."""
     counts = df.loc[(df["arch"] == "res") & df["aggr_impl"].notna(), "aggr_impl"].value_counts()
-    used = "; ".join(f"{AGGR_WORDS.get(str(k), k)}: {int(v)}" for k, v in counts.items())
-    text = (f"**ResGNN is not the paper's ResGNN.** Its max aggregation here keeps less memory "
-            f"than the authors' code (ResGNN trials: {used or 'none'}).")  # fmt: skip
+    used = ", ".join(f"{int(v)} {AGGR_WORDS.get(str(k), k)}" for k, v in counts.items())
+    text = ("**ResGNN is not the paper's ResGNN.** Its max aggregation is not the authors' code: "
+            "the suite's fused max keeps less a layer, PyG's max more (ResGNN trials here: "
+            f"{used or 'none'}).")  # fmt: skip
     res = _measured(gpu, "ResGNN-64") if gpu is not None else None
     rev = _measured(gpu, "RevGNN-64") if gpu is not None else None
     if res is None or rev is None:
