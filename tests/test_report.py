@@ -499,9 +499,9 @@ def test_budgetless_slices_are_no_case_but_a_trainability_panel(tmp_path: pathli
 
 
 def test_accuracy_figure_points_are_t_intervals() -> None:
-    from bench.report.figures import _prepare
+    from bench.report.figures import prepare
 
-    df = with_hops(_prepare(derive(pd.DataFrame(accuracy_rows()))))
+    df = with_hops(prepare(derive(pd.DataFrame(accuracy_rows()))))
     points = depth_intervals(df)
     rev3 = points[(points["model"] == "RevGNN") & (points["hops"] == 6)].iloc[0]  # 3 layers
     scores = df[(df["arch"] == "rev") & (df["layers"] == 3)]["score"]

@@ -1,26 +1,29 @@
 """Figure 10: test score (mean, 95% t-interval over seeds) against the receptive field in
 message-passing hops per arch under the accuracy ablation's memory budget, each arch's
-out-of-memory boundary and the task's needed hops marked (ground-truth tasks only)."""
+out-of-memory boundary and the task's needed hops marked (ground-truth tasks only).
+
+Scores sit on an axis inside [0, 1] that spans at least ``figures.MIN_SPAN`` (a 0.944-0.956 axis
+makes a 0.003 difference look large); out-of-memory marks sit in the margin above the data,
+and every label is a legend entry, so none collides with another at a crowded depth."""
 
 from __future__ import annotations
 
 import pathlib
 
 import matplotlib.pyplot as plt
-import matplotlib.transforms as mtransforms
-import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from bench.report import figures
+from bench.report import figures as look
 from bench.report.claims.accuracy import budget_text, needed_depth, with_hops
 from bench.report.fmt import fmt_num
 from bench.report.load import device_short
 from bench.report.select import FigureSpec
 from bench.stats import summarize
 
-CI_NOTE = ("Points: mean test score over seeds of ok trials; bars: 95% Student t-interval of "
-           "the mean (none for a single seed). x: receptive field in message-passing hops "
-           "(ResGNN: layers; RevGNN, WT-RevGNN: groups x layers; DEQ-GNN: 2 x iterations - 1).\n")  # fmt: skip
+HOPS_NOTE = ("x: receptive field in message-passing hops (ResGNN: layers; RevGNN, WT-RevGNN: "
+             "groups x layers; DEQ-GNN: 2 x iterations - 1).")  # fmt: skip
 
 
 def depth_intervals(rows: pd.DataFrame) -> pd.DataFrame:
@@ -48,54 +51,73 @@ def accuracy_figure(
     rows: pd.DataFrame, fig: FigureSpec, out_dir: pathlib.Path
 ) -> list[pathlib.Path]:
     """Test score (mean, 95% t-interval) vs receptive field in hops per arch, one panel per
-    slice; a dashed line and an x at each arch's first OOM; a grey band at the needed hops."""
-    rows = with_hops(figures._prepare(rows))
+    slice; an x above the panel and a dashed line at each arch's first OOM; a grey band at the
+    hops the task needs."""
+    rows = with_hops(look.prepare(rows))
     points = depth_intervals(rows)
     if points.empty:
         return []
     rows["panel"] = panel_names(rows)
-    panels = sorted(rows["panel"].unique())
-    f, axes = plt.subplots(1, len(panels), figsize=(6.8 * len(panels), 5.0), squeeze=False)
-    for ax, panel in zip(axes[0], panels, strict=True):
-        part = rows[rows["panel"] == panel]
+    names = sorted(rows["panel"].unique())
+    f, axes = look.panels(len(names), 3, 6.0, 5.6)
+    drawn: dict[str, bool] = {}
+    for ax, name in zip(axes, names, strict=True):
+        part = rows[rows["panel"] == name]
         if part["needed"].nunique() > 1:  # tasks of several k: the trainability panel
+            drawn["limits"] = True
             _limits_panel(ax, part)
         else:
-            _panel(ax, part, points[points["slice"] == part["slice"].iloc[0]])
+            drawn["oom"] = _panel(ax, part, points[points["slice"] == part["slice"].iloc[0]]) or (
+                drawn.get("oom", False))  # fmt: skip
+            drawn["needed"] = drawn.get("needed", False) or needed_depth(part) is not None
     f.suptitle(fig.title, fontsize=12)
-    figures._caption(f, CI_NOTE + " Dashed vertical line and x: the fewest hops at which that "
-                     "arch ran out of the memory budget. Grey band: the hops the task needs "
-                     "(ground-truth tasks; a real graph has none). Panels over several tasks "
-                     "(no budget): score against the hops k each task needs, per arch at a "
-                     "receptive field near k (dotted: short of k; dashed grey: chance).")  # fmt: skip
-    f.tight_layout(rect=(0, 0.09, 1, 1))
-    return figures.save(f, out_dir, fig.stem)
+    look.caption(f, [
+        look.interval_note(points["n"]), HOPS_NOTE,
+        "x above a panel and dashed line: the fewest hops at which that arch ran out of the "
+        "memory budget (legend)." if drawn.get("oom") else "",
+        "Grey band: the hops the task needs (a ground-truth task; a real graph has none)."
+        if drawn.get("needed") else "",
+        "Panel over several tasks (no budget): score against the hops k each task needs, per arch "
+        "at a receptive field near k (dotted: short of k; dashed grey: chance)."
+        if drawn.get("limits") else "",
+        look.SCORE_NOTE,
+    ])  # fmt: skip
+    return look.save(f, out_dir, fig.stem)
 
 
-def _panel(ax: plt.Axes, part: pd.DataFrame, points: pd.DataFrame) -> None:
-    series = list(points.groupby(["model", "variant"], sort=False).groups)
-    order = {m: i for i, m in enumerate(figures.MODEL_ORDER)}
-    series.sort(key=lambda mv: (order.get(mv[0], 99), mv[1]))
-    styles = ("o", "s", "^", "D", "v", "P")
-    for i, (model, variant) in enumerate(series):
+def _panel(ax: plt.Axes, part: pd.DataFrame, points: pd.DataFrame) -> bool:
+    """One budgeted slice; True when an OOM boundary was drawn."""
+    keys = look.series_keys(points)
+    styles = look.looks(keys)
+    handles = []
+    for i, (model, variant) in enumerate(keys):
         p = points[(points["model"] == model) & (points["variant"] == variant)]
-        x = p["hops"].to_numpy() * (1 + 0.025 * (i - (len(series) - 1) / 2))  # dodge the bars
-        err = np.vstack([p["mean"] - p["lo"], p["hi"] - p["mean"]])
-        label = f"{model} [{variant}]" if variant else model
-        ax.errorbar(x, p["mean"], yerr=np.nan_to_num(err), color=figures.PALETTE.get(model, "black"),
-                    marker=styles[i % len(styles)], ms=6, lw=1.5, capsize=3, label=label)  # fmt: skip
-    figures._log_x(ax, part["hops"].dropna().tolist())
-    _oom_lines(ax, part)
+        pts = p.rename(columns={"hops": "x"})
+        dodge = 1 + 0.025 * (i - (len(keys) - 1) / 2)  # bars at one x stand apart
+        handles.append(look.draw_series(ax, pts, styles[(model, variant)],
+                                        look.series_label(model, variant), dodge=dodge))  # fmt: skip
+    look.depth_axis(ax, part["hops"].dropna())
+    oom = part[(part["status"] == "oom") & part["hops"].notna()]
+    marks = []
+    for model, group in oom.groupby("model", sort=True):
+        hops, color = float(group["hops"].min()), look.PALETTE.get(model, "black")
+        ax.axvline(hops, ls="--", lw=1.2, color=color, alpha=0.8)
+        marks.append((hops, color))
+        handles.append(look.oom_handle(color, f"{model}: out of budget from {fmt_num(hops)} hops"))
+    look.oom_marks(ax, marks)
     k = needed_depth(part)
     if k is not None:
         ax.axvspan(k * 0.97, k * 1.03, color="0.85", zorder=0)
-        ax.annotate(f"needed: {k} hops", (k, 0.02), xycoords=("data", "axes fraction"),
-                    xytext=(4, 0), textcoords="offset points", fontsize=8, color="0.35")  # fmt: skip
+        handles.append(Patch(color="0.85", label=f"hops the task needs: {k}"))
+    look.score_limits(ax, *look.data_range(points))
     metric = part["metric"].dropna()
     ax.set_ylabel(f"test {metric.iloc[0] if len(metric) else 'score'} at best valid epoch")
     ax.set_xlabel("receptive field (message-passing hops)")
-    ax.set_title(figures._wrap(f"{part['slice'].iloc[0]}, {budget_text(part)}"), fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(look.wrap(f"{part['slice'].iloc[0]}, {budget_text(part)}"), fontsize=9,
+                 pad=look.OOM_PAD if marks else 6)  # fmt: skip
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.14), fontsize=8,
+              frameon=False, ncol=2)  # fmt: skip
+    return bool(marks)
 
 
 def _limits_panel(ax: plt.Axes, part: pd.DataFrame) -> None:
@@ -103,39 +125,24 @@ def _limits_panel(ax: plt.Axes, part: pd.DataFrame) -> None:
     against k, one line per arch and receptive field relative to k ("k hops", "k - 1 hops")."""
     ok = part[(part["status"] == "ok") & part["score"].notna() & part["needed"].notna()].copy()
     ok["offset"] = (ok["hops"] - ok["needed"]).astype(int)
-    order = {m: i for i, m in enumerate(figures.MODEL_ORDER)}
+    order = {m: i for i, m in enumerate(look.MODEL_ORDER)}
     groups = sorted(ok.groupby(["model", "offset"]).groups,
                     key=lambda mo: (order.get(mo[0], 99), mo[1]))  # fmt: skip
-    styles = ("o", "s", "^", "D", "v", "P")
     for i, (model, offset) in enumerate(groups):
         g = ok[(ok["model"] == model) & (ok["offset"] == offset)]
-        stats = [(k, summarize(s["score"])) for k, s in g.groupby("needed", sort=True)]
-        k = np.array([float(k) for k, _ in stats]) * (1 + 0.02 * (i - (len(groups) - 1) / 2))
-        mean = np.array([iv.mean for _, iv in stats])
-        err = np.nan_to_num(np.vstack([mean - [iv.lo for _, iv in stats],
-                                       [iv.hi for _, iv in stats] - mean]))  # fmt: skip
+        pts = look.interval_points(g, "needed", "score")
         reach = "k hops" if offset == 0 else f"k {'+' if offset > 0 else '-'} {abs(offset)} hops"
-        ax.errorbar(k, mean, yerr=err, color=figures.PALETTE.get(model, "black"),
-                    marker=styles[i % len(styles)], ms=6, lw=1.5, capsize=3,
-                    ls="-" if offset >= 0 else ":", label=f"{model}, {reach}")  # fmt: skip
-    figures._log_x(ax, ok["needed"].tolist())
+        style = look.Look(look.PALETTE.get(model, "black"), look.MARKERS[i % len(look.MARKERS)],
+                          "-" if offset >= 0 else ":")  # fmt: skip
+        look.draw_series(ax, pts, style, f"{model}, {reach}",
+                         dodge=1 + 0.02 * (i - (len(groups) - 1) / 2))  # fmt: skip
+    look.depth_axis(ax, ok["needed"])
     ax.axhline(0.5, color="0.6", lw=1, ls="--", zorder=0)
+    handles = [*ax.get_legend_handles_labels()[0],
+               Line2D([], [], color="0.6", ls="--", label="chance")]  # fmt: skip
+    look.score_limits(ax, float(ok["score"].min()), float(ok["score"].max()))
     ax.set_ylabel("test rocauc at best valid epoch")
     ax.set_xlabel("hops the task needs (k); each arch with a receptive field near k")
-    ax.set_title(figures._wrap(f"{part['panel'].iloc[0]}, {budget_text(part)}"), fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
-
-
-def _oom_lines(ax: plt.Axes, part: pd.DataFrame) -> None:
-    """Each arch's OOM boundary: a dashed line at its fewest OOM hops, an x and a label."""
-    oom = part[(part["status"] == "oom") & part["hops"].notna()]
-    blend = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
-    for j, (model, group) in enumerate(oom.groupby("model", sort=True)):
-        hops = float(group["hops"].min())
-        color = figures.PALETTE.get(model, "black")
-        ax.axvline(hops, ls="--", lw=1.2, color=color, alpha=0.8)
-        ax.scatter([hops], [0.96], marker="x", s=80, linewidths=2.5, color=color,
-                   transform=blend, clip_on=False, zorder=6)  # fmt: skip
-        ax.annotate(f"{model} OOM from {fmt_num(hops)} hops", (hops, 0.93 - 0.06 * j),
-                    xycoords=blend, xytext=(4, 0), textcoords="offset points", fontsize=8,
-                    color=color, fontweight="bold", va="top")  # fmt: skip
+    ax.set_title(look.wrap(f"{part['panel'].iloc[0]}, {budget_text(part)}"), fontsize=9)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14),
+              frameon=False, ncol=2)  # fmt: skip

@@ -1,9 +1,19 @@
 """Mean ± std over seeds, one row per configuration, and the depth at which a config ran out
-of memory. Only ``ok`` trials enter a mean: a failed trial has no meaningful score or peak."""
+of memory. Only ``ok`` trials enter a mean: a failed trial has no meaningful score or peak.
+
+Fits are closed forms in exact rational arithmetic and per-depth means exact sums
+(``math.fsum``), never BLAS or LAPACK (``np.polyfit`` solves by a kernel the CPU picks, so its
+last bits, and once in a while a printed digit, changed from one x86 CPU to another); the trials
+enter in one canonical order
+(:func:`canonical_order`), so neither the CPU nor the order of the rows in ``results/`` changes a
+byte of the report."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -18,6 +28,29 @@ METRICS: tuple[str, ...] = (
     "params", "step_time_s", "epoch_time_s", "solver_fwd_iters_mean", "solver_bwd_iters_mean",
     "solver_fwd_rel_residual_max", "solver_bwd_rel_residual_max", "step_added_bytes",
 )  # fmt: skip
+
+
+# a trial's identity in the exports: no two rows share it (the tables' own order is not kept)
+ORDER_COLUMNS: tuple[str, ...] = ("source_file", "study", "trial_number", "attempt")
+
+
+def canonical_order(df: pd.DataFrame) -> pd.DataFrame:
+    """The trials sorted by their identity (file, study, trial number, attempt), then, should two
+    rows share it, by their whole content: the same order whatever order the exports hold them
+    in, so every later mean, ``first`` and label sees the same rows in the same order."""
+    keys = [c for c in ORDER_COLUMNS if c in df.columns]
+    content = pd.Series([repr(tuple(r)) for r in df.itertuples(index=False)], index=df.index)
+    out = (df.assign(_content=content)
+           .sort_values([*keys, "_content"], kind="mergesort", na_position="first")
+           .drop(columns="_content").reset_index(drop=True))  # fmt: skip
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def exact_mean(values: Iterable[float]) -> float:
+    """The mean from the exactly rounded sum (``math.fsum``): the same bits in any order."""
+    values = [float(v) for v in values]
+    return math.fsum(values) / len(values) if values else math.nan
 
 
 def deq_tolerance(rows: pd.DataFrame) -> pd.Series:
@@ -123,21 +156,27 @@ class Fit:
 
 
 def linear_fit(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray) -> Fit | None:
-    """Fit of y on x, or None with fewer than two distinct x (a line needs two points)."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(np.unique(x)) < 2:
+    """Least-squares fit of y on x, or None with fewer than two distinct x (a line needs two
+    points). The closed form, slope = sum of centred products / sum of centred squares, in exact
+    rational arithmetic on the float64 inputs, each result rounded once: the correctly rounded
+    slope, intercept and R², the same bits on any CPU and for the points in any order."""
+    pairs = [(Fraction(float(a)), Fraction(float(b)))
+             for a, b in zip(np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel(),
+                             strict=True) if math.isfinite(a) and math.isfinite(b)]  # fmt: skip
+    distinct = len({a for a, _ in pairs})
+    if distinct < 2:
         return None
-    slope, intercept = np.polyfit(x, y, 1)
-    residual = float(np.sum((y - (slope * x + intercept)) ** 2))
-    total = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - residual / total if total > 0 else 1.0
-    return Fit(float(slope), float(intercept), r2, len(np.unique(x)))
+    mx = sum(a for a, _ in pairs) / len(pairs)
+    my = sum(b for _, b in pairs) / len(pairs)
+    slope = sum((a - mx) * (b - my) for a, b in pairs) / sum((a - mx) ** 2 for a, _ in pairs)
+    intercept = my - slope * mx
+    residual = sum((b - slope * a - intercept) ** 2 for a, b in pairs)
+    total = sum((b - my) ** 2 for _, b in pairs)
+    r2 = 1 - residual / total if total > 0 else Fraction(1)
+    return Fit(float(slope), float(intercept), float(r2), distinct)
 
 
 def depth_means(rows: pd.DataFrame, value: str) -> pd.Series:
-    """Mean of ``value`` per depth over ok rows (index: depth, sorted)."""
+    """Mean of ``value`` per depth over ok rows (index: depth, sorted), summed exactly."""
     ok = rows[(rows["status"] == "ok") & rows[value].notna()]
-    return ok.groupby("depth")[value].mean().sort_index()
+    return ok.groupby("depth")[value].agg(exact_mean).astype(float).sort_index()

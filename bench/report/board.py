@@ -1,16 +1,19 @@
-"""The verdict board: REPORT.md's first screen. One row per registered claim
-(:mod:`bench.report.claims`): its verdict, the case that decides it (a GPU slice's where one
-exists), the paper's number, what the GPU check measured beside it, and links to the claim's
-section and figure. The paper's claims, the sanity checks and the design targets are apart."""
+"""The verdict board: REPORT.md's first screen after the scope box. One line per registered
+claim (:mod:`bench.report.claims`): its verdict, the case that decides it (a GPU slice's where
+one exists), the paper's number, what the GPU check measured beside it, and links to the claim's
+section and figure. The paper's claims, the sanity checks and the design targets are apart.
+
+No cell is longer than :data:`CELL_LIMIT` characters, so a row reads in one glance: a longer
+text is cut at a clause and said whole under the claim's anchor (:func:`details_md`)."""
 
 from __future__ import annotations
 
 import pathlib
 import re
 
-import numpy as np
 import pandas as pd
 
+from bench.report.aggregate import linear_fit
 from bench.report.claims import (
     PAPER_CLAIM,
     VERDICT_ORDER,
@@ -19,9 +22,11 @@ from bench.report.claims import (
     claim_verdict,
     registered_claims,
 )
-from bench.report.fmt import markdown_table
+from bench.report.fmt import clip, markdown_table
 from bench.report.load import device_short
 from bench.report.select import FIGURE_BY_KEY
+
+CELL_LIMIT = 160  # characters a board cell may hold (the rest is under the claim's anchor)
 
 
 def _gb(value: float) -> str:
@@ -59,9 +64,9 @@ def gpu_numbers(gpu: pd.DataFrame | None) -> dict[str, str]:
                            f"{_gb(high['step_added_bytes'])} at 1001 ({_card(low)})")  # fmt: skip
     res = gpu[gpu["label"].str.match(r"ResGNN-64 x \d+$") & (gpu["status"] == "ok")]
     for _, rows in res.groupby("device", sort=True):
-        if len(rows) >= 3:
-            slope = np.polyfit(rows["layers"], rows["step_added_bytes"], 1)[0]
-            out["res-linear"] = (f"ResGNN-64 +{slope / 1e9:.3f} GB a layer, "
+        fit = linear_fit(rows["layers"], rows["step_added_bytes"]) if len(rows) >= 3 else None
+        if fit is not None:
+            out["res-linear"] = (f"ResGNN-64 +{fit.slope / 1e9:.3f} GB a layer, "
                                  f"{int(rows['layers'].min())}-{int(rows['layers'].max())} layers "
                                  f"({_card(rows.iloc[0])})")  # fmt: skip
     for key, a, b in (("rev-vs-res", "RevGNN-64", "ResGNN-64"),
@@ -88,11 +93,10 @@ def deciding_case(findings: list[Finding], key: str) -> Finding | None:
 
 
 def _decider(case: Finding | None) -> str:
+    """'slice: the evidence', cut to a board cell (the whole row is in the claim's section)."""
     if case is None or case.slice == "—":
         return "no trials"
-    clauses = case.evidence.split("; ")
-    text = "; ".join(clauses[:2])
-    return f"{case.slice}: {text if len(text) <= 170 else text[:167] + '...'}"
+    return clip(f"{case.slice}: {case.evidence}", CELL_LIMIT)
 
 
 def claim_groups() -> tuple[list[Claim], list[Claim]]:
@@ -115,7 +119,8 @@ def board_md(findings: list[Finding], gpu: pd.DataFrame | None, commit: str) -> 
                 "claim": f"[{claim.key}](#{claim.key}): {claim.short}",
                 "verdict": f"**{claim_verdict(findings, claim.key)}**",
                 "deciding case": _decider(deciding_case(findings, claim.key)),
-                "paper": claim.paper, "GPU check": gpus.get(claim.key, "—"),
+                "paper": clip(claim.paper, CELL_LIMIT),
+                "GPU check": clip(gpus.get(claim.key, "—"), CELL_LIMIT),
                 "figure": f"[{claim.figure_number}](figures/{fig.stem}.png)",
             })  # fmt: skip
         return markdown_table(pd.DataFrame(rows))
@@ -125,7 +130,23 @@ def board_md(findings: list[Finding], gpu: pd.DataFrame | None, commit: str) -> 
     return ("## Verdicts\n\n" + table(papers)
             + "\n**Sanity checks and design targets** (not claims of the paper)\n\n"
             + table(others)
-            + f"\nA claim takes the first of {order} that any of its cases has. *GPU check*: "
+            + f"\nA claim takes the first of {order} that any of its cases has; a cell cut "
+              "short (…) is whole under the claim's link. *GPU check*: "
               f"`python -m bench gpu-check` on one ogbn-proteins-sized training part, commit "
               f"{commit}; its peaks are `max_memory_allocated`. How each verdict is reached: "
               "[How claims are judged](#how-claims-are-judged).\n")  # fmt: skip
+
+
+def details_md(claim: Claim, findings: list[Finding], gpu: pd.DataFrame | None) -> str:
+    """What the board says of ``claim`` in full, under its anchor: the deciding case, the
+    paper's number and the GPU check's."""
+    case = deciding_case(findings, claim.key)
+    decider = (f"{case.slice}, {case.case}" if case is not None and case.slice != "—"
+               else "no trials")  # fmt: skip
+    lines = [f"Deciding case: {decider} (its row below)."]
+    if claim.paper != "—":
+        lines.append(f"Paper: {claim.paper}.")
+    measured = gpu_numbers(gpu).get(claim.key)
+    if measured:
+        lines.append(f"GPU check: {measured}.")
+    return " ".join(lines) + "\n"

@@ -66,6 +66,25 @@ def fmt_ratio(value: Any) -> str:
     return "—" if is_missing(value) else f"{float(value):.3g}×"
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its longest head that ends at a clause
+    (``; ``), else a phrase (``, ``), else a word, outside any parentheses, then '…' (the whole
+    text is said elsewhere: a board cell's under its claim's anchor)."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    depth, cuts = 0, {"; ": [], ", ": [], " ": []}
+    for i, char in enumerate(head):
+        depth += {"(": 1, ")": -1, "[": 1, "]": -1}.get(char, 0)
+        for sep in cuts:
+            if depth == 0 and head.startswith(sep, i):
+                cuts[sep].append(i)
+    for positions in cuts.values():
+        if positions and positions[-1] > limit // 3:
+            return head[: positions[-1]].rstrip(" ;,:") + "…"
+    return head.rstrip() + "…"
+
+
 def markdown_table(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     """A GitHub Markdown table of ``df`` (cells already strings or numbers; '|' escaped)."""
     columns = list(columns or df.columns)
