@@ -157,7 +157,7 @@ def test_a_claim_without_cases_is_not_enough_data_and_a_stray_case_is_refused() 
 def test_the_built_in_claims_keep_the_board_order() -> None:
     assert [c.key for c in registered_claims()] == [
         "rev-flat", "res-linear", "wt-rev-flat", "deq-flat", "batching", "groups-params",
-        "tied-params", "rev-vs-res", "tied-tradeoff", "groups-count", "depth-buys-accuracy",
-        "rev-time", "conv-flat",
+        "tied-params", "rev-vs-res", "tied-tradeoff", "groups-count", "depth-buys-accuracy-rev",
+        "depth-buys-accuracy-wt-rev", "depth-buys-accuracy-deq", "rev-time", "conv-flat",
     ]  # fmt: skip
     assert get_claim("rev-time").kind == "design target"

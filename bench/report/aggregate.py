@@ -21,7 +21,7 @@ import pandas as pd
 from bench.exports.table import GROUP_COLUMNS
 from bench.models import archs
 from bench.report.load import as_key
-from bench.stats import summarize
+from bench.stats import SCORE_BOUNDS, summarize
 
 METRICS: tuple[str, ...] = (
     "score", "best_valid", "peak_memory_bytes", "activation_bytes", "model_state_bytes",
@@ -83,8 +83,8 @@ def status_counts(statuses: pd.Series) -> str:
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: n trials, n ok, seeds, statuses, and mean/std (ddof=1) of
     each metric over the ok trials (std is NaN for a single seed: shown as such); the scores
-    also get n and the 95% t-interval of the mean (``score_n``, ``score_ci_lo``/``_hi``; NaN
-    with fewer than two seeds)."""
+    also get n and the 95% t-interval of the mean, inside [0, 1] (``score_n``,
+    ``score_ci_lo``/``_hi``; NaN with fewer than two seeds)."""
     keys = df.groupby("config_id", sort=False)[[*GROUP_COLUMNS, "slice", "metric"]].first()
     counts = df.groupby("config_id").agg(
         n_trials=("status", "size"),
@@ -113,7 +113,7 @@ def _intervals(ok: pd.DataFrame) -> pd.DataFrame:
     for config, group in ok.groupby("config_id"):
         row = {}
         for metric in INTERVAL_METRICS:
-            iv = summarize(group[metric])
+            iv = summarize(group[metric], bounds=SCORE_BOUNDS)  # scores lie in [0, 1]
             row.update({f"{metric}_n": iv.n, f"{metric}_ci_lo": iv.lo, f"{metric}_ci_hi": iv.hi})
         rows[config] = row
     columns = [f"{m}_{s}" for m in INTERVAL_METRICS for s in ("n", "ci_lo", "ci_hi")]

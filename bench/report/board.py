@@ -79,7 +79,7 @@ def gpu_numbers(gpu: pd.DataFrame | None) -> dict[str, str]:
                         f"({_card(ra)})")  # fmt: skip
     deep = _row(gpu, "RevGNN-Deep")
     if deep is not None:
-        out["depth-buys-accuracy"] = (f"RevGNN-Deep fits in {_gb(deep['peak_bytes'])} GB "
+        out["depth-buys-accuracy-rev"] = (f"RevGNN-Deep fits in {_gb(deep['peak_bytes'])} GB "
                                       f"({_card(deep)}); no GPU score yet")  # fmt: skip
     return out
 

@@ -12,13 +12,15 @@ numbers from different devices never mix. Each case gives a :class:`Finding`. Me
 and time thresholds give *supported* / *not supported*. Score comparisons are judged by the 95%
 t-interval of the difference of scores over seeds (``bench.stats``): the interval above the
 margin is *supported*, below it *contradicted*, containing it *inconclusive*, and fewer than two
-seeds a side give *not enough data*.
+seeds a side give *not enough data*. A case the budget or the training recipe decided, not the
+model, is said so (*not testable at this budget*, *recipe-limited*) and decides nothing else.
 
 One module per family of claims, each declaring its claims next to their judging code:
 :mod:`.memory` (flat vs linear in depth, batching, DEQ, every convolution), :mod:`.params`
 (groups, weight tying), :mod:`.scores` (figure 1: rev vs res, tied trade-off), :mod:`.accuracy`
-(depth buys accuracy), :mod:`.step_time` (the time target); :mod:`.base` holds what they share
-(verdicts, :class:`Finding`, :class:`Series`, score differences). This module registers the
+(depth buys accuracy, one claim per memory-efficient arch; its memory budget in :mod:`.budget`),
+:mod:`.step_time` (the time target); :mod:`.base` holds what they share (verdicts,
+:class:`Finding`, :class:`Series`, score differences). This module registers the
 built-in claims in the board's order (:data:`BUILT_IN`; the families interleave on the board).
 """
 
@@ -27,7 +29,14 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.report.claims.accuracy import DEPTH_BUYS_ACCURACY
-from bench.report.claims.base import NOT_SUPPORTED, VERDICT_ORDER, Finding, claim_verdict
+from bench.report.claims.base import (
+    NOT_SUPPORTED,
+    NOT_TESTABLE,
+    RECIPE_LIMITED,
+    VERDICT_ORDER,
+    Finding,
+    claim_verdict,
+)
 from bench.report.claims.memory import (
     BATCHING,
     CONV_FLAT,
@@ -60,8 +69,10 @@ __all__ = [
     "INCONCLUSIVE",
     "KINDS",
     "NOT_SUPPORTED",
+    "NOT_TESTABLE",
     "NO_DATA",
     "PAPER_CLAIM",
+    "RECIPE_LIMITED",
     "SANITY_CHECK",
     "SUPPORTED",
     "VERDICT_ORDER",
@@ -79,7 +90,7 @@ __all__ = [
 #: the suite's claims in the board's order (and the order of ``tables/claims.csv``)
 BUILT_IN: tuple[Claim, ...] = (
     REV_FLAT, RES_LINEAR, WT_REV_FLAT, DEQ_FLAT, BATCHING, GROUPS_PARAMS, TIED_PARAMS, REV_VS_RES,
-    TIED_TRADEOFF, GROUPS_COUNT, DEPTH_BUYS_ACCURACY, REV_TIME, CONV_FLAT,
+    TIED_TRADEOFF, GROUPS_COUNT, *DEPTH_BUYS_ACCURACY, REV_TIME, CONV_FLAT,
 )  # fmt: skip
 for _claim in BUILT_IN:
     register_claim(_claim)

@@ -11,11 +11,25 @@ import pandas as pd
 from bench.report.aggregate import Fit, depth_means, linear_fit
 from bench.report.load import as_key, canonical, readable, varying_columns
 from bench.report.stale import MARK, stale_configs
-from bench.stats import CONTRADICTED, INCONCLUSIVE, NO_DATA, SUPPORTED, Difference, compare
+from bench.stats import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    NO_DATA,
+    SCORE_BOUNDS,
+    SUPPORTED,
+    Difference,
+    compare,
+)
 
 NOT_SUPPORTED = "not supported"
+# A case the budget or the recipe decides, not the model: said so, and it decides nothing else
+# (ranked after every verdict of the model, like "not enough data").
+RECIPE_LIMITED = "recipe-limited"  # the training recipe stopped the side that lost too early
+NOT_TESTABLE = "not testable at this budget"  # the arch cannot reach the depth within the budget
 # every verdict a case can get, in the order a claim's overall verdict prefers them
-VERDICT_ORDER = (NOT_SUPPORTED, CONTRADICTED, INCONCLUSIVE, SUPPORTED, NO_DATA)
+VERDICT_ORDER = (
+    NOT_SUPPORTED, CONTRADICTED, INCONCLUSIVE, SUPPORTED, RECIPE_LIMITED, NOT_TESTABLE, NO_DATA,
+)  # fmt: skip
 
 ARCH_SPECIFIC = ("groups", "deq_solver", "deq_tol", "deq_grad")
 ARCH_OPTIONAL = ("tie",)  # None for the archs it does not apply to: compared where both have one
@@ -130,13 +144,15 @@ def shares_split(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 
 def score_difference(a: pd.DataFrame, b: pd.DataFrame) -> Difference:
-    """Test score A - B over seeds: paired where the split is shared, else Welch."""
-    return compare(seed_scores(a), seed_scores(b), paired=shares_split(a, b))
+    """Test score A - B over seeds: paired where the split is shared, else Welch; inside
+    [-1, 1], the range of a difference of two scores (``bench.stats``)."""
+    return compare(seed_scores(a), seed_scores(b), paired=shares_split(a, b), bounds=SCORE_BOUNDS)
 
 
 def claim_verdict(findings: list[Finding], key: str) -> str:
     """One verdict per claim over all its cases, the first of VERDICT_ORDER any case has: a
     missed threshold wins, then a contradicting interval, then one that cannot tell; the claim
-    is supported only when every case tested is."""
+    is supported only when every case tested is (cases the recipe or the budget decided, and
+    those without data, test nothing)."""
     verdicts = {f.verdict for f in findings if f.key == key}
     return next((v for v in VERDICT_ORDER if v in verdicts), NO_DATA)
