@@ -43,14 +43,20 @@ ENVIRONMENT_DROPPED = "environment failures (not results; retried next run)"
 
 
 def write_table(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
-    """Write ``frame`` as an export of this schema version: every export column (empty where
-    no row has it, e.g. a study with no trial yet), ``schema`` on every row."""
-    frame = frame.reindex(columns=in_schema_order(frame.columns))
-    frame[SCHEMA_COLUMN] = SCHEMA_VERSION
+    """Write ``frame`` as an export of this schema version (:func:`as_export`), replacing any
+    file there (:func:`bench.exports.merge.write_export` merges into one instead)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
+    as_export(frame).to_csv(path, index=False)
     return path
+
+
+def as_export(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as an export of this schema version: every export column (empty where no row
+    has it, e.g. a study with no trial yet), ``schema`` on every row."""
+    frame = frame.reindex(columns=in_schema_order(frame.columns))
+    frame[SCHEMA_COLUMN] = SCHEMA_VERSION
+    return frame
 
 
 def read_table(path: pathlib.Path) -> pd.DataFrame:

@@ -60,6 +60,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError
+from bench.exports.paths import file_in
 from bench.harness.export import export_study
 from bench.harness.source import Counts, RunFn, Turn, tag_study
 from bench.harness.spec import Point
@@ -274,7 +275,7 @@ class GridQueue:
     ``trial_timeout``; the opening reconcile retries failed points with ``retry_failed`` and
     reruns the points keyed in ``rerun`` whatever their record; ``command`` is what a worker
     job runs (the ordinary ``ablate`` command with ``--worker-job``); the export goes to
-    ``results_dir``."""
+    ``results_dir``, merged into the table there unless ``replace``."""
 
     name: str
     points: list[Point]
@@ -285,6 +286,7 @@ class GridQueue:
     rerun: set[str] | None = None
     command: tuple[str, ...] = ()
     results_dir: Path = Path("results")
+    replace: bool = False
     spawn: ClassVar[bool] = True
     failure_wording: ClassVar[dict[str, str]] = GRID_WORDING
 
@@ -377,9 +379,10 @@ class GridQueue:
 
     def export(self, study: optuna.Study) -> Path:
         """``RESULTS/<study>.csv``: the points of the spec as it is now (trials of points no
-        longer in it stay stored, not exported)."""
-        path = self.results_dir / f"{self.name}.csv"
-        return export_study(study, path, keys={p.key for p in self.points})
+        longer in it stay stored, not exported), merged into the table there unless
+        ``replace`` (:func:`bench.harness.export.export_study`)."""
+        path = file_in(self.results_dir, self.name, ".csv", "study")
+        return export_study(study, path, keys={p.key for p in self.points}, replace=self.replace)
 
 
 def _latest_record(trials: list[FrozenTrial]) -> TrialRecord | None:

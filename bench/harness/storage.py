@@ -42,6 +42,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from bench.exports.paths import file_in
 from bench.record import TrialRecord
 
 RECORD_ATTR = "record"
@@ -106,10 +107,11 @@ class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
 
 
 def storage_url(storage: str | None, name: str, results_dir: Path = Path("results")) -> str:
-    """The storage URL to use: ``storage`` if given, else a SQLite file ``<results_dir>/<name>.db``."""
+    """The storage URL to use: ``storage`` if given, else a SQLite file ``<results_dir>/<name>.db``
+    (``name`` checked: :func:`bench.exports.paths.file_in`, an ``UnsafeName`` otherwise)."""
     if storage:
         return storage
-    path = Path(results_dir) / f"{name}.db"
+    path = file_in(Path(results_dir), name, ".db", "spec")
     return f"sqlite:///{path.as_posix()}"
 
 

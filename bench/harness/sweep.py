@@ -19,7 +19,8 @@ from pathlib import Path
 import optuna
 from sqlalchemy.exc import SQLAlchemyError
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DataError
+from bench.exports.paths import file_in
 from bench.harness import launch, preflight, runner
 from bench.harness.credentials import ENV_VAR, mask_text, mask_url, storage_from
 from bench.harness.progress import command_line, command_words, point_label, summary_table
@@ -40,7 +41,8 @@ class SweepOptions:
     """One ``ablate`` invocation, named like its flags. ``rerun``: point keys to run again
     whatever their record (``reproduce --rerun-stale``); ``check``: preflight first (a
     :class:`~bench.harness.preflight.PreflightError`, nothing stored, if a need is unmet);
-    ``launch``: the launcher options when cluster jobs run the sweep."""
+    ``launch``: the launcher options when cluster jobs run the sweep; ``replace``: the export
+    rewrites the study's table instead of merging into it."""
 
     spec: str | Path
     profile: str = DEFAULT_PROFILE
@@ -57,6 +59,7 @@ class SweepOptions:
     check: bool = True
     rerun: set[str] | None = None
     launch: argparse.Namespace | None = None
+    replace: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, storage: str | None) -> SweepOptions:
@@ -74,6 +77,7 @@ class SweepOptions:
             trial_timeout=args.trial_timeout,
             progress=not args.no_progress,
             launch=args if args.launcher != "local" else None,
+            replace=args.replace,
         )
 
 
@@ -123,6 +127,7 @@ def run_sweep(options: SweepOptions, run_fn: RunFn | None = None) -> StudyResult
         rerun=options.rerun,
         command=_job_command(options) if jobs is not None else (),
         results_dir=options.results_dir,
+        replace=options.replace,
     )
     run_options = RunnerOptions(
         worker=WorkerOptions(url, options.heartbeat, poll_s=options.poll_s),
@@ -218,6 +223,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trial-timeout", type=float, help="hard wall-clock limit per trial (s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="rewrite the study's table from the study alone (default: merge into the table "
+        "there, keeping the rows of points the study does not hold)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="validate and list the points; run nothing"
     )
     # a job of --launcher slurm: work, summarise, but leave the export to the submitter
@@ -250,8 +261,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         launch.validate(args, storage)  # before anything is checked or stored
+        if not (args.replace or args.worker_job):  # the table the export will merge into
+            _check_table(args.results_dir, study_name(spec.name, args.profile))
     except ConfigError as exc:
         print(f"ablate: {exc.for_cli()}", file=sys.stderr)
+        return 2
+    except DataError as exc:
+        print(f"ablate: {exc}", file=sys.stderr)
         return 2
     try:
         result = run_sweep(SweepOptions.from_args(args, storage))
@@ -274,6 +290,16 @@ def main(args: argparse.Namespace) -> int:
         )
         return 130
     return _close(result, points, args)
+
+
+def _check_table(results_dir: Path, name: str) -> None:
+    """Refuse (:class:`~bench.errors.DataError`) before anything runs when the export would
+    meet a table it cannot merge into (:func:`bench.exports.merge.existing_table`)."""
+    from bench.exports.merge import existing_table
+
+    path = file_in(results_dir, name, ".csv", "study")
+    if path.exists():
+        existing_table(path)
 
 
 def _refuse(spec: Spec, args: argparse.Namespace) -> int | None:
@@ -316,5 +342,9 @@ def _close(result: StudyResult, points: list[Point], args: argparse.Namespace) -
     for line in result.failure_lines(rerun_command(args)):
         print(line)
     if result.complete and not args.worker_job:  # a job leaves the export to the submitter
-        result.export()
+        try:
+            result.export()
+        except DataError as exc:  # the table changed while the sweep ran; the study keeps all
+            print(f"ablate: {exc}", file=sys.stderr)
+            return 1
     return 0 if result.complete else 1
