@@ -40,6 +40,7 @@ picked up once its heartbeat goes stale: the command ends when every point has a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -64,7 +65,7 @@ from bench.exports.paths import file_in
 from bench.harness.export import export_study
 from bench.harness.source import Counts, RunFn, Turn, tag_study
 from bench.harness.spec import Point
-from bench.harness.storage import adopt_unbeaten, record_of, save_record
+from bench.harness.storage import STORAGE_ERRORS, adopt_unbeaten, record_of, save_record
 from bench.harness.worker import Heartbeat, one_thread_on_cpu
 from bench.record import TrialRecord, failure_kind_of
 
@@ -339,9 +340,12 @@ class GridQueue:
         def on_epoch(event: dict[str, Any]) -> bool:
             valid = event.get("valid")
             if isinstance(valid, (int, float)) and math.isfinite(valid):
-                study._storage.set_trial_intermediate_value(
-                    trial_id, int(event["epoch"]), float(valid)
-                )
+                # a dashboard's curve: a storage that fails now must not fail the trial (its
+                # record is stored at the end, or the sweep stops there and says so)
+                with contextlib.suppress(*STORAGE_ERRORS):
+                    study._storage.set_trial_intermediate_value(
+                        trial_id, int(event["epoch"]), float(valid)
+                    )
             return False
 
         try:
@@ -349,9 +353,11 @@ class GridQueue:
                 return run_fn(config, timeout=self.trial_timeout, on_epoch=on_epoch)
         except BaseException:
             # interrupted (Ctrl-C, SIGTERM) or the runner itself broke: the trial is lost,
-            # not failed; the next reconcile enqueues its point again
-            study._storage.set_trial_user_attr(trial_id, "interrupted", True)
-            close_without_running(study, trial_id, "interrupted: the point was queued again")
+            # not failed; the next reconcile enqueues its point again (a storage that is gone
+            # cannot be told: the trial goes stale there, and its point is queued then)
+            with contextlib.suppress(*STORAGE_ERRORS):
+                study._storage.set_trial_user_attr(trial_id, "interrupted", True)
+                close_without_running(study, trial_id, "interrupted: the point was queued again")
             raise
 
     def counts(self, study: optuna.Study) -> Counts:

@@ -55,6 +55,23 @@ DEFAULT_HEARTBEAT_S = 20
 
 
 JOURNAL_SCHEME = "journal://"
+# what a storage raises when its database fails (a server stopped, a connection cut): Optuna's
+# RDB storage wraps SQLAlchemy's errors, or lets them through
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    optuna.exceptions.StorageInternalError,
+)
+
+
+def storage_failure(exc: BaseException) -> str:
+    """What failed, in one line: the first line of the database's error behind ``exc``
+    (Optuna's wrapper of it says only "an exception is raised during the commit")."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, SQLAlchemyError):
+        cause = cause.__cause__
+    shown = cause if cause is not None else exc
+    lines = str(shown).strip().splitlines()
+    return lines[0] if lines else type(shown).__name__
 
 
 def is_journal(url: str) -> bool:

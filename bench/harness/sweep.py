@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from sqlalchemy.exc import SQLAlchemyError
 
 from bench.errors import ConfigError, DataError
 from bench.exports.paths import file_in
@@ -28,7 +27,12 @@ from bench.harness.queue import GridQueue, study_name
 from bench.harness.runner import RunnerOptions, StudyResult
 from bench.harness.source import RunFn
 from bench.harness.spec import DEFAULT_PROFILE, Point, Spec, SpecError, load_spec
-from bench.harness.storage import DEFAULT_HEARTBEAT_S, storage_url
+from bench.harness.storage import (
+    DEFAULT_HEARTBEAT_S,
+    STORAGE_ERRORS,
+    storage_failure,
+    storage_url,
+)
 from bench.harness.worker import POLL_S, WorkerOptions
 
 # the flags that name a sweep's study and seeds (its rerun command and its worker jobs repeat them)
@@ -274,12 +278,11 @@ def main(args: argparse.Namespace) -> int:
     except preflight.PreflightError as exc:
         preflight.report(exc.problems, "ablate")
         return 2
-    except SQLAlchemyError as exc:  # the storage went away mid-sweep: nothing finished is lost
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except STORAGE_ERRORS as exc:  # the storage went away mid-sweep: nothing finished is lost
         print(
-            f"ablate: the storage failed mid-sweep ({mask_text(first, storage)}); finished "
-            "trials are kept, the running one is retried: once it is reachable again, run "
-            f"{rerun_command(args)}",
+            f"ablate: the storage failed mid-sweep ({mask_text(storage_failure(exc), storage)}); "
+            "finished trials are kept, the running one is retried: once it is reachable again, "
+            f"run the same command: {rerun_command(args)}",
             file=sys.stderr,
         )
         return 1
