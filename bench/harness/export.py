@@ -5,7 +5,6 @@ version: :mod:`bench.exports`); what the report reads."""
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,6 +94,17 @@ def export_study(
     ``keys``: the point keys of the spec as it is now; trials of points no longer in it (the
     spec changed since they ran) stay in the storage but not in the export, so the report
     judges what the spec asks for."""
+    return export_table(study, out_path, extra_columns, keys, replace)[0]
+
+
+def export_table(
+    study: optuna.Study,
+    out_path: Path,
+    extra_columns: dict[str, Any] | None = None,
+    keys: set[str] | None = None,
+    replace: bool = False,
+) -> tuple[Path, int]:
+    """:func:`export_study`, and how many rows of the table already there it kept."""
     import pandas as pd
 
     from bench.exports.merge import write_export
@@ -103,8 +113,8 @@ def export_study(
     held = pd.DataFrame(rows)
     if keys is not None:
         rows = [r for r in rows if r.get("point_key") is None or r["point_key"] in keys]
-    write_export(pd.DataFrame(rows), Path(out_path), held=held, replace=replace)
-    return Path(out_path)
+    kept = write_export(pd.DataFrame(rows), Path(out_path), held=held, replace=replace)
+    return Path(out_path), kept
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,8 +175,9 @@ def main(args: argparse.Namespace) -> int:
     storage = open_storage(url, heartbeat_interval=None)
     for study_name in names:
         study = optuna.load_study(study_name=study_name, storage=storage)
-        path = export_study(study, paths[study_name], replace=args.replace)
-        print(f"wrote {path} ({_summary(study)}{_kept(path, len(study.trials))})")
+        path, kept = export_table(study, paths[study_name], replace=args.replace)
+        note = f"; kept {kept} rows of points this study does not hold" if kept else ""
+        print(f"wrote {path} ({_summary(study)}{note})")
     return 0
 
 
@@ -181,10 +192,3 @@ def _summary(study: optuna.Study) -> str:
         counts[status] = counts.get(status, 0) + 1
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     return f"{len(study.trials)} trials: {summary}"
-
-
-def _kept(path: Path, exported: int) -> str:
-    """What the table kept beside the study's rows (nothing: an empty note)."""
-    rows = sum(1 for _ in csv.reader(path.open(newline=""))) - 1
-    kept = rows - exported
-    return f"; kept {kept} rows of points this study does not hold" if kept > 0 else ""
