@@ -2,6 +2,7 @@
 that check many workers sharing one study (the multi-machine set-up) against a real server.
 ``postgres_login``: a role on the same server that must give its password (scram-sha-256),
 for the tests that keep the password out of sight (tests/test_credentials.py).
+``stoppable_postgres``: a server of one test's own, which it stops mid-sweep and starts again.
 
 The server is found under ``/usr/lib/postgresql/*/bin`` (Debian's ``postgresql`` package) or on
 PATH. PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user (via
@@ -11,6 +12,7 @@ tests skip with the reason, unless ``BENCH_REQUIRE_POSTGRES=1`` (CI), where they
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -76,10 +78,36 @@ SECRET_PASSWORD = "Zq7-s3cret:p@ss/w0rd"
 SECRET_ROLE = "bench_secret"
 
 
-@pytest.fixture(scope="session")
-def _postgres_server() -> Iterator[tuple[str, int]]:
-    """(superuser, port) of a private server on 127.0.0.1 (session-wide); the superuser needs
-    no password, the role ``SECRET_ROLE`` needs ``SECRET_PASSWORD``."""
+@dataclass
+class PostgresServer:
+    """A private server on 127.0.0.1 that a test may stop and start again (same data, same
+    port): the superuser ``user`` needs no password."""
+
+    user: str
+    port: int
+    data: Path
+    log: Path
+    options: str
+    prefix: list[str]
+
+    def url(self, database: str = "bench_test") -> str:
+        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def _ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*self.prefix, str(_pg_bin("pg_ctl")), "-D", str(self.data), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> subprocess.CompletedProcess[str]:
+        return self._ctl("-l", str(self.log), "-o", self.options, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> subprocess.CompletedProcess[str]:
+        return self._ctl("-m", mode, "-w", "stop")
+
+
+@contextlib.contextmanager
+def _private_server() -> Iterator[PostgresServer]:
+    """A fresh server in a temporary directory, with the database ``bench_test``, the role
+    ``SECRET_ROLE`` (password ``SECRET_PASSWORD``) and its database; removed after."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         _unavailable("initdb/pg_ctl not found (install Debian's 'postgresql' package)")
@@ -104,13 +132,15 @@ def _postgres_server() -> Iterator[tuple[str, int]]:
         shutil.chown(tmp, "postgres")
         shutil.chown(sockets, "postgres")
     port = _free_port()
-
-    def run(*cmd: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
+    options = f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=100"
+    server = PostgresServer(user, port, data, tmp / "log", options, prefix)
 
     started = False
     try:
-        done = run(initdb, "-D", str(data), "-U", user, "-A", "trust", "-E", "UTF8", "--no-sync")
+        done = subprocess.run(
+            [*prefix, initdb, "-D", str(data), "-U", user, "-A", "trust", "-E", "UTF8",
+             "--no-sync"], capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
         if done.returncode:
             _unavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
         hba = data / "pg_hba.conf"  # first match wins: the secret role must give its password
@@ -119,10 +149,9 @@ def _postgres_server() -> Iterator[tuple[str, int]]:
             for kind, where in (("local", ""), ("host", "127.0.0.1/32"), ("host", "::1/128"))
         )
         hba.write_text(rules + hba.read_text())
-        options = f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=100"
-        done = run(pg_ctl, "-D", str(data), "-l", str(tmp / "log"), "-o", options, "-w", "start")
+        done = server.start()
         if done.returncode:
-            log = (tmp / "log").read_text() if (tmp / "log").exists() else ""
+            log = server.log.read_text() if server.log.exists() else ""
             _unavailable(f"pg_ctl start failed: {(done.stderr + log).strip()[-500:]}")
         started = True
         import psycopg2
@@ -134,11 +163,27 @@ def _postgres_server() -> Iterator[tuple[str, int]]:
             cur.execute(f"CREATE ROLE {SECRET_ROLE} LOGIN PASSWORD %s", (SECRET_PASSWORD,))
             cur.execute(f"CREATE DATABASE {SECRET_ROLE} OWNER {SECRET_ROLE}")
         conn.close()
-        yield user, port
+        yield server
     finally:
         if started:
-            run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
+            server.stop("immediate")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _postgres_server() -> Iterator[tuple[str, int]]:
+    """(superuser, port) of a private server on 127.0.0.1 (session-wide); the superuser needs
+    no password, the role ``SECRET_ROLE`` needs ``SECRET_PASSWORD``."""
+    with _private_server() as server:
+        yield server.user, server.port
+
+
+@pytest.fixture()
+def stoppable_postgres() -> Iterator[PostgresServer]:
+    """A private server of this test's own, which it may stop and start (a storage that fails
+    mid-sweep); the shared session server is left alone."""
+    with _private_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

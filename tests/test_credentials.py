@@ -199,8 +199,8 @@ def test_tune_workers_get_the_storage_in_their_environment(
     started: list[tuple[list[str], dict[str, str]]] = []
 
     class Worker:  # stands in for a worker process: records how it was started
-        def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-            started.append((argv, env))
+        def __init__(self, argv: list[str], env: dict[str, str], **_: object) -> None:
+            started.append((argv, env))  # (and preexec_fn: it dies with the runner)
 
         def wait(self) -> int:
             return 0

@@ -9,6 +9,8 @@ from the record's declaration (:mod:`bench.record`) and :mod:`bench.exports.sche
 | --- | --- |
 | ``schema`` | the columns of an export, their order, which are numbers, the schema version |
 | ``table`` | write one; read one (checked, of this version); finished rows; config identity |
+| ``merge`` | an export written where a table is: merged into it point by point, never a loss |
+| ``paths`` | the names that become file names (spec, profile, study), kept inside their folder |
 | ``versions`` | configurations whose trials ran on more than one commit |
 | ``migrate`` | ``python -m bench migrate-results``: older exports rewritten once |
 

@@ -54,20 +54,26 @@ def export_paths(results_dir: pathlib.Path) -> list[pathlib.Path]:
 
 
 def write_table(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
-    """Write ``frame`` as an export of this schema version: every export column (empty where
-    no row has it, e.g. a study with no trial yet), ``schema`` on every row."""
-    frame = frame.reindex(columns=in_schema_order(frame.columns))
-    frame[SCHEMA_COLUMN] = SCHEMA_VERSION
+    """Write ``frame`` as an export of this schema version (:func:`as_export`), replacing any
+    file there (:func:`bench.exports.merge.write_export` merges into one instead)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
+    as_export(frame).to_csv(path, index=False)
     return path
+
+
+def as_export(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as an export of this schema version: every export column (empty where no row
+    has it, e.g. a study with no trial yet), ``schema`` on every row."""
+    frame = frame.reindex(columns=in_schema_order(frame.columns))
+    frame[SCHEMA_COLUMN] = SCHEMA_VERSION
+    return frame
 
 
 def read_table(path: pathlib.Path) -> pd.DataFrame:
     """One export, checked (:func:`check_file`, :func:`check_schema`); the file name is kept in
     ``source_file`` for messages."""
-    check_file(path)
+    lines = check_file(path)
     try:
         df = pd.read_csv(path, keep_default_na=True)
     except pd.errors.EmptyDataError:
@@ -75,8 +81,27 @@ def read_table(path: pathlib.Path) -> pd.DataFrame:
     except pd.errors.ParserError as err:
         raise DataError(f"{path}: unreadable table ({str(err).strip()}); re-export it") from None
     check_schema(path, df)
+    check_numbers(path, df, lines)
     df["source_file"] = path.name
     return df
+
+
+def check_numbers(path: pathlib.Path, df: pd.DataFrame, lines: list[int]) -> None:
+    """Refuse, naming the file, line and column, a value that is not a number in a numeric
+    column (``lines``: each row's line in the file, :func:`check_file`). Why: read as missing,
+    a ``banana`` peak silently changed the report's counts; a missing value is an empty cell."""
+    for column in numeric_export_columns(df.columns):
+        values = df[column]
+        if pd.api.types.is_numeric_dtype(values):
+            continue
+        bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            shown = str(values.iloc[row])
+            shown = shown if len(shown) <= 40 else shown[:39] + "…"
+            line = lines[row] if row < len(lines) else row + 2
+            raise DataError(f"{path}: line {line}, column {column}: {shown!r} is not a number "
+                            "(a missing value is an empty cell); correct it or re-export it")  # fmt: skip
 
 
 def check_schema(path: pathlib.Path, df: pd.DataFrame) -> None:
@@ -96,11 +121,12 @@ def check_schema(path: pathlib.Path, df: pd.DataFrame) -> None:
                         f"{SCHEMA_VERSION}); is it a `python -m bench export` table? re-export it")  # fmt: skip
 
 
-def check_file(path: pathlib.Path) -> None:
+def check_file(path: pathlib.Path) -> list[int]:
     """Refuse a garbled or truncated table, naming the file and the line, before pandas reads
     it: a parser error is a traceback to a reader, and a table cut mid-row would be read short
     without a word (pandas pads a short last row with NaN). Refused rather than skipped: a
-    report missing a table would judge claims on part of the evidence and not say so."""
+    report missing a table would judge claims on part of the evidence and not say so. Returns
+    the line each row starts on (a quoted cell may span lines), for later messages."""
     text = path.read_text(encoding="utf-8", errors="replace")
     if not text.strip():
         raise DataError(f"{path}: empty file (no header); re-export it")
@@ -108,14 +134,20 @@ def check_file(path: pathlib.Path) -> None:
         raise DataError(f"{path}: truncated (no newline after line {text.count(chr(10)) + 1}, "
                         "its last row may be cut); re-export it")  # fmt: skip
     reader = csv.reader(io.StringIO(text))
+    starts = []
     try:
         width = len(next(reader))
+        ended = reader.line_num
         for row in reader:
             if row and len(row) != width:
                 raise DataError(f"{path}: line {reader.line_num} has {len(row)} fields, the "
                                 f"header {width}: a garbled or cut table; re-export it")  # fmt: skip
+            if row:  # pandas skips blank lines too
+                starts.append(ended + 1)
+            ended = reader.line_num
     except csv.Error as err:
         raise DataError(f"{path}: line {reader.line_num}: {err}; re-export it") from None
+    return starts
 
 
 def finished(df: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,8 @@ from typing import Any
 
 import optuna
 
+from bench.errors import DataError
+from bench.exports.paths import UnsafeName, check_name, file_in
 from bench.exports.schema import LEAD_COLUMNS, POINT_COLUMNS
 from bench.harness.credentials import mask_url, storage_from
 from bench.harness.storage import (
@@ -89,21 +91,37 @@ def export_study(
     out_path: Path,
     extra_columns: dict[str, Any] | None = None,
     keys: set[str] | None = None,
+    replace: bool = False,
 ) -> Path:
     """Write ``study``'s trials as a tidy CSV (one row per trial, rows in grid order) of this
-    schema version (:func:`bench.exports.table.write_table`).
+    schema version, merged into the table already there unless ``replace``
+    (:func:`bench.exports.merge.write_export`: rows of points the study does not hold are
+    kept; a table that cannot be merged raises :class:`~bench.errors.DataError`).
 
     ``keys``: the point keys of the spec as it is now; trials of points no longer in it (the
     spec changed since they ran) stay in the storage but not in the export, so the report
     judges what the spec asks for."""
+    return export_table(study, out_path, extra_columns, keys, replace)[0]
+
+
+def export_table(
+    study: optuna.Study,
+    out_path: Path,
+    extra_columns: dict[str, Any] | None = None,
+    keys: set[str] | None = None,
+    replace: bool = False,
+) -> tuple[Path, int]:
+    """:func:`export_study`, and how many rows of the table already there it kept."""
     import pandas as pd
 
-    from bench.exports.table import write_table
+    from bench.exports.merge import write_export
 
     rows = trial_rows(study, extra_columns)
+    held = pd.DataFrame(rows)
     if keys is not None:
         rows = [r for r in rows if r.get("point_key") is None or r["point_key"] in keys]
-    return write_table(pd.DataFrame(rows), Path(out_path))
+    kept = write_export(pd.DataFrame(rows), Path(out_path), held=held, replace=replace)
+    return Path(out_path), kept
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,10 +134,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results-dir", type=Path, default=Path("results"), help="default: results"
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="rewrite each table from the study alone (default: merge into the table there, "
+        "keeping the rows of points the study does not hold)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     name = Path(args.name).stem if args.name.endswith(".toml") else args.name
+    try:
+        check_name(name, "name")
+        if args.profile is not None:
+            check_name(args.profile, "profile")
+    except UnsafeName as exc:
+        print(f"export: {exc.field} {exc.message}", file=sys.stderr)
+        return 2
     storage = storage_from(args.storage, "export")
     url = storage_url(storage, name, args.results_dir)
     if storage is None and not (args.results_dir / f"{name}.db").exists():
@@ -136,17 +167,35 @@ def main(args: argparse.Namespace) -> int:
         which = f"{name}-{args.profile}" if args.profile else f"{name} or {name}-*"
         print(f"export: no study named {which} in {mask_url(url)}", file=sys.stderr)
         return 1 if args.profile else 0
+    from bench.exports.merge import existing_table
+
+    try:  # every table checked before any is written: a refusal writes nothing
+        paths = {n: file_in(args.results_dir, n, ".csv", "study") for n in names}
+        if not args.replace:
+            for path in paths.values():
+                if path.exists():
+                    existing_table(path)
+    except (UnsafeName, DataError) as exc:
+        text = f"{exc.field} {exc.message}" if isinstance(exc, UnsafeName) else str(exc)
+        print(f"export: {text}", file=sys.stderr)
+        return 2
     storage = open_storage(url, heartbeat_interval=None)
     for study_name in names:
         study = optuna.load_study(study_name=study_name, storage=storage)
-        path = export_study(study, args.results_dir / f"{study_name}.csv")
-        counts: dict[str, int] = {}
-        for trial in study.get_trials(deepcopy=False):
-            status = trial.user_attrs.get("status") or trial.state.name.lower()
-            record = record_of(trial)
-            if record is not None and record.is_environment_failure:
-                status += " (environment: not a result)"
-            counts[status] = counts.get(status, 0) + 1
-        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        print(f"wrote {path} ({len(study.trials)} trials: {summary})")
+        path, kept = export_table(study, paths[study_name], replace=args.replace)
+        note = f"; kept {kept} rows of points this study does not hold" if kept else ""
+        print(f"wrote {path} ({_summary(study)}{note})")
     return 0
+
+
+def _summary(study: optuna.Study) -> str:
+    """``N trials: ok 3, oom 1, ...``: what the study holds."""
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        status = trial.user_attrs.get("status") or trial.state.name.lower()
+        record = record_of(trial)
+        if record is not None and record.is_environment_failure:
+            status += " (environment: not a result)"
+        counts[status] = counts.get(status, 0) + 1
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    return f"{len(study.trials)} trials: {summary}"

@@ -17,6 +17,7 @@ from bench.harness.credentials import mask_url
 from bench.harness.queue import point_state, trials_by_key
 from bench.harness.source import TrialSource
 from bench.harness.spec import Point
+from bench.harness.storage import STORAGE_ERRORS
 from bench.harness.worker import POLL_S
 from bench.record import count_failures
 
@@ -24,10 +25,14 @@ from bench.record import count_failures
 def show_progress(
     source: TrialSource, study: optuna.Study, stop: threading.Event, show: bool
 ) -> None:
-    """A bar of ``source.counts`` until ``stop`` is set, redrawn when the counts change."""
+    """A bar of ``source.counts`` until ``stop`` is set, redrawn when the counts change; a
+    storage that fails meanwhile leaves the bar as it was (no traceback from this thread)."""
     from tqdm import tqdm
 
-    counts = source.counts(study)
+    try:
+        counts = source.counts(study)
+    except STORAGE_ERRORS:
+        return
     bar = tqdm(
         total=counts.total,
         initial=counts.done,
@@ -40,7 +45,10 @@ def show_progress(
     try:
         while True:
             stopping = stop.wait(POLL_S)
-            counts = source.counts(study)
+            try:
+                counts = source.counts(study)
+            except STORAGE_ERRORS:  # the bar stays as it was; the sweep says it, once
+                counts = shown or counts
             if counts != shown:  # redraw on change only: logs stay short when not a terminal
                 bar.set_postfix(failed=counts.failed, running=counts.running, refresh=False)
                 bar.update(counts.done - bar.n)

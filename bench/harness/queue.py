@@ -42,6 +42,7 @@ picked up once its heartbeat goes stale: the command ends when every point has a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -63,11 +64,19 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from bench.config import TrialConfig
 from bench.errors import ConfigError
+from bench.exports.paths import file_in
 from bench.harness.artifacts import attach_record
 from bench.harness.export import export_study
 from bench.harness.source import Counts, RunFn, Turn, tag_study
 from bench.harness.spec import Point
-from bench.harness.storage import CONFIG_ATTR, adopt_unbeaten, config_of, record_of, save_record
+from bench.harness.storage import (
+    CONFIG_ATTR,
+    STORAGE_ERRORS,
+    adopt_unbeaten,
+    config_of,
+    record_of,
+    save_record,
+)
 from bench.harness.worker import Heartbeat, one_thread_on_cpu
 from bench.record import TrialRecord, failure_kind_of
 
@@ -341,8 +350,8 @@ class GridQueue:
     ``trial_timeout``; the opening reconcile retries failed points with ``retry_failed`` and
     reruns the points keyed in ``rerun`` whatever their record; ``command`` is what a worker
     job runs (the ordinary ``ablate`` command with ``--worker-job``); the export goes to
-    ``results_dir``; each record is uploaded to the artifact folder ``artifacts`` too (None:
-    no artifacts)."""
+    ``results_dir``, merged into the table there unless ``replace``; each record is uploaded
+    to the artifact folder ``artifacts`` too (None: no artifacts)."""
 
     name: str
     points: list[Point]
@@ -354,6 +363,7 @@ class GridQueue:
     command: tuple[str, ...] = ()
     results_dir: Path = Path("results")
     artifacts: Path | None = None
+    replace: bool = False
     spawn: ClassVar[bool] = True
     failure_wording: ClassVar[dict[str, str]] = GRID_WORDING
 
@@ -406,9 +416,12 @@ class GridQueue:
         def on_epoch(event: dict[str, Any]) -> bool:
             valid = event.get("valid")
             if isinstance(valid, (int, float)) and math.isfinite(valid):
-                study._storage.set_trial_intermediate_value(
-                    trial_id, int(event["epoch"]), float(valid)
-                )
+                # a dashboard's curve: a storage that fails now must not fail the trial (its
+                # record is stored at the end, or the sweep stops there and says so)
+                with contextlib.suppress(*STORAGE_ERRORS):
+                    study._storage.set_trial_intermediate_value(
+                        trial_id, int(event["epoch"]), float(valid)
+                    )
             return False
 
         try:
@@ -416,9 +429,11 @@ class GridQueue:
                 return run_fn(config, timeout=self.trial_timeout, on_epoch=on_epoch)
         except BaseException:
             # interrupted (Ctrl-C, SIGTERM) or the runner itself broke: the trial is lost,
-            # not failed; the next reconcile enqueues its point again
-            study._storage.set_trial_user_attr(trial_id, "interrupted", True)
-            close_without_running(study, trial_id, "interrupted: the point was queued again")
+            # not failed; the next reconcile enqueues its point again (a storage that is gone
+            # cannot be told: the trial goes stale there, and its point is queued then)
+            with contextlib.suppress(*STORAGE_ERRORS):
+                study._storage.set_trial_user_attr(trial_id, "interrupted", True)
+                close_without_running(study, trial_id, "interrupted: the point was queued again")
             raise
 
     def counts(self, study: optuna.Study) -> Counts:
@@ -446,9 +461,10 @@ class GridQueue:
 
     def export(self, study: optuna.Study) -> Path:
         """``RESULTS/<study>.csv``: the points of the spec as it is now (trials of points no
-        longer in it stay stored, not exported)."""
-        path = self.results_dir / f"{self.name}.csv"
-        return export_study(study, path, keys={p.key for p in self.points})
+        longer in it stay stored, not exported), merged into the table there unless
+        ``replace`` (:func:`bench.harness.export.export_study`)."""
+        path = file_in(self.results_dir, self.name, ".csv", "study")
+        return export_study(study, path, keys={p.key for p in self.points}, replace=self.replace)
 
 
 def _latest_record(trials: list[FrozenTrial]) -> TrialRecord | None:

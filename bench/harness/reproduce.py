@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.errors import DataError
 from bench.harness.preflight import PreflightError
 from bench.harness.skipped import Skip, write_skipped
 from bench.harness.spec import Spec, SpecError, load_spec, spec_dirs
@@ -179,6 +180,19 @@ def export_spec(spec: Spec, results_dir: Path) -> None:
         export_study(study, Path(results_dir) / f"{study_name}.csv", keys=keys)
 
 
+def check_tables(specs: Sequence[Path], profiles: Sequence[str], results_dir: Path) -> None:
+    """Refuse (:class:`~bench.errors.DataError`) before anything runs when a study's export
+    would meet a table it cannot merge into (:func:`bench.exports.merge.existing_table`)."""
+    from bench.exports.merge import existing_table
+
+    for path in specs:
+        name = load_spec(path, validate=False).name
+        for profile in profiles:
+            table = Path(results_dir) / f"{name}-{profile}.csv"
+            if table.exists():
+                existing_table(table)
+
+
 def build_report(results_dir: Path, report_dir: Path, figures: bool) -> str:
     """``python -m bench report`` in its own process, and the line to log. Why a process: the
     harness never imports the report (data flows one way: it runs the report's command as it
@@ -334,7 +348,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         specs = [load_spec(s).path for s in args.specs] if args.specs else None
+        check_tables(specs if specs is not None else default_specs(), profiles, results_dir)
     except SpecError as exc:
+        print(f"reproduce: {exc}", file=sys.stderr)
+        return 2
+    except DataError as exc:
         print(f"reproduce: {exc}", file=sys.stderr)
         return 2
     if args.verify is not None:

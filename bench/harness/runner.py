@@ -37,13 +37,15 @@ import argparse
 import contextlib
 import dataclasses
 import multiprocessing
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -51,7 +53,12 @@ from bench.harness import credentials, launch
 from bench.harness.progress import failure_lines, show_progress
 from bench.harness.source import Counts, RunFn, TrialSource
 from bench.harness.storage import open_storage
-from bench.harness.worker import WorkerOptions, worker_loop, worker_process
+from bench.harness.worker import (
+    WorkerOptions,
+    interrupted_by_signals,
+    worker_loop,
+    worker_process,
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,7 @@ def run_study(
     heartbeat, grace = options.worker.heartbeat, options.worker.grace_period
     study = source.create(open_storage(options.url, heartbeat, grace))
     source.reconcile(study)
-    with _progress(source, study, options.progress):
+    with interrupted_by_signals(), _progress(source, study, options.progress):
         ran, codes = _work(source, options, run_fn)
     elapsed = time.perf_counter() - clock
     return StudyResult(source, study, options.url, source.counts(study), ran, elapsed, codes)
@@ -200,16 +207,49 @@ def _spawned(source: TrialSource, options: RunnerOptions, run_fn: RunFn | None) 
     try:
         for proc in procs:
             proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.join(timeout=30)
+    except KeyboardInterrupt:  # a Ctrl-C reached them too, a SIGTERM to this process did not
+        _stop(procs, lambda p: p.exitcode is None, lambda p, t: p.join(t))
         raise
     return int(counter.value)
 
 
 def _commands(source: TrialSource, options: RunnerOptions) -> tuple[int, ...]:
-    """``options.workers`` local processes, each the source's worker command; their exit codes."""
+    """``options.workers`` local processes, each the source's worker command; their exit codes.
+    They get SIGTERM when this process dies (:mod:`bench.trial.lifeline`)."""
+    from bench.trial.lifeline import parent_death_signal
+
     env = credentials.child_environment(options.url)
     total = options.workers
-    procs = [subprocess.Popen(source.worker_command(i, total), env=env) for i in range(total)]
-    return tuple(proc.wait() for proc in procs)
+    preexec = parent_death_signal(signal.SIGTERM)
+    procs = [subprocess.Popen(source.worker_command(i, total), env=env, preexec_fn=preexec)
+             for i in range(total)]  # fmt: skip
+    try:
+        return tuple(proc.wait() for proc in procs)
+    except KeyboardInterrupt:
+        _stop(procs, lambda p: p.poll() is None, _wait)
+        raise
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+
+
+def _stop(
+    procs: list[Any],
+    running: Callable[[Any], bool],
+    wait: Callable[[Any, float], None],
+    grace_s: float = 30.0,
+) -> None:
+    """Interrupt the workers still ``running`` (SIGTERM: each closes its trial, whose process
+    goes with it; one that took the Ctrl-C itself ignores it), ``wait`` up to ``grace_s`` for
+    them, then kill what is left."""
+    for proc in procs:
+        if running(proc):
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        wait(proc, max(0.0, deadline - time.monotonic()))
+        if running(proc):
+            proc.kill()
+            wait(proc, grace_s)

@@ -34,6 +34,9 @@ shapes on real graphs), ``paper`` (the paper's scale, for a GPU). ``seed`` is no
 (use ``seeds``), nor is ``device`` (the sweep picks it: ``ablate --device``). A graph file of
 your own is a dataset like any other: ``dataset = "my-graph.pt"`` (relative to the working
 directory; :mod:`bench.data.graph_file`); each point then carries the file's content hash.
+The spec's name (its file's stem) and its profiles' names become file names
+(``RESULTS/<spec>.db``, ``RESULTS/<spec>-<profile>.csv``): letters, digits, ``.``, ``_`` and ``-``
+only (:mod:`bench.exports.paths`).
 
 A spec is validated before anything runs: unknown keys, non-list grid values, empty grids and
 any point a trial would refuse (``TrialConfig.from_dict`` raises ``ConfigError``) raise
@@ -55,6 +58,7 @@ from typing import Any
 from bench.config import TrialConfig
 from bench.data.paths import REPO_ROOT
 from bench.errors import ConfigError
+from bench.exports.paths import UnsafeName, check_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -221,9 +225,11 @@ def load_spec(name_or_path: str | Path, validate: bool = True) -> Spec:
     profiles_raw = raw.get("profiles", {})
     if not isinstance(profiles_raw, dict) or not profiles_raw:
         raise SpecError(path, "profiles", "declare at least one profile, e.g. [profiles.cpu]")
+    _file_name(path, "file", path.stem, "spec")
     profiles = {}
     for pname, praw in profiles_raw.items():
         where = f"profiles.{pname}"
+        _file_name(path, where, pname, "profile")
         if not isinstance(praw, dict):
             raise SpecError(path, where, "must be a table")
         _no_unknown(path, where, praw, PROFILE_KEYS)
@@ -233,6 +239,15 @@ def load_spec(name_or_path: str | Path, validate: bool = True) -> Spec:
         for pname in profiles:
             spec.points(pname)
     return spec
+
+
+def _file_name(path: Path, key: str, name: str, what: str) -> None:
+    """A spec's and a profile's names name files (``RESULTS/<spec>-<profile>.csv``): refuse
+    one that would not be a plain file name there (:mod:`bench.exports.paths`)."""
+    try:
+        check_name(name, what)
+    except UnsafeName as exc:
+        raise SpecError(path, key, f"the {what} name {exc.message}") from None
 
 
 def _no_unknown(path: Path, where: str, table: dict[str, Any], known: tuple[str, ...]) -> None:

@@ -47,6 +47,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from bench.exports.paths import file_in
 from bench.record import TrialRecord
 
 # system attributes of a trial: its whole record, and (queued trials) its configuration
@@ -61,6 +62,23 @@ DEFAULT_HEARTBEAT_S = 20
 
 
 JOURNAL_SCHEME = "journal://"
+# what a storage raises when its database fails (a server stopped, a connection cut): Optuna's
+# RDB storage wraps SQLAlchemy's errors, or lets them through
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    optuna.exceptions.StorageInternalError,
+)
+
+
+def storage_failure(exc: BaseException) -> str:
+    """What failed, in one line: the first line of the database's error behind ``exc``
+    (Optuna's wrapper of it says only "an exception is raised during the commit")."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, SQLAlchemyError):
+        cause = cause.__cause__
+    shown = cause if cause is not None else exc
+    lines = str(shown).strip().splitlines()
+    return lines[0] if lines else type(shown).__name__
 
 
 def is_journal(url: str) -> bool:
@@ -113,10 +131,11 @@ class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
 
 
 def storage_url(storage: str | None, name: str, results_dir: Path = Path("results")) -> str:
-    """The storage URL to use: ``storage`` if given, else a SQLite file ``<results_dir>/<name>.db``."""
+    """The storage URL to use: ``storage`` if given, else a SQLite file ``<results_dir>/<name>.db``
+    (``name`` checked: :func:`bench.exports.paths.file_in`, an ``UnsafeName`` otherwise)."""
     if storage:
         return storage
-    path = Path(results_dir) / f"{name}.db"
+    path = file_in(Path(results_dir), name, ".db", "spec")
     return f"sqlite:///{path.as_posix()}"
 
 

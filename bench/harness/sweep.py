@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from sqlalchemy.exc import SQLAlchemyError
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DataError
+from bench.exports.paths import file_in
 from bench.harness import launch, preflight, runner
 from bench.harness.artifacts import artifact_dir, folder_problem
 from bench.harness.credentials import ENV_VAR, mask_text, mask_url, storage_from
@@ -28,7 +28,12 @@ from bench.harness.queue import GridQueue, study_name
 from bench.harness.runner import RunnerOptions, StudyResult
 from bench.harness.source import RunFn
 from bench.harness.spec import DEFAULT_PROFILE, Point, Spec, SpecError, load_spec
-from bench.harness.storage import DEFAULT_HEARTBEAT_S, storage_url
+from bench.harness.storage import (
+    DEFAULT_HEARTBEAT_S,
+    STORAGE_ERRORS,
+    storage_failure,
+    storage_url,
+)
 from bench.harness.worker import POLL_S, WorkerOptions
 
 # the flags that name a sweep's study and seeds (its rerun command and its worker jobs repeat them)
@@ -43,7 +48,8 @@ class SweepOptions:
     :class:`~bench.harness.preflight.PreflightError`, nothing stored, if a need is unmet);
     ``launch``: the launcher options when cluster jobs run the sweep; ``artifact_dir``: where
     each record is uploaded as an artifact (None: beside the storage,
-    :func:`bench.harness.artifacts.artifact_dir`)."""
+    :func:`bench.harness.artifacts.artifact_dir`); ``replace``: the export rewrites the
+    study's table instead of merging into it."""
 
     spec: str | Path
     profile: str = DEFAULT_PROFILE
@@ -61,6 +67,7 @@ class SweepOptions:
     rerun: set[str] | None = None
     launch: argparse.Namespace | None = None
     artifact_dir: Path | None = None
+    replace: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, storage: str | None) -> SweepOptions:
@@ -79,6 +86,7 @@ class SweepOptions:
             progress=not args.no_progress,
             launch=args if args.launcher != "local" else None,
             artifact_dir=args.artifact_dir,
+            replace=args.replace,
         )
 
 
@@ -129,6 +137,7 @@ def run_sweep(options: SweepOptions, run_fn: RunFn | None = None) -> StudyResult
         command=_job_command(options) if jobs is not None else (),
         results_dir=options.results_dir,
         artifacts=options.artifact_dir or artifact_dir(url, spec.name, options.results_dir),
+        replace=options.replace,
     )
     run_options = RunnerOptions(
         worker=WorkerOptions(url, options.heartbeat, poll_s=options.poll_s),
@@ -230,6 +239,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trial-timeout", type=float, help="hard wall-clock limit per trial (s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="rewrite the study's table from the study alone (default: merge into the table "
+        "there, keeping the rows of points the study does not hold)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="validate and list the points; run nothing"
     )
     # a job of --launcher slurm: work, summarise, but leave the export to the submitter
@@ -262,20 +277,24 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         launch.validate(args, storage)  # before anything is checked or stored
+        if not (args.replace or args.worker_job):  # the table the export will merge into
+            _check_table(args.results_dir, study_name(spec.name, args.profile))
     except ConfigError as exc:
         print(f"ablate: {exc.for_cli()}", file=sys.stderr)
+        return 2
+    except DataError as exc:
+        print(f"ablate: {exc}", file=sys.stderr)
         return 2
     try:
         result = run_sweep(SweepOptions.from_args(args, storage))
     except preflight.PreflightError as exc:
         preflight.report(exc.problems, "ablate")
         return 2
-    except SQLAlchemyError as exc:  # the storage went away mid-sweep: nothing finished is lost
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except STORAGE_ERRORS as exc:  # the storage went away mid-sweep: nothing finished is lost
         print(
-            f"ablate: the storage failed mid-sweep ({mask_text(first, storage)}); finished "
-            "trials are kept, the running one is retried: once it is reachable again, run "
-            f"{rerun_command(args)}",
+            f"ablate: the storage failed mid-sweep ({mask_text(storage_failure(exc), storage)}); "
+            "finished trials are kept, the running one is retried: once it is reachable again, "
+            f"run the same command: {rerun_command(args)}",
             file=sys.stderr,
         )
         return 1
@@ -286,6 +305,16 @@ def main(args: argparse.Namespace) -> int:
         )
         return 130
     return _close(result, points, args)
+
+
+def _check_table(results_dir: Path, name: str) -> None:
+    """Refuse (:class:`~bench.errors.DataError`) before anything runs when the export would
+    meet a table it cannot merge into (:func:`bench.exports.merge.existing_table`)."""
+    from bench.exports.merge import existing_table
+
+    path = file_in(results_dir, name, ".csv", "study")
+    if path.exists():
+        existing_table(path)
 
 
 def _refuse(spec: Spec, args: argparse.Namespace) -> int | None:
@@ -333,5 +362,9 @@ def _close(result: StudyResult, points: list[Point], args: argparse.Namespace) -
     for line in result.failure_lines(rerun_command(args)):
         print(line)
     if result.complete and not args.worker_job:  # a job leaves the export to the submitter
-        result.export()
+        try:
+            result.export()
+        except DataError as exc:  # the table changed while the sweep ran; the study keeps all
+            print(f"ablate: {exc}", file=sys.stderr)
+            return 1
     return 0 if result.complete else 1

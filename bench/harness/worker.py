@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ import optuna
 
 from bench.config import TrialConfig
 from bench.harness.source import RunFn, TrialSource, Turn
-from bench.harness.storage import DEFAULT_HEARTBEAT_S, open_storage
+from bench.harness.storage import DEFAULT_HEARTBEAT_S, STORAGE_ERRORS, open_storage
 from bench.record import TrialRecord
 
 POLL_S = 2.0  # how often a waiting worker looks again at trials other workers are running
@@ -136,12 +137,60 @@ def worker_loop(source: TrialSource, options: WorkerOptions, run_fn: RunFn | Non
 def worker_process(
     source: TrialSource, options: WorkerOptions, run_fn: RunFn | None, ran: Any
 ) -> None:
-    """A spawned worker process: the loop, Ctrl-C and SIGTERM as an interruption (the trial in
-    hand is closed and queued again), its count added to the shared ``ran``."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """A spawned worker process: the loop, its count added to the shared ``ran``. Ctrl-C and
+    SIGTERM interrupt it (:func:`interrupted_by_signals`: the trial in hand is closed and
+    queued again), and the sweep's death sends it SIGTERM
+    (:func:`bench.trial.lifeline.die_with_parent`). A storage that fails ends it without a
+    traceback: the sweep says it once."""
+    from bench.trial.lifeline import die_with_parent
+
     try:
-        count = worker_loop(source, options, run_fn)
+        with interrupted_by_signals():
+            parent = multiprocessing.parent_process()
+            if parent is not None and parent.pid is not None:
+                die_with_parent(parent.pid, signal.SIGTERM)
+            count = worker_loop(source, options, run_fn)
     except KeyboardInterrupt:
         sys.exit(130)
+    except STORAGE_ERRORS:
+        sys.exit(STORAGE_FAILED_EXIT)
     with ran.get_lock():
         ran.value += count
+
+
+STORAGE_FAILED_EXIT = 3  # a spawned worker's exit status when its storage failed
+
+
+@contextlib.contextmanager
+def interrupted_by_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (a scheduler's or a shutdown's stop, ``kill``) both raise
+    KeyboardInterrupt while the body runs: the trial in hand is closed and queued again, its
+    process killed, and the command says how to resume. Without it SIGTERM ended a sweep on the
+    spot, its trial RUNNING until the heartbeat went stale and its process running on. A
+    SIGTERM after the first interruption is ignored: a sweep forwards SIGTERM to its workers,
+    which may have taken the Ctrl-C themselves, and their closing must not be cut short (a
+    second Ctrl-C still interrupts). Only the main thread can set handlers: elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+
+    def on_int(signum: int, frame: Any) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def on_term(signum: int, frame: Any) -> None:
+        if not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt
+
+    term_handler = signal.signal(signal.SIGTERM, on_term)
+    wrap_int = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # else: ignored
+    if wrap_int:
+        signal.signal(signal.SIGINT, on_int)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if term_handler is None else term_handler)
+        if wrap_int:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -17,7 +17,8 @@ the protocol), ``training`` (the in-process trial: setup and the epochs, phase b
 ``step`` (one training step, metered or timed, and one evaluation), ``state`` (what the loop
 and the step share), ``display`` (the epoch line and progress bar), ``outcome`` (a record's
 start and end, what a failure says), ``hops`` (the record's hop counts), ``protocol`` (the
-parent/child wire format), ``isolation`` (the parent side: a trial in its own process).
+parent/child wire format), ``isolation`` (the parent side: a trial in its own process),
+``lifeline`` (a child that dies with its parent, whatever ends the parent).
 
 How a trial trains (the paper's recipe) is :mod:`bench.trial.training`'s docstring; what a
 trial meters and times, and why: docs/trial.md and docs/memory.md.

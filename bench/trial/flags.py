@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
 import threading
 import types
@@ -24,6 +26,7 @@ from bench.trial.isolation import run_trial_isolated
 from bench.trial.protocol import (
     CONFIG_ERROR_PREFIX,
     EVENT_PREFIX,
+    PARENT_ENV,
     PHASE_PREFIX,
     START_PREFIX,
     STOP_COMMAND,
@@ -307,14 +310,17 @@ def _summary(record: TrialRecord) -> str:
 
 
 def run_child(config: TrialConfig) -> TrialRecord:
-    """``--events``: run in-process, narrating on stdout; ``stop`` on stdin ends the trial."""
+    """``--events``: run in-process, narrating on stdout; ``stop`` on stdin ends the trial,
+    and so, at once, does stdin closing when a parent watches (``PARENT_ENV``: it died)."""
     stop = threading.Event()
+    watched = bool(os.environ.get(PARENT_ENV))
 
     def listen() -> None:
-        for line in sys.stdin:
+        for line in sys.stdin:  # read on after a stop: its closing still says the parent died
             if line.strip() == STOP_COMMAND:
                 stop.set()
-                return
+        if watched:  # stdin closed: the parent is gone, and with it whoever reads the record
+            os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=listen, daemon=True, name="stop-listener").start()
     return run_trial(

@@ -1,7 +1,7 @@
 """Running a trial in a fresh child process (the parent's side of :mod:`bench.trial.protocol`):
 stream its events, enforce its time budget, and turn every way it can end -- a record, a
 crash, the kernel's OOM killer, a kill from outside -- into a record. Never raises for a trial
-failure.
+failure. The child never outlives this process (:mod:`bench.trial.lifeline`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from typing import Any
 
 from bench.config import TrialConfig
 from bench.record import TrialRecord, failure_kind_of
+from bench.trial.lifeline import parent_death_signal
 from bench.trial.outcome import best_of_curve, error_message, new_record
 from bench.trial.protocol import (
     EVENT_PREFIX,
+    PARENT_ENV,
     PHASE_PREFIX,
     START_FIELDS,
     START_PREFIX,
@@ -244,11 +246,13 @@ _OUTSIDE_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 class _Child:
     """A child process whose stdout lines arrive through a queue (so the parent can keep its
-    own deadlines) and whose stderr is drained into a bounded tail (so it never blocks)."""
+    own deadlines) and whose stderr is drained into a bounded tail (so it never blocks). It
+    dies with this process, however this process ends (:mod:`bench.trial.lifeline`)."""
 
     def __init__(self, command: list[str]) -> None:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env[PARENT_ENV] = str(os.getpid())  # its stdin closing says this process died
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -258,6 +262,7 @@ class _Child:
             bufsize=1,
             env=env,
             start_new_session=True,  # a Ctrl-C aimed at the parent must not hit the child
+            preexec_fn=parent_death_signal(signal.SIGKILL),  # nor may it outlive the parent
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=40)

@@ -3,7 +3,9 @@
 The child prints, one line each: ``@phase NAME`` when the trial enters setup, train or eval;
 ``@start {json}`` once the model is built (params, predicted memory, device); ``@epoch {json}``
 after every epoch; the record as the last line. Writing ``stop`` to the child's stdin ends it
-after the current step with status ``pruned``.
+after the current step with status ``pruned``. A parent that sets ``PARENT_ENV`` keeps the
+child's stdin open while it lives: when stdin closes the parent is gone, and the child ends
+at once (:mod:`bench.trial.lifeline`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ EVENT_PREFIX = "@epoch "
 START_PREFIX = "@start "
 PHASE_PREFIX = "@phase "
 STOP_COMMAND = "stop"
+#: set (to the parent's pid) by a parent that holds the child's stdin open until the child ends
+PARENT_ENV = "BENCH_TRIAL_PARENT"
 #: the record's fields in the ``@start`` line: known once the model is built, kept by the parent
 #: should the child die later
 START_FIELDS = (
