@@ -32,6 +32,7 @@ import pytest
 from bench.config import TrialConfig
 from bench.errors import DataError
 from bench.exports.paths import UnsafeName, check_name, file_in
+from bench.exports.schema import SCHEMA_VERSION
 from bench.exports.table import read_table, write_table
 from bench.harness.export import export_study
 from bench.harness.queue import reconcile
@@ -194,13 +195,14 @@ def test_ablate_refuses_before_running_when_the_table_cannot_be_merged(tmp_path:
     spec = tmp_path / "mini.toml"
     spec.write_text(MINI)
     table = tmp_path / "mini-cpu.csv"
-    table.write_text("study,status,schema\nmini-cpu,ok,2\n")  # not an export
+    text = f"study,status,schema\nmini-cpu,ok,{SCHEMA_VERSION}\n"
+    table.write_text(text)  # not an export
     done = bench("ablate", str(spec), "--results-dir", str(tmp_path), "--device", "cpu")
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.splitlines()) == 1 and "--replace" in done.stderr
     assert "missing required column" in done.stderr
     assert not (tmp_path / "mini.db").exists()  # nothing ran, nothing stored
-    assert table.read_text() == "study,status,schema\nmini-cpu,ok,2\n"
+    assert table.read_text() == text
 
 
 # --- 2. nothing written outside -------------------------------------------------------------------
