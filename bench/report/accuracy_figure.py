@@ -20,7 +20,7 @@ from bench.report.claims.accuracy import budget_text, needed_depth, with_hops
 from bench.report.fmt import fmt_num
 from bench.report.load import device_short
 from bench.report.select import FigureSpec
-from bench.stats import summarize
+from bench.stats import SCORE_BOUNDS, summarize
 
 HOPS_NOTE = ("x: receptive field in message-passing hops (ResGNN: layers; RevGNN, WT-RevGNN: "
              "groups x layers; DEQ-GNN: 2 x iterations - 1).")  # fmt: skip
@@ -33,16 +33,19 @@ def depth_intervals(rows: pd.DataFrame) -> pd.DataFrame:
     for (slice_, model, variant, hops), g in ok.groupby(
         ["slice", "model", "variant", "hops"], sort=True
     ):
-        iv = summarize(g["score"])
+        iv = summarize(g["score"], bounds=SCORE_BOUNDS)
         out.append({"slice": slice_, "model": model, "variant": variant, "hops": float(hops),
                     "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n})  # fmt: skip
     return pd.DataFrame(out, columns=["slice", "model", "variant", "hops", "mean", "lo", "hi", "n"])
 
 
 def panel_names(rows: pd.DataFrame) -> pd.Series:
-    """A panel per slice, except that budget-less rows on one ground-truth dataset and device
-    (tasks of several k: the criteria and limits profiles) share one, the trainability panel."""
-    pooled = rows["memory_cap_bytes"].isna() & rows["needed"].notna()
+    """A panel per slice, except that the rows of a study over several needed k (the criteria
+    and limits profiles: no budget) on one ground-truth dataset and device share one, the
+    trainability panel; a study of one k (the cpu profile, whose budget the report computes)
+    keeps its slice's panel."""
+    several = rows.groupby("study")["needed"].transform("nunique") > 1
+    pooled = several & rows["memory_cap_bytes"].isna() & rows["needed"].notna()
     name = rows["dataset"] + ", tasks of several k · " + rows["device_name"].map(device_short)
     return name.where(pooled, rows["slice"])
 

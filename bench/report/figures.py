@@ -44,7 +44,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: 
 from bench.models import archs  # noqa: E402
 from bench.report.fmt import byte_unit  # noqa: E402
 from bench.report.load import variant_labels  # noqa: E402
-from bench.stats import summarize  # noqa: E402
+from bench.stats import SCORE_BOUNDS, summarize  # noqa: E402
 
 # each architecture's display name and colour, in registration order (bench.models.archs)
 MODEL_NAMES = {a.name: a.display for a in archs.registered()}
@@ -145,12 +145,16 @@ def series_label(model: str, variant: str) -> str:
     return f"{model}, {variant}" if variant else model
 
 
+SCORES = ("score", "best_valid", "test_at_best_valid")  # bounded metrics: intervals in [0, 1]
+
+
 def interval_points(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per value of ``x``: mean of ``y`` over the ok trials, its 95% t-interval and n."""
+    """Per value of ``x``: mean of ``y`` over the ok trials, its 95% t-interval (a score's cut
+    to [0, 1], as the claims cut it) and n."""
     ok = rows[(rows["status"] == "ok") & rows[y].notna()]
     out = []
     for xv, g in ok.groupby(x, sort=True):
-        iv = summarize(g[y])
+        iv = summarize(g[y], bounds=SCORE_BOUNDS if y in SCORES else None)
         out.append({"x": float(xv), "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n})
     return pd.DataFrame(out, columns=["x", "mean", "lo", "hi", "n"])
 

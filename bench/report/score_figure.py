@@ -25,7 +25,7 @@ from bench.report.load import device_short
 from bench.report.scope import AGGR_WORDS
 from bench.report.select import FigureSpec
 from bench.report.stale import MARK, stale_configs
-from bench.stats import summarize
+from bench.stats import SCORE_BOUNDS, summarize
 
 LABEL_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11))
 # minor ticks of a log axis: label only 2x and 5x a power of ten (every one crowds the axis)
@@ -37,7 +37,7 @@ def _config_means(rows: pd.DataFrame, column: str) -> pd.DataFrame:
     of each one's 95% t-interval (NaN half-width for a single seed)."""
     out = []
     for config, g in rows[rows["status"] == "ok"].groupby("config_id", sort=True):
-        score, memory = summarize(g["score"]), summarize(g[column])
+        score, memory = summarize(g["score"], bounds=SCORE_BOUNDS), summarize(g[column])
         first = g.iloc[0]
         out.append({"config_id": config, "model": first["model"], "channels": first["channels"],
                     "layers": first["layers"], "y": score.mean, "y_err": score.half_width,
