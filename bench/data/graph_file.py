@@ -139,49 +139,23 @@ def _existing(path: str) -> Path:
 
 
 def _torch_load(path: str, p: Path) -> Any:
-    """``torch.load(weights_only=True)`` with PyG's data classes allowed: no code can run."""
-    import pickle
-    import warnings
+    """The file's object, read so that no code can run (:mod:`bench.data.safe_load`); a
+    refusal names every global the file holds that is not allowed, sorted."""
+    from bench.data.safe_load import NotTorchSave, Refused, load_data
 
-    import torch
-    from torch_geometric.data import Data  # registers PyG's safe globals
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import GlobalStorage
-
-    # only what is not allowed already: leaving the context removes what it added, and PyG's
-    # own safe globals (``Data`` among them) must stay registered for everyone else
-    registered = set(torch.serialization.get_safe_globals())
-    allowed = [
-        g for g in (Data, DataEdgeAttr, DataTensorAttr, GlobalStorage) if g not in registered
-    ]
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(allowed):
-            warnings.simplefilter("ignore")  # e.g. a pickle protocol note from the unpickler
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc):  # not a class or function it refused: not a pickle at all
-            raise ConfigError("dataset", f"{path}: not a file written by torch.save") from None
-        try:
-            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(p)
-        except Exception:  # noqa: BLE001 - not a zip checkpoint: name nothing
-            unsafe = []
-        held = f" (it names {', '.join(unsafe[:3])})" if unsafe else ""
-        if unsafe and all(name.startswith("torch_geometric.") for name in unsafe):
-            raise ConfigError(
-                "dataset",
-                f"{path}: not a torch_geometric.data.Data of tensors"
-                f"{held}; save one with torch.save(Data(x=..., edge_index=..., "
-                "y=...), path)",
-            ) from None
-        raise ConfigError(
-            "dataset",
-            f"{path}: refused: holds objects other than tensors and PyG data{held}; graph files "
-            "are read with torch.load(weights_only=True), so a file cannot run code",
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - any other unreadable file
-        raise ConfigError(
-            "dataset", f"{path}: not a file written by torch.save ({type(exc).__name__})"
-        ) from None
+        return load_data(p)
+    except NotTorchSave:
+        raise ConfigError("dataset", f"{path}: not a file written by torch.save") from None
+    except Refused as exc:
+        held = f" (it names {', '.join(exc.names)})" if exc.names else ""
+        if exc.names and all(name.startswith("torch_geometric.") for name in exc.names):
+            raise ConfigError("dataset", f"{path}: not a torch_geometric.data.Data of tensors"
+                              f"{held}; save one with torch.save(Data(x=..., edge_index=..., "
+                              "y=...), path)") from None  # fmt: skip
+        raise ConfigError("dataset", f"{path}: refused: holds objects other than tensors and "
+                          f"PyG data{held}; graph files are read with torch.load(weights_only="
+                          "True), so a file cannot run code") from None  # fmt: skip
 
 
 def _fail(path: str, field: str, message: str) -> ConfigError:
