@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 
+from bench.errors import ConfigError
 from bench.exports.schema import LEAD_COLUMNS, POINT_COLUMNS
 from bench.harness.credentials import mask_url, storage_from
 from bench.harness.storage import load_records, open_storage, record_of, storage_url, study_names
@@ -113,7 +114,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     name = Path(args.name).stem if args.name.endswith(".toml") else args.name
-    storage = storage_from(args.storage, "export")
+    try:
+        storage = storage_from(args.storage, "export")
+    except ConfigError as exc:
+        print(f"export: {exc.for_cli()}", file=sys.stderr)
+        return 2
     url = storage_url(storage, name, args.results_dir)
     if storage is None and not (args.results_dir / f"{name}.db").exists():
         print(

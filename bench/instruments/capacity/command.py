@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -201,6 +202,9 @@ def main(args: argparse.Namespace) -> int:
             value = getattr(args, flag)
             if value is not None and value < 1:
                 raise ConfigError(flag, f"must be a positive integer, got {value}")
+        if not (math.isfinite(args.verify_timeout) and args.verify_timeout > 0):
+            raise ConfigError("verify_timeout", f"must be a positive number of seconds, got "
+                              f"{args.verify_timeout:g}")  # fmt: skip
         base = base_config(args, archs[0])
         budget, source = target_memory(args)
         if args.verify and args.device == "cuda" and not torch.cuda.is_available():
