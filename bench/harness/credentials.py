@@ -94,7 +94,7 @@ def mask_url(url: str) -> str:
     """``url`` as it may be shown: its password replaced by ``***`` (unchanged without one)."""
     if not has_password(url):
         return url
-    if url_problem(url) is not None:  # read wrongly: where the password ends is unknown
+    if url_problem(url) == UNREADABLE:  # read wrongly: where the password ends is unknown
         scheme, _, rest = url.partition("://")
         return f"{scheme}://{MASK}@{rest.rpartition('@')[2]}"
     parsed = _parsed(url)
