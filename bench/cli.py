@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from bench import plugins
 from bench.errors import ConfigError
@@ -59,6 +60,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DATA_COMMANDS = ("trial", "ablate", "tune", "datasets", "reproduce", "capacity")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line: what is wrong and where the options are listed
+    (argparse's own prints the whole usage block first: 11 lines for ``ablate``). Exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
 def _overview() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -76,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"unknown command {name!r}\n\n{_overview()}", file=sys.stderr)
+        print(f"error: unknown command {name!r}; commands: {', '.join(COMMANDS)} "
+              "(python -m bench --help says what each does)", file=sys.stderr)  # fmt: skip
         return 2
     module_name, help_ = COMMANDS[name]
     try:
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"python -m bench {name}", description=help_)
+    parser = OneLineParser(prog=f"python -m bench {name}", description=help_)
     module.add_arguments(parser)
     if name in DATA_COMMANDS:
         parser.add_argument(

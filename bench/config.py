@@ -168,6 +168,9 @@ class TrialConfig:
         if self.dataset_hash is not None:
             raise ConfigError("dataset_hash", "is a graph file's content hash, but "
                               f"dataset {self.dataset!r} is a registered one")  # fmt: skip
+        from bench.data.registry import get_spec, resolve_options
+
+        resolve_options(get_spec(self.dataset), self.dataset_options)  # by the dataset's rules
         return None
 
     def _check_model(self) -> str:

@@ -172,8 +172,9 @@ def test_verify_confirms_the_boundaries_with_real_trials_on_cpu(
     small_graph: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The deepest ResGNN and RevGNN that fit 64 MiB, and one layer more, trained for real in
-    their own processes: the meter agrees with the model within its tolerance. (Wide and
-    shallow, 512 channels at 3-8 layers: the boundary costs the same memory in few ops.)"""
+    their own processes: the first measures under the target, the second over it (so the
+    boundary is confirmed), and the meter agrees with the model within its tolerance. (Wide
+    and shallow, 512 channels at 3-8 layers: the boundary costs the same memory in few ops.)"""
     code, out = capacity(
         capsys,
         "--dataset",
@@ -203,6 +204,8 @@ def test_verify_confirms_the_boundaries_with_real_trials_on_cpu(
         assert over["layers"] == fits["layers"] + 1 == row["layers"] + 1
         assert fits["predicted_peak_bytes"] <= 64 * MiB < over["predicted_peak_bytes"]
         assert fits["measured_peak_bytes"] < over["measured_peak_bytes"]  # deeper, more memory
+        assert fits["measured_peak_bytes"] <= 64 * MiB < over["measured_peak_bytes"]
+        assert row["verdict"]["confirmed"], row["verdict"]
         for check in (fits, over):
             assert check["status"] == "ok" and check["confirmed"] and check["metered_steps"] >= 1
             assert check["meter"] == "cpu-live-tensors"

@@ -65,9 +65,10 @@ def rows(root: str | None = None) -> list[dict[str, object]]:
 def file_row(path: str) -> dict[str, object]:
     """A graph file as a row of the table (checked and read: raises ConfigError naming the
     file and the field at fault), with what only a file has: hash, features, outputs, split."""
-    from bench.data.graph_file import OPTIONS, inspect
+    from bench.data.graph_file import OPTIONS, check_options, inspect
 
     info = inspect(path)
+    check_options(path, {}, info)  # a random split the default seed leaves unusable: refused
     return {
         "name": path,
         "task": info.task,

@@ -8,6 +8,7 @@ which those checks import). Kept free of torch/PyG imports, as the registry is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class DatasetSpec:
     # whether the graph carries edge features (convs that cannot read them refuse it: config)
     edge_features: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # the options' rules (bench.data.options): each value's type and range, given all options
+    # with defaults filled in; a ConfigError("dataset_options", ...) names the one at fault
+    rules: Callable[[dict[str, Any]], None] | None = None
 
     def root(self, root: str | None = None) -> Path | None:
         """The folder this dataset is read from (None: generated, or a real graph not here)."""

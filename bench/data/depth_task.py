@@ -57,7 +57,8 @@ profiles (``ablations/accuracy.toml``) use one distractor; their numbers are in 
 
 **Scale.** Everything is vectorised: a million nodes (``depth`` 8, 111,112 chains) are made in
 about 0.5 s on one CPU thread, so the same task scales to a GPU-sized graph; at most
-``MAX_NODES`` nodes in all.
+``MAX_FOREST_NODES`` (50 million) nodes in all (:mod:`bench.data.options`: the rules of the
+options).
 """
 
 from __future__ import annotations
@@ -70,44 +71,19 @@ from torch_geometric.data import Data
 
 from bench.data.base import GraphDataset, build_dataset
 from bench.data.dataset_spec import DatasetSpec
-from bench.data.registry import tree_size
-from bench.errors import ConfigError
+from bench.data.options import forest, tree_size
 
-MAX_NODES = 50_000_000  # about 1.6 GB of edge index; far above any graph a GPU trains on here
 SPLIT_FRACTIONS = (0.6, 0.2)  # train, valid (test: the rest), over the roots
 NOISE_SEED_OFFSET = 15_485_863  # the distractor features' own random stream
-
-
-def _opt_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError("dataset_options", f"{name} must be an integer >= {low}, got {value!r}")
-    return value
 
 
 def check_options(
     depth: Any, branching: Any, num_trees: Any, noise_features: Any, label_noise: Any, seed: Any
 ) -> None:
-    """Every option's type and range; a ConfigError naming ``dataset_options`` and the option."""
-    _opt_int("depth", depth, 1)
-    _opt_int("branching", branching, 1)
-    _opt_int("num_trees", num_trees, 5)  # at least one root per split
-    _opt_int("noise_features", noise_features, 0)
-    _opt_int("seed", seed, 0)
-    if (
-        isinstance(label_noise, bool)
-        or not isinstance(label_noise, (int, float))
-        or not (0 <= label_noise < 0.5)
-    ):
-        raise ConfigError(
-            "dataset_options", f"label_noise must be a number in [0, 0.5), got {label_noise!r}"
-        )
-    nodes = num_trees * tree_size(depth, branching)
-    if nodes > MAX_NODES:
-        raise ConfigError(
-            "dataset_options",
-            f"num_trees={num_trees:,} trees of depth {depth}, branching {branching} make "
-            f"{nodes:,} nodes; at most {MAX_NODES:,}",
-        )
+    """Every option's type and range (:func:`bench.data.options.forest`, the registry's rules);
+    a ConfigError naming ``dataset_options`` and the option."""
+    forest({"depth": depth, "branching": branching, "num_trees": num_trees,
+            "noise_features": noise_features, "label_noise": label_noise, "seed": seed})  # fmt: skip
 
 
 def generate(

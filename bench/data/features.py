@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-NODE_AGGRS = ("add", "mean", "max")
+from bench.data.options import NODE_AGGRS
 
 
 def aggregate_edge_features(

@@ -36,7 +36,10 @@ containers and PyG's own data classes (its safe globals, plus the storage classe
 **Checks.** Every problem is one ``ConfigError("dataset", "PATH: FIELD: what is wrong")``,
 raised when a configuration is validated (:meth:`bench.config.TrialConfig.validated`), before
 any training: not a ``Data``, a missing field, a wrong shape or dtype, NaN/inf features, edge
-ids out of range, labels out of range, an empty or overlapping split.
+ids out of range, labels out of range, an empty or overlapping split, a split that multilabel
+targets leave unusable (no labelled target to train on; for valid and test, no task with both
+a labelled 0 and a labelled 1, without which ROC-AUC cannot score it). A random split is
+checked for the split seed a configuration gives.
 
 **Identity.** A graph file's name says little (two ``graph.pt`` may differ), so configurations
 carry its content hash, ``dataset_hash`` (SHA-256 of the file's bytes), beside its path:
@@ -139,49 +142,23 @@ def _existing(path: str) -> Path:
 
 
 def _torch_load(path: str, p: Path) -> Any:
-    """``torch.load(weights_only=True)`` with PyG's data classes allowed: no code can run."""
-    import pickle
-    import warnings
+    """The file's object, read so that no code can run (:mod:`bench.data.safe_load`); a
+    refusal names every global the file holds that is not allowed, sorted."""
+    from bench.data.safe_load import NotTorchSave, Refused, load_data
 
-    import torch
-    from torch_geometric.data import Data  # registers PyG's safe globals
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import GlobalStorage
-
-    # only what is not allowed already: leaving the context removes what it added, and PyG's
-    # own safe globals (``Data`` among them) must stay registered for everyone else
-    registered = set(torch.serialization.get_safe_globals())
-    allowed = [
-        g for g in (Data, DataEdgeAttr, DataTensorAttr, GlobalStorage) if g not in registered
-    ]
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(allowed):
-            warnings.simplefilter("ignore")  # e.g. a pickle protocol note from the unpickler
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc):  # not a class or function it refused: not a pickle at all
-            raise ConfigError("dataset", f"{path}: not a file written by torch.save") from None
-        try:
-            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(p)
-        except Exception:  # noqa: BLE001 - not a zip checkpoint: name nothing
-            unsafe = []
-        held = f" (it names {', '.join(unsafe[:3])})" if unsafe else ""
-        if unsafe and all(name.startswith("torch_geometric.") for name in unsafe):
-            raise ConfigError(
-                "dataset",
-                f"{path}: not a torch_geometric.data.Data of tensors"
-                f"{held}; save one with torch.save(Data(x=..., edge_index=..., "
-                "y=...), path)",
-            ) from None
-        raise ConfigError(
-            "dataset",
-            f"{path}: refused: holds objects other than tensors and PyG data{held}; graph files "
-            "are read with torch.load(weights_only=True), so a file cannot run code",
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - any other unreadable file
-        raise ConfigError(
-            "dataset", f"{path}: not a file written by torch.save ({type(exc).__name__})"
-        ) from None
+        return load_data(p)
+    except NotTorchSave:
+        raise ConfigError("dataset", f"{path}: not a file written by torch.save") from None
+    except Refused as exc:
+        held = f" (it names {', '.join(exc.names)})" if exc.names else ""
+        if exc.names and all(name.startswith("torch_geometric.") for name in exc.names):
+            raise ConfigError("dataset", f"{path}: not a torch_geometric.data.Data of tensors"
+                              f"{held}; save one with torch.save(Data(x=..., edge_index=..., "
+                              "y=...), path)") from None  # fmt: skip
+        raise ConfigError("dataset", f"{path}: refused: holds objects other than tensors and "
+                          f"PyG data{held}; graph files are read with torch.load(weights_only="
+                          "True), so a file cannot run code") from None  # fmt: skip
 
 
 def _fail(path: str, field: str, message: str) -> ConfigError:
@@ -301,6 +278,10 @@ def read(path: str) -> tuple[Data, dict[str, Tensor] | None, GraphFileInfo]:
     assert y_raw is not None
     task, y, outputs, unlabelled = _labels(path, y_raw, n)
     split = _masks(path, raw, n)
+    if split is not None and task == "multilabel":
+        problem = split_problem(y, split)
+        if problem is not None:
+            raise _fail(path, "y", f"{problem}; label more of its nodes, or change the masks")
     if split is None and min(_random_sizes(n)) < 1:
         raise _fail(
             path,
@@ -398,18 +379,62 @@ def _random_sizes(n: int) -> tuple[int, int, int]:
     return train, valid, n - train - valid
 
 
+def split_problem(y: Tensor, split: dict[str, Tensor]) -> str | None:
+    """Multilabel targets ``y`` [N, T] (NaN: unlabelled): why a split cannot be used, or None.
+    Training needs a labelled target; ROC-AUC on valid and test needs a task with both a
+    labelled 0 and a labelled 1 (OGB's evaluator raises without one, after the training)."""
+    for key, ids in split.items():
+        part = y[ids]
+        if key == "train" and bool(part.isnan().all()):
+            return f"the train split ({ids.numel():,} nodes) holds no labelled target"
+        if key != "train" and not bool(((part == 0).any(0) & (part == 1).any(0)).any()):
+            return (f"the {key} split ({ids.numel():,} nodes) has no task with both a labelled 0 "
+                    "and a labelled 1, so ROC-AUC cannot score it")  # fmt: skip
+    return None
+
+
 _INFO: dict[tuple[str, int, int], GraphFileInfo] = {}
+# (file version, split seed) -> why that random split of a multilabel file is unusable, or None
+_RANDOM_SPLITS: dict[tuple[tuple[str, int, int], int], str | None] = {}
+
+
+def _version(path: str) -> tuple[str, int, int]:
+    """A file version's key: (resolved path, size, mtime)."""
+    p = _existing(path)
+    stat = p.stat()
+    return str(p.resolve()), stat.st_size, stat.st_mtime_ns
 
 
 def inspect(path: str) -> GraphFileInfo:
     """Check a graph file and say what it holds; cached per file version (path, size, mtime),
     so validating many configurations reads it once."""
-    p = _existing(path)
-    stat = p.stat()
-    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = _version(path)
     if key not in _INFO:
-        _INFO[key] = dataclasses.replace(read(path)[2], path=path)
+        data, split, info = read(path)
+        _INFO[key] = dataclasses.replace(info, path=path)
+        if split is None and info.task == "multilabel":  # the default seed's split, read once
+            seed = OPTIONS["seed"]
+            parts = _random_parts(info.nodes, seed)
+            _RANDOM_SPLITS[key, seed] = split_problem(data.y, parts)
     return dataclasses.replace(_INFO[key], path=path)
+
+
+def _random_parts(nodes: int, seed: int) -> dict[str, Tensor]:
+    from bench.data.base import random_split
+
+    return random_split(nodes, seed, RANDOM_SPLIT)
+
+
+def _check_random_split(path: str, info: GraphFileInfo, seed: int) -> None:
+    """A multilabel file without masks: its random split by ``seed`` must be usable."""
+    if info.task != "multilabel" or info.masks is not None:
+        return
+    key = (_version(path), seed)
+    if key not in _RANDOM_SPLITS:
+        _RANDOM_SPLITS[key] = split_problem(read(path)[0].y, _random_parts(info.nodes, seed))
+    if _RANDOM_SPLITS[key] is not None:
+        raise _fail(path, "y", f"{_RANDOM_SPLITS[key]} (random split, seed {seed}); label more "
+                    "nodes, give the file its own masks, or another --dataset-option seed")  # fmt: skip
 
 
 def check_options(path: str, options: dict[str, Any], info: GraphFileInfo) -> dict[str, Any]:
@@ -429,6 +454,7 @@ def check_options(path: str, options: dict[str, Any], info: GraphFileInfo) -> di
             "dataset_options",
             f"seed: {path} has its own train/val/test masks, so there is no random split to seed",
         )
+    _check_random_split(path, info, seed)
     return {**OPTIONS, **options}
 
 
@@ -455,13 +481,13 @@ def check_setting(path: str, sha256: str | None, options: Any) -> str:
 
 def load_graph_file(path: str, **options: Any) -> GraphDataset:
     """A graph file as a :class:`~bench.data.base.GraphDataset` (``bench.data.load(path)``)."""
-    from bench.data.base import GraphDataset, random_split
+    from bench.data.base import GraphDataset
 
     info = inspect(path)  # the hash (cached), and a clear error before anything else
     seed = check_options(path, options, info)["seed"]
     data, split, _ = read(path)
     if split is None:
-        split = random_split(info.nodes, seed, RANDOM_SPLIT)
+        split = _random_parts(info.nodes, seed)
     return GraphDataset(
         name=path,
         data=data,

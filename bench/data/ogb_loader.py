@@ -35,10 +35,10 @@ import torch
 
 from bench.data.base import GraphDataset, build_dataset
 from bench.data.dataset_spec import DatasetSpec
-from bench.data.features import NODE_AGGRS, proteins_node_features
+from bench.data.features import proteins_node_features
 from bench.data.ogbcompat import import_ogb
 from bench.data.paths import ogb_root
-from bench.errors import ConfigError, DataError
+from bench.errors import DataError
 
 # Files ogb 1.3.6 + PyG 2.8 read. "a|b": either will do.
 _RAW_ALWAYS = {  # PyG's raw_file_names: checked on every load, processed or not
@@ -144,13 +144,6 @@ def load_ogb(
         from bench.data.download import downloads_allowed
 
         download = downloads_allowed()
-    if not isinstance(download, bool):
-        raise ConfigError("dataset_options", f"download must be true or false, got {download!r}")
-    if node_aggr not in NODE_AGGRS:
-        raise ConfigError(
-            "dataset_options",
-            f"node_aggr must be one of {', '.join(NODE_AGGRS)}, got {node_aggr!r}",
-        )
     base = ogb_root(root)
     _prepare(spec, base, download)
     dataset_pyg = _import_ogb()

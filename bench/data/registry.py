@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import bench.data.options as rules
 from bench.data.dataset_spec import DatasetSpec
+from bench.data.options import tree_size
 from bench.errors import ConfigError
 
 _OGB_DESC = {
@@ -36,10 +38,13 @@ def _ogb(name: str, task: str, metric: str, nodes: int, edges: int, split: str) 
         description=_OGB_DESC[name],
         edge_features=name == "ogbn-proteins",
         extra={"split": split, "folder": folder},
+        rules=rules.ogb,
     )
 
 
 _REAL_SPLIT = {"split": "random", "seed": 0}
+_PLANETOID = rules.real(("public", "random"))  # Planetoid's own split, or 60/20/20
+_SHCHUR = rules.real(("random", "per-class"))  # 60/20/20, or Shchur et al.'s 20/30 per class
 _SYNTHETIC = {
     "num_nodes": 3000,
     "avg_degree": 24,
@@ -72,6 +77,7 @@ SPECS: dict[str, DatasetSpec] = {
             "exactly k layers are needed and nothing farther matters",
             edge_features=True,
             extra={"needed_hops": "depth_task", "size": "ring"},
+            rules=rules.ring,
         ),
         DatasetSpec(
             name="synthetic-proteins-paper",
@@ -87,6 +93,7 @@ SPECS: dict[str, DatasetSpec] = {
             "features, 112 tasks, species split (for the paper's memory figures without the data)",
             edge_features=True,
             extra={"size": "ring"},
+            rules=rules.ring,
         ),
         DatasetSpec(
             name="synthetic-depth",
@@ -110,6 +117,7 @@ SPECS: dict[str, DatasetSpec] = {
             "under k every root looks the same (ROC-AUC 0.5), at k the label is determined; "
             "option noise_features adds distractor inputs (then a high score needs learning)",
             extra={"needed_hops": "depth", "size": "forest"},
+            rules=rules.forest,
         ),
         _ogb("ogbn-proteins", "multilabel", "rocauc", 132_534, 79_122_504, "species"),
         _ogb("ogbn-arxiv", "multiclass", "acc", 169_343, 2_315_598, "time"),
@@ -125,6 +133,7 @@ SPECS: dict[str, DatasetSpec] = {
             nodes=10_312,
             edges=667_966,
             description="BlogCatalog social graph, 39 overlapping groups; structural node inputs",
+            rules=rules.real(("random",), pe_dim=True),
         ),
         DatasetSpec(
             name="cora",
@@ -138,6 +147,7 @@ SPECS: dict[str, DatasetSpec] = {
             edges=10_556,
             description="Cora citation graph (Planetoid), 7 classes",
             extra={"pyg_name": "Cora"},
+            rules=_PLANETOID,
         ),
         DatasetSpec(
             name="citeseer",
@@ -151,6 +161,7 @@ SPECS: dict[str, DatasetSpec] = {
             edges=9_104,
             description="CiteSeer citation graph (Planetoid), 6 classes",
             extra={"pyg_name": "CiteSeer"},
+            rules=_PLANETOID,
         ),
         DatasetSpec(
             name="amazon-computers",
@@ -164,6 +175,7 @@ SPECS: dict[str, DatasetSpec] = {
             edges=491_722,
             description="Amazon Computers co-purchase graph, 10 classes",
             extra={"family": "Amazon", "pyg_name": "Computers"},
+            rules=_SHCHUR,
         ),
         DatasetSpec(
             name="amazon-photo",
@@ -177,6 +189,7 @@ SPECS: dict[str, DatasetSpec] = {
             edges=238_162,
             description="Amazon Photo co-purchase graph, 8 classes",
             extra={"family": "Amazon", "pyg_name": "Photo"},
+            rules=_SHCHUR,
         ),
         DatasetSpec(
             name="coauthor-cs",
@@ -190,6 +203,7 @@ SPECS: dict[str, DatasetSpec] = {
             edges=163_788,
             description="Coauthor CS co-authorship graph, 15 fields",
             extra={"family": "Coauthor", "pyg_name": "CS"},
+            rules=_SHCHUR,
         ),
         DatasetSpec(
             name="coauthor-physics",
@@ -203,6 +217,7 @@ SPECS: dict[str, DatasetSpec] = {
             edges=495_924,
             description="Coauthor Physics co-authorship graph, 5 fields",
             extra={"family": "Coauthor", "pyg_name": "Physics"},
+            rules=_SHCHUR,
         ),
     )
 }
@@ -235,11 +250,6 @@ def needed_hops(name: str, options: dict[str, Any] | None = None) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def tree_size(depth: int, branching: int) -> int:
-    """Nodes in one complete tree of ``synthetic-depth``: 1 + b + ... + b^k (k + 1 for chains)."""
-    return depth + 1 if branching == 1 else (branching ** (depth + 1) - 1) // (branching - 1)
-
-
 def graph_size(name: str, options: dict[str, Any] | None = None) -> tuple[int, int] | None:
     """(nodes, directed edges) a dataset will have with ``options``, without loading it: the
     table's sizes, or for generated graphs their construction's (``synthetic-proteins``: the
@@ -259,7 +269,8 @@ def graph_size(name: str, options: dict[str, Any] | None = None) -> tuple[int, i
 
 
 def resolve_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with the given options; an unknown option name is a ConfigError."""
+    """Defaults overlaid with the given options, checked by the dataset's own rules
+    (:mod:`bench.data.options`); an unknown option name or a bad value is a ConfigError."""
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         known = ", ".join(sorted(spec.options)) or "none"
@@ -267,7 +278,18 @@ def resolve_options(spec: DatasetSpec, options: dict[str, Any]) -> dict[str, Any
             "dataset_options",
             f"unknown option {unknown[0]!r} for dataset {spec.name!r}; its options: {known}",
         )
-    return {**spec.options, **options}
+    resolved = {**spec.options, **options}
+    if spec.rules is not None:
+        spec.rules(resolved)
+    return resolved
+
+
+def check_fits(name: str, options: dict[str, Any] | None = None) -> None:
+    """Refuse (ConfigError) a generated dataset too large to build on this machine
+    (:func:`bench.data.options.check_fits`); nothing for any other dataset."""
+    spec = SPECS.get(name)
+    if spec is not None and spec.kind == "generated":
+        rules.check_fits(name, spec.extra["size"], resolve_options(spec, options or {}))
 
 
 def has_edge_features(name: str) -> bool:
@@ -288,6 +310,8 @@ def load(name: str, root: str | None = None, **options: Any) -> Any:
         return load_graph_file(name, **options)
     spec = get_spec(name)
     resolved = resolve_options(spec, options)
+    if spec.kind == "generated":  # built here, in this process: refused if it cannot be
+        rules.check_fits(name, spec.extra["size"], resolved)
     module_name, func_name = spec.loader.split(":")
     module = importlib.import_module(f"bench.data.{module_name}")
     return getattr(module, func_name)(spec, root, **resolved)

@@ -11,6 +11,10 @@ by its owner. So:
   when ``--storage`` is absent (:func:`storage_from`), and a password-less PostgreSQL URL lets
   libpq find the password itself (``PGPASSWORD``, ``~/.pgpass``, ``PGPASSFILE``);
 * a password inside ``--storage`` draws one warning per process saying how to avoid it;
+* a URL that cannot be read as written (a password with an unencoded ``@``, ``:`` or ``/``
+  reads as another host, port or database, and the parser's own error quotes a piece of it) is
+  refused by :func:`storage_from` in one line that quotes nothing of it (:func:`url_problem`),
+  and :func:`mask_url` shows such a URL with everything before its last ``@`` masked;
 * worker processes and cluster jobs get the URL through ``BENCH_STORAGE`` in their
   environment (:func:`child_environment`, :func:`exported`), never in their arguments, so it
   reaches neither ``ps`` nor submitit's pickles and logs. What else they need (``PGPASSWORD``,
@@ -31,9 +35,38 @@ if TYPE_CHECKING:
 
 ENV_VAR = "BENCH_STORAGE"
 MASK = "***"
+UNREADABLE = (
+    "cannot be read as written: its port is not a number, or its password holds a character "
+    "(@ : / ? # %) that is not percent-encoded and reads as part of the host, port or "
+    "database; encode it with urllib.parse.quote(password, safe=''), or leave it out and let "
+    "libpq find it (PGPASSWORD, ~/.pgpass, PGPASSFILE)"
+)
 # ``scheme://user:secret@`` in any text, for URLs SQLAlchemy cannot parse
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^\s:/@]*:)[^\s@/]+@")
 _warned: set[str] = set()  # programs that have warned already (once per process)
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot name a storage, in words that quote none of it, or None.
+
+    Why: SQLAlchemy reads a password up to its first ``@``, so ``alice:p@ss/w0rd@db/bench``
+    is user ``alice``, password ``p``, host ``ss``, database ``w0rd@db/bench`` -- and where
+    the rest is no port number its error quotes the piece of the password it took for one."""
+    if url.startswith("journal://"):
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return ("is not a storage URL (sqlite:///PATH, journal:///PATH or "
+                "postgresql+psycopg2://user@host/database)")  # fmt: skip
+    except ValueError:
+        return UNREADABLE
+    if "@" in (parsed.database or ""):
+        return UNREADABLE
+    return None
 
 
 def _parsed(url: str) -> URL | None:
@@ -61,6 +94,9 @@ def mask_url(url: str) -> str:
     """``url`` as it may be shown: its password replaced by ``***`` (unchanged without one)."""
     if not has_password(url):
         return url
+    if url_problem(url) == UNREADABLE:  # read wrongly: where the password ends is unknown
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://{MASK}@{rest.rpartition('@')[2]}"
     parsed = _parsed(url)
     if parsed is None:
         return _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", url)
@@ -83,7 +119,14 @@ def mask_text(text: str, url: str | None = None) -> str:
 
 def storage_from(flag: str | None, prog: str) -> str | None:
     """The storage a command was given: ``--storage`` (warning once if it holds a password),
-    else ``$BENCH_STORAGE``, else None (the command's default SQLite file)."""
+    else ``$BENCH_STORAGE``, else None (the command's default SQLite file). A URL that cannot
+    be read (:func:`url_problem`) is a ConfigError naming the flag or the variable, not it."""
+    given = flag or os.environ.get(ENV_VAR) or None
+    problem = url_problem(given) if given else None
+    if problem is not None:
+        from bench.errors import ConfigError
+
+        raise ConfigError("storage", problem if flag else f"${ENV_VAR} {problem}")
     if flag:
         if has_password(flag) and prog not in _warned:
             _warned.add(prog)
@@ -95,7 +138,7 @@ def storage_from(flag: str | None, prog: str) -> str | None:
                 file=sys.stderr,
             )
         return flag
-    return os.environ.get(ENV_VAR) or None
+    return given
 
 
 def child_environment(url: str) -> dict[str, str]:
@@ -126,4 +169,5 @@ __all__ = [
     "mask_text",
     "mask_url",
     "storage_from",
+    "url_problem",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from bench.errors import DataError
+from bench.errors import ConfigError, DataError
 from bench.exports.paths import UnsafeName, check_name, file_in
 from bench.exports.schema import LEAD_COLUMNS, POINT_COLUMNS
 from bench.harness.credentials import mask_url, storage_from
@@ -151,7 +151,11 @@ def main(args: argparse.Namespace) -> int:
     except UnsafeName as exc:
         print(f"export: {exc.field} {exc.message}", file=sys.stderr)
         return 2
-    storage = storage_from(args.storage, "export")
+    try:
+        storage = storage_from(args.storage, "export")
+    except ConfigError as exc:
+        print(f"export: {exc.for_cli()}", file=sys.stderr)
+        return 2
     url = storage_url(storage, name, args.results_dir)
     if storage is None and not (args.results_dir / f"{name}.db").exists():
         print(

@@ -14,7 +14,8 @@ What is checked, and how (cheap: no dataset is loaded, no trial process started)
   or fetchable under the download policy (``fetchable``, by default
   :func:`bench.data.download.fetchable`: a real graph with published files passes while
   downloads are on, i.e. without ``--offline`` / ``BENCH_OFFLINE=1``). Generated datasets are
-  always present. A graph file (``dataset = "PATH.pt"``) is read and checked
+  always present, unless building one takes more than this machine's memory
+  (:func:`bench.data.registry.check_fits`). A graph file (``dataset = "PATH.pt"``) is read and checked
   (:mod:`bench.data.graph_file`; once per file version) and must still have the content hash
   its points were made with.
 * **device**: ``cuda`` needs ``torch.cuda.is_available()`` (torch is imported only then).
@@ -34,6 +35,7 @@ Example::
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -45,7 +47,7 @@ from bench.config import TrialConfig
 from bench.data.graph_file import is_graph_file
 from bench.data.registry import DatasetSpec, get_spec
 from bench.errors import ConfigError
-from bench.harness.credentials import mask_text, mask_url
+from bench.harness.credentials import mask_text, mask_url, url_problem
 
 KINDS = ("dataset", "device", "dependency", "storage")  # also the order problems are listed in
 # whether a missing dataset may be downloaded by its loader (the policy a download flag sets)
@@ -83,6 +85,7 @@ class Requirement:
     name: str  # a dataset name (or graph file path), "cuda", a storage URL, a module name
     root: str | None = None  # dataset: the data root its configs give (None: the default)
     sha256: str | None = None  # graph file: the content hash its configs were made with
+    options: str | None = None  # generated dataset: its options (JSON), which set its size
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,10 @@ def requirements(config: TrialConfig) -> list[Requirement]:
         keys = [f"arch:{config.arch}"]
     else:
         spec = get_spec(config.dataset)
-        needs = [Requirement("dataset", spec.name, config.data_root)]
+        options = None
+        if spec.kind == "generated":
+            options = json.dumps(config.dataset_options, sort_keys=True, default=str)
+        needs = [Requirement("dataset", spec.name, config.data_root, options=options)]
         keys = [f"dataset-kind:{spec.kind}", f"dataset:{spec.name}", f"arch:{config.arch}"]
     if config.device != "cpu":
         needs.append(Requirement("device", config.device))
@@ -138,6 +144,8 @@ def check_dataset(req: Requirement, fetchable: Fetchable = download_policy) -> P
     if is_graph_file(req.name):
         return check_graph_file(req)
     spec = get_spec(req.name)
+    if spec.kind == "generated":
+        return _check_generated(req)
     if spec.available(req.root) or fetchable(spec, req.root):
         return None
     base = spec.root(req.root)
@@ -181,6 +189,17 @@ def check_dataset(req: Requirement, fetchable: Fetchable = download_policy) -> P
         "--data-root at a folder that holds it "
         "(python -m bench datasets shows what is found where)",
     )
+
+
+def _check_generated(req: Requirement) -> Problem | None:
+    """A generated dataset: buildable in this machine's memory with its options."""
+    from bench.data.registry import check_fits
+
+    try:
+        check_fits(req.name, json.loads(req.options or "{}"))
+    except ConfigError as exc:
+        return Problem(req, exc.message, "run these points on a machine with that much memory")
+    return None
 
 
 def check_graph_file(req: Requirement) -> Problem | None:
@@ -238,17 +257,16 @@ def check_dependency(req: Requirement, fetchable: Fetchable = download_policy) -
 
 def check_storage(req: Requirement, fetchable: Fetchable = download_policy) -> Problem | None:
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
 
     url = req.name
     if url.startswith("journal://"):  # Optuna's JournalStorage on a (shared) file
         return _check_sqlite(req, url[len("journal://") :])
     shown = mask_url(url)
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        return Problem(req, f"storage {shown!r} is not a database URL ({mask_text(str(exc), url)})",
+    problem = url_problem(url)  # says nothing of the URL: a misread one would show its password
+    if problem is not None:
+        return Problem(req, f"storage {shown!r} {problem}",
                        "pass --storage sqlite:///PATH or postgresql+psycopg2://user@host/db")  # fmt: skip
+    parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _check_sqlite(req, parsed.database)
     try:

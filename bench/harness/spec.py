@@ -40,7 +40,9 @@ only (:mod:`bench.exports.paths`).
 
 A spec is validated before anything runs: unknown keys, non-list grid values, empty grids and
 any point a trial would refuse (``TrialConfig.from_dict`` raises ``ConfigError``) raise
-:class:`SpecError`, whose message names the file and the key.
+:class:`SpecError`, whose message names the file and the key. So do sizes no study means:
+more than ``MAX_SEEDS`` seeds, or a profile of more than ``MAX_POINTS`` trials (counted before
+anything is expanded; ``ablate --max-points N`` lifts that one).
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +100,14 @@ KEYED_FIELDS = (
 # ``aggr_impl`` ran PyG's aggregation ("pyg" keeps their keys; the default "fused" gets new ones)
 KEY_NEUTRAL = {"aggr_impl": "pyg"}
 DEFAULT_PROFILE = "cpu"
+#: the most seeds a spec or ``ablate --seeds`` may ask for: far above any study's (a verdict
+#: needs 2 per side, the paper's tables use 10), far below what exhausts memory when expanded
+#: (``seeds = 1000000000`` ended in a MemoryError after 11-16 s)
+MAX_SEEDS = 1000
+#: the most trials one profile may expand to unless lifted (``max_points``, ``ablate
+#: --max-points``): a bigger grid is more often a typo than a plan (each point is validated,
+#: about 0.3 ms, and listed by a dry run: a 10^6-point grid took 275 s to dry-run)
+MAX_POINTS = 10_000
 _FIELDS = tuple(TrialConfig.__dataclass_fields__)
 
 
@@ -152,10 +163,13 @@ class Spec:
         return self.profiles[name]
 
     def points(
-        self, profile: str = DEFAULT_PROFILE, seeds: Iterable[int] | None = None
+        self,
+        profile: str = DEFAULT_PROFILE,
+        seeds: Sequence[int] | None = None,
+        max_points: int = MAX_POINTS,
     ) -> list[Point]:
         """The validated trials of ``profile`` in a stable order (cases, grid, then seeds)."""
-        return expand(self.path, self.profile(profile), seeds)
+        return expand(self.path, self.profile(profile), seeds, max_points)
 
 
 def point_key(config: TrialConfig) -> str:
@@ -208,8 +222,11 @@ def available_specs() -> list[str]:
 
 
 # --- parsing ----------------------------------------------------------------------------------
-def load_spec(name_or_path: str | Path, validate: bool = True) -> Spec:
-    """Parse a spec; with ``validate`` (the default) expand every profile and check every point."""
+def load_spec(
+    name_or_path: str | Path, validate: bool = True, max_points: int = MAX_POINTS
+) -> Spec:
+    """Parse a spec; with ``validate`` (the default) expand every profile and check every point
+    (each profile at most ``max_points`` trials)."""
     path = find_spec(name_or_path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -237,7 +254,7 @@ def load_spec(name_or_path: str | Path, validate: bool = True) -> Spec:
     spec = Spec(path.stem, path, description.strip(), reproduces, profiles)
     if validate:
         for pname in profiles:
-            spec.points(pname)
+            spec.points(pname, max_points=max_points)
     return spec
 
 
@@ -286,6 +303,8 @@ def _seeds(path: Path, where: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, int):
         if value < 1:
             raise SpecError(path, where, f"the seed count must be positive, got {value}")
+        if value > MAX_SEEDS:
+            raise SpecError(path, where, f"{value:,} seeds: at most {MAX_SEEDS:,}")
         return tuple(range(value))
     if not value or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value):
         raise SpecError(path, where, f"must list non-negative integer seeds, got {value!r}")
@@ -376,6 +395,20 @@ def _merge(
 
 
 # --- expansion --------------------------------------------------------------------------------
+def _check_size(path: Path, profile: Profile, seeds: int, max_points: int) -> None:
+    """Refuse a profile of more than ``max_points`` trials, counted from its parts (cases x
+    grid values x seeds, before exclusions) without expanding it."""
+    sizes = [len(profile.cases), *(len(v) for v in profile.grid.values()), seeds]
+    if math.prod(sizes) <= max_points:
+        return
+    parts = [f"{len(profile.cases)} cases"] if len(profile.cases) > 1 else []
+    parts += [f"{len(v)} {axis}" for axis, v in profile.grid.items()] + [f"{seeds} seeds"]
+    total = math.prod(sizes)
+    raise SpecError(path, f"profiles.{profile.name}.grid",
+                    f"{total:,} trials ({' x '.join(parts)}): more than {max_points:,}; "
+                    f"ablate --max-points {total} runs them all")  # fmt: skip
+
+
 def _matches(values: dict[str, Any], condition: dict[str, list[Any]]) -> bool:
     return all(values.get(f, _default(f)) in allowed for f, allowed in condition.items())
 
@@ -385,13 +418,22 @@ def _default(name: str) -> Any:
     return f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
 
 
-def expand(path: Path, profile: Profile, seeds: Iterable[int] | None = None) -> list[Point]:
-    """Every (case, grid combination, seed) of ``profile`` as a validated :class:`Point`."""
+def expand(
+    path: Path,
+    profile: Profile,
+    seeds: Sequence[int] | None = None,
+    max_points: int = MAX_POINTS,
+) -> list[Point]:
+    """Every (case, grid combination, seed) of ``profile`` as a validated :class:`Point`;
+    a SpecError, before anything is expanded, past ``MAX_SEEDS`` seeds or ``max_points`` trials."""
+    where = f"profiles.{profile.name}"
+    if seeds is not None and len(seeds) > MAX_SEEDS:
+        raise SpecError(path, f"{where}.seeds", f"{len(seeds):,} seeds: at most {MAX_SEEDS:,}")
     seed_list = tuple(seeds) if seeds is not None else profile.seeds
     if not seed_list:
-        raise SpecError(path, f"profiles.{profile.name}.seeds", "no seeds")
+        raise SpecError(path, f"{where}.seeds", "no seeds")
+    _check_size(path, profile, len(seed_list), max_points)
     axes = list(profile.grid)
-    where = f"profiles.{profile.name}"
     points: list[Point] = []
     seen: set[str] = set()
     for case in profile.cases:

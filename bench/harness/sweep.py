@@ -27,7 +27,15 @@ from bench.harness.progress import command_line, command_words, point_label, sum
 from bench.harness.queue import GridQueue, study_name
 from bench.harness.runner import RunnerOptions, StudyResult
 from bench.harness.source import RunFn
-from bench.harness.spec import DEFAULT_PROFILE, Point, Spec, SpecError, load_spec
+from bench.harness.spec import (
+    DEFAULT_PROFILE,
+    MAX_POINTS,
+    MAX_SEEDS,
+    Point,
+    Spec,
+    SpecError,
+    load_spec,
+)
 from bench.harness.storage import (
     DEFAULT_HEARTBEAT_S,
     STORAGE_ERRORS,
@@ -37,8 +45,8 @@ from bench.harness.storage import (
 from bench.harness.worker import POLL_S, WorkerOptions
 
 # the flags that name a sweep's study and seeds (its rerun command and its worker jobs repeat them)
-RESUME_FLAGS = ("profile", "results_dir", "seeds", "device", "artifact_dir")
-RESUME_DEFAULTS = {"results_dir": Path("results"), "device": "auto"}
+RESUME_FLAGS = ("profile", "results_dir", "seeds", "device", "artifact_dir", "max_points")
+RESUME_DEFAULTS = {"results_dir": Path("results"), "device": "auto", "max_points": MAX_POINTS}
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class SweepOptions:
     storage: str | None = None
     workers: int | None = None  # default: one per GPU, else 1
     seeds: int | None = None  # seeds 0..N-1 instead of the spec's
+    max_points: int = MAX_POINTS  # the most trials the profile may expand to
     retry_failed: bool = False
     results_dir: Path = Path("results")
     device: str = "auto"
@@ -78,6 +87,7 @@ class SweepOptions:
             storage=storage,
             workers=args.workers,
             seeds=args.seeds,
+            max_points=args.max_points,
             retry_failed=args.retry_failed,
             results_dir=args.results_dir,
             device=args.device,
@@ -112,8 +122,9 @@ def run_sweep(options: SweepOptions, run_fn: RunFn | None = None) -> StudyResult
     docstring. ``run_fn`` replaces :func:`bench.trial.run_trial_isolated` (it must be a
     module-level function when ``workers > 1``: worker processes are spawned). With jobs
     (``options.launch``) this process checks and queues, then waits for them."""
-    spec = load_spec(options.spec)
-    points = spec.points(options.profile, range(options.seeds) if options.seeds else None)
+    spec = load_spec(options.spec, max_points=options.max_points)
+    seeds = range(options.seeds) if options.seeds else None
+    points = spec.points(options.profile, seeds, options.max_points)
     jobs = options.launch
     if jobs is not None:  # a job's node decides "auto" (cuda where the jobs get GPUs)
         device = "cuda" if options.device == "auto" and jobs.gpus_per_job else options.device
@@ -203,7 +214,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, help="local worker processes (default: one per GPU, else 1)"
     )
-    parser.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the spec's seeds")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        help=f"run seeds 0..N-1 instead of the spec's seeds (at most {MAX_SEEDS:,})",
+    )
+    parser.add_argument(
+        "--max-points",
+        type=int,
+        default=MAX_POINTS,
+        metavar="N",
+        help="the most trials a profile may expand to, a guard against a grid typed too large "
+        "(default: %(default)s)",
+    )
     parser.add_argument(
         "--retry-failed",
         action="store_true",
@@ -253,29 +276,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec(args.spec)
-    except SpecError as exc:
-        print(f"ablate: {exc}", file=sys.stderr)
-        return 2
-    refused = _refuse(spec, args)
-    if refused is not None:
-        return refused
-    points = spec.points(args.profile, range(args.seeds) if args.seeds else None)
+    loaded = _spec_points(args)
+    if isinstance(loaded, int):
+        return loaded
+    spec, points = loaded
     for line in preflight.graph_file_notes(p.config for p in points):  # what a file's y says
         print(f"ablate: dataset {line}")
     if args.dry_run:
         return _dry_run(spec, points, args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = storage_from(args.storage, "ablate")
-    if args.worker_job and storage is None:
-        print(
-            f"ablate: --worker-job: no storage named; a job gets it in ${ENV_VAR} from the "
-            "submitting command (check that the scheduler passes the environment on)",
-            file=sys.stderr,
-        )
-        return 2
     try:
+        storage = storage_from(args.storage, "ablate")
+        if args.worker_job and storage is None:
+            raise ConfigError("worker_job", f"no storage named; a job gets it in ${ENV_VAR} "
+                              "from the submitting command (check that the scheduler passes "
+                              "the environment on)")  # fmt: skip
         launch.validate(args, storage)  # before anything is checked or stored
         if not (args.replace or args.worker_job):  # the table the export will merge into
             _check_table(args.results_dir, study_name(spec.name, args.profile))
@@ -317,25 +332,51 @@ def _check_table(results_dir: Path, name: str) -> None:
         existing_table(path)
 
 
-def _refuse(spec: Spec, args: argparse.Namespace) -> int | None:
-    """The exit code for a profile the spec lacks, a bad count or an artifact folder that
-    cannot be (message printed), else None."""
-    if args.profile not in spec.profiles:
-        if args.skip_missing_profile:
-            print(f"ablate: {spec.name} has no profile {args.profile!r}; skipped")
-            return 0
-        print(f"ablate: {spec.path}: profiles.{args.profile}: no such profile "
-              f"(this spec has: {', '.join(spec.profiles)})", file=sys.stderr)  # fmt: skip
+def _spec_points(args: argparse.Namespace) -> tuple[Spec, list[Point]] | int:
+    """The spec and its profile's points, or the exit code of a refusal (message printed)."""
+    refused = _refuse(args)
+    if refused is not None:
+        return refused
+    try:
+        spec = load_spec(args.spec, max_points=args.max_points)
+        refused = _refuse_profile(spec, args)
+        if refused is not None:
+            return refused
+        seeds = range(args.seeds) if args.seeds else None
+        return spec, spec.points(args.profile, seeds, args.max_points)
+    except SpecError as exc:
+        print(f"ablate: {exc}", file=sys.stderr)
         return 2
-    for flag, value in (("workers", args.workers), ("seeds", args.seeds)):
+
+
+def _refuse(args: argparse.Namespace) -> int | None:
+    """2 for a count out of range (message printed), else None; before the spec is read."""
+    limits = (("workers", args.workers, None), ("seeds", args.seeds, MAX_SEEDS),
+              ("max_points", args.max_points, None))  # fmt: skip
+    for flag, value, most in limits:
         if value is not None and value < 1:
-            print(f"ablate: --{flag}: must be at least 1", file=sys.stderr)
+            print(f"ablate: --{flag.replace('_', '-')}: must be at least 1", file=sys.stderr)
+            return 2
+        if value is not None and most is not None and value > most:
+            print(f"ablate: --{flag}: at most {most:,}, got {value:,}", file=sys.stderr)
             return 2
     problem = folder_problem(args.artifact_dir) if args.artifact_dir is not None else None
     if problem is not None:
         print(f"ablate: --artifact-dir: {problem}", file=sys.stderr)
         return 2
     return None
+
+
+def _refuse_profile(spec: Spec, args: argparse.Namespace) -> int | None:
+    """The exit code for a profile the spec lacks (message printed), else None."""
+    if args.profile in spec.profiles:
+        return None
+    if args.skip_missing_profile:
+        print(f"ablate: {spec.name} has no profile {args.profile!r}; skipped")
+        return 0
+    print(f"ablate: {spec.path}: profiles.{args.profile}: no such profile "
+          f"(this spec has: {', '.join(spec.profiles)})", file=sys.stderr)  # fmt: skip
+    return 2
 
 
 def _dry_run(spec: Spec, points: list[Point], args: argparse.Namespace) -> int:

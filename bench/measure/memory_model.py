@@ -11,8 +11,17 @@ stacks are constant from L = 2 on (``tie="after-first"``: the first layer's bloc
 shared block; ``"all"``: one block), so the same extrapolation (slope 0) is exact for them too.
 
 **Peak memory** = host data the process holds (CPU meter only) + the batch on the device +
-model state (16 B/param: weights, gradients, two Adam moments) + the larger of (activations
-the architecture keeps at the peak of a step) and (the optimiser step's temporaries). The
+the larger of the forward + backward peak and the optimiser step's (model state, 16 B/param:
+weights, gradients, two Adam moments, plus its temporaries). Gradients are dropped before a
+step, so forward + backward holds the weights and moments (12 B/param) and the larger of (all
+activations, where the backward starts) and (all gradients, 4 B/param, beside the activations
+still alive where it ends): a residual stack frees each layer's block as its backward passes
+it (``Architecture.released_bytes``); a reversible stack and an equilibrium solve keep theirs
+to the end, so their gradients and activations add up. Counting both at once for ResGNN had
+it 21% over the CPU meter on a 200-node graph where parameters outweigh activations (128
+channels, 41 layers: 1.51 MiB a layer predicted, 1.26 measured, the gradients' 0.26 the
+difference); the trials' meter saw the peak at the backward's start, as
+``bench.instruments.benchmark.point`` had noted. The
 per-layer constants come from counting what autograd saves in one ``ResPlusBlock`` (PyG's
 GENConv with max aggregation, 2-layer MLP of width 2C with LayerNorm, pre-activation
 LayerNorm/ReLU/dropout) on an N-node, E-edge batch of width C (float32, 4 B each):
@@ -134,11 +143,18 @@ class MemoryPrediction:
     #: how a block's activations were had where no formula knows the convolution (a user's
     #: factory): a measured one-step calibration (bench.measure.calibration); None otherwise
     calibrated: str | None = None
+    #: activations the backward frees as it makes the gradients (residual stacks), so that
+    #: activations and gradients do not all exist at once
+    released_bytes: int = 0
 
     @property
     def fwd_bwd_bytes(self) -> int:
-        """Predicted absolute peak of forward + backward (gradients counted in model state)."""
-        return self.data_bytes + self.model_state_bytes + self.activation_bytes
+        """Predicted absolute peak of forward + backward: the weights and Adam's moments, and
+        the larger of all activations (where the backward starts) and all gradients beside the
+        activations still alive (``released_bytes`` are not, where it ends)."""
+        return self.data_bytes + _fwd_bwd(
+            self.model_state_bytes, self.activation_bytes, self.released_bytes
+        )
 
     @property
     def optimizer_step_bytes(self) -> int:
@@ -354,6 +370,12 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
     """Bytes of activations alive at the peak of a training step (see the module doc): the
     encoders, the head and the body, whose formula is the architecture's
     (:meth:`bench.models.archs.Architecture.body_bytes`)."""
+    return _activations(config, sizes)[0]
+
+
+def _activations(config: TrialConfig, sizes: GraphSizes) -> tuple[int, int]:
+    """(:func:`activation_bytes`, the part of the body the backward frees as it makes the
+    gradients: :meth:`~bench.models.archs.Architecture.released_bytes`)."""
     n, e, c = sizes.batch_nodes, sizes.batch_edges, config.channels
     cuda = config.device == "cuda"
     p = config.dropout
@@ -387,12 +409,13 @@ def activation_bytes(config: TrialConfig, sizes: GraphSizes) -> int:
             return factory(width, act_bytes)[1]
         return _conv_transient(config, n, e, width, act_bytes)
 
-    body, largest_op = arch.body_bytes(BodyInputs(
+    inputs = BodyInputs(
         nodes=n, channels=c, layers=config.layers, groups=config.groups, act=body_act,
         edge_emb=edge_emb, loop_rows=act * n * c if has_edges and config.conv == "gat" else 0,
         mask=mask, deq_max_iter=config.model.deq_max_iter, block=block, transient=transient,
-    ))  # fmt: skip
-    return int(encoders + body + head + largest_op)
+    )  # fmt: skip
+    body, largest_op = arch.body_bytes(inputs)
+    return int(encoders + body + head + largest_op), int(arch.released_bytes(inputs))
 
 
 def _factory_cost(config: TrialConfig, sizes: GraphSizes) -> Any:
@@ -417,13 +440,13 @@ def predict(config: TrialConfig, sizes: GraphSizes) -> MemoryPrediction:
     """Parameters and the predicted peak bytes of one training step of ``config``."""
     params = predict_params(config, sizes)
     state = STATE_BYTES_PER_PARAM * params
-    acts = activation_bytes(config, sizes)
+    acts, released = _activations(config, sizes)
     cuda = config.device == "cuda"
     # foreach Adam (CUDA) builds a params-sized temporary; per-tensor Adam (CPU) one tensor's
     largest_layer = max(1, params // max(1, config.layers))
     optimizer_temp = FLOAT * params if cuda else FLOAT * largest_layer
     data = sizes.batch_bytes if cuda else sizes.host_bytes
-    total = data + state + max(acts, optimizer_temp)
+    total = data + max(_fwd_bwd(state, acts, released), state + optimizer_temp)
     calibrated = None
     if is_factory(config.conv):
         from bench.measure.calibration import calibration_note
@@ -438,7 +461,19 @@ def predict(config: TrialConfig, sizes: GraphSizes) -> MemoryPrediction:
         total_bytes=int(total),
         sizes=sizes,
         calibrated=calibrated,
+        released_bytes=released,
     )
+
+
+def _fwd_bwd(state: int, acts: int, released: int) -> int:
+    """The peak of forward + backward above the data. The gradients (a quarter of the state)
+    are dropped before a step and made by its backward: where the backward frees the body as
+    it goes (``released``), the peak is where it starts (all activations, no gradients) or
+    where it ends (all gradients, the activations not released); elsewhere both exist at once
+    (a reversible stack's peak comes at the end of its backward)."""
+    grads = state // 4
+    both = max(acts, grads + acts - released) if released else grads + acts
+    return state - grads + both
 
 
 def fits(prediction: MemoryPrediction, budget_bytes: int) -> bool:

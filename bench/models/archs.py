@@ -140,6 +140,14 @@ class Architecture:
         """(bytes the body keeps at a step's peak, the largest transient op)."""
         return x.layers * x.block(x.channels, x.act), x.transient(x.channels, x.act)
 
+    def released_bytes(self, x: BodyInputs) -> int:
+        """Bytes of the body the backward pass frees layer by layer as it makes the gradients,
+        so that the two never exist together: a stack that keeps one block per layer frees
+        each as it passes it (its step peaks where the backward starts, or, where parameters
+        outweigh activations, where it ends). None here: the body stays alive through the
+        backward (a reversible stack's and an equilibrium solve's do)."""
+        return 0
+
     # --- building ---------------------------------------------------------------------------
     def model_class(self) -> Any:
         if isinstance(self.model, str):
@@ -164,6 +172,12 @@ class ResidualArch(Architecture):
         if self.checkpointed:
             return x.layers * x.act * x.nodes * x.channels + block, x.transient(x.channels, x.act)
         return x.layers * block, x.transient(x.channels, x.act)
+
+    def released_bytes(self, x: BodyInputs) -> int:
+        # every layer's block (checkpointed: its saved input; the rebuilt block stays one)
+        if self.checkpointed:
+            return x.layers * x.act * x.nodes * x.channels
+        return x.layers * x.block(x.channels, x.act)
 
 
 @dataclass(frozen=True)

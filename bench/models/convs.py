@@ -43,9 +43,12 @@ from torch_geometric.nn import GATConv, GCNConv, GENConv, Linear, SAGEConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_self_loops, remove_self_loops
 
+from bench.models import pyg_modules
 from bench.models.config import ModelConfig
 from bench.models.conv_specs import FactorySpec
 from bench.nn.aggr import LeanMaxGENConv
+
+pyg_modules.install()  # PyG's generated propagate modules: one cache folder, not /tmp per process
 
 
 class _NoEdgeFeatures:

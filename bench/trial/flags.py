@@ -223,25 +223,32 @@ def main(args: argparse.Namespace) -> int:
         record = run_child(config)
     else:
         record = run_trial(config, progress=progress, memory_snapshot=args.memory_snapshot)
+    refused = record.status == "error" and (record.error or "").startswith(CONFIG_ERROR_PREFIX)
     if args.json:
         print(record.to_json(), flush=True)
-    else:
+    elif not refused:  # a refused setting is said once, below
         print(_summary(record), flush=True)
-    if record.status == "error" and (record.error or "").startswith(CONFIG_ERROR_PREFIX):
+    if refused:
         print(f"error: {record.error[len(CONFIG_ERROR_PREFIX) :]}", file=sys.stderr)
         return 2
     return 0 if record.status == "ok" else 1
 
 
 def _data_problem(config: TrialConfig) -> str | None:
-    """Why a real graph cannot be had (not here, downloading off or failed), or None; fetches
-    it into the cache first when it may (see :mod:`bench.data.download`)."""
+    """Why the graph cannot be had here: a real graph not here (downloading off or failed), a
+    generated one too large to build on this machine; or None. Fetches a real graph into the
+    cache first when it may (see :mod:`bench.data.download`)."""
     from bench.data.download import ensure
-    from bench.data.registry import get_spec
+    from bench.data.registry import check_fits, get_spec
 
     if is_graph_file(config.dataset):  # checked when the configuration was validated
         return None
     spec = get_spec(config.dataset)
+    if spec.kind == "generated":
+        try:
+            check_fits(spec.name, config.dataset_options)
+        except ConfigError as exc:
+            return exc.for_cli()
     if spec.kind != "shared":
         return None
     try:

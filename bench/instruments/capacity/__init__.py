@@ -25,14 +25,18 @@ block, activations rebuilt in the backward pass).
 that fits and the first that does not -- as ordinary trials, each in its own process
 (:func:`bench.trial.run_trial_isolated`) on this machine's device, for one epoch (two where an
 epoch is one step, so that a step after the warm-up, with Adam's moments, is metered), and
-prints predicted beside measured with the model's error. A point is confirmed when measured and
-predicted agree within :data:`TOLERANCE` (the bound the model is tested to, in
-``tests/test_memory_model.py``); on a GPU the first point past a boundary at the device's own
-memory may instead run out of memory. On CPU each point runs under a memory cap of
-``TOLERANCE`` x its prediction (beyond it the point is outside the tolerance anyway), so a wrong
-prediction cannot take the machine's memory. Flat rows run at two depths
-(:data:`FLAT_DEPTHS`); rows that fit at the search limit are not run. Exit status 1 when a point
-is not confirmed.
+prints predicted beside measured with the model's error. A row is confirmed only when each
+point fell on the side of the target the model put it (the deepest fits, the next does not;
+out of memory counts as not fitting); otherwise its verdict is the measured boundary,
+interpolated from the two measured peaks, and how far the model's is from it
+(:func:`~bench.instruments.capacity.verify.judge`). Being within the model's tolerance is not
+enough: at 64 MiB both of ResGNN's points once measured under the target, 21% below their
+predictions, and were "confirmed". On CPU each point runs under a memory cap of
+:data:`TOLERANCE` x the larger of its prediction and the target, so a wrong prediction cannot
+take the machine's memory and a capped point is over the target either way. Flat rows run at
+two depths (:data:`FLAT_DEPTHS`) and are confirmed when both fit and the deeper grows at most
+``FLAT_SLACK``; rows that fit at the search limit are not run. Exit status 1 when a row is not
+confirmed.
 
 The package, one job per module: ``search`` (the boundary search and its rows), ``verify`` (the
 boundary points as real trials), ``command`` (the flags, the tables, ``main``).

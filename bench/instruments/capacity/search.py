@@ -30,7 +30,8 @@ class Row:
     error: str | None = None  # the configuration is invalid for this arch
     config: TrialConfig | None = None  # the point that fits (the search's answer)
     over_config: TrialConfig | None = None
-    checks: list[dict[str, Any]] = field(default_factory=list)  # --verify
+    checks: list[dict[str, Any]] = field(default_factory=list)  # --verify: the points run
+    verdict: dict[str, Any] | None = None  # --verify: confirmed, or the measured boundary
 
     def to_dict(self, target: int) -> dict[str, Any]:
         share = None if self.peak_bytes is None else self.peak_bytes / target
@@ -47,6 +48,7 @@ class Row:
             "note": self.note,
             "error": self.error,
             **({"verify": self.checks} if self.checks else {}),
+            **({"verdict": self.verdict} if self.verdict else {}),
         }
 
 
