@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from test_report import depth_rows, write_results  # the report tests' hand-made export rows
 
+from bench.measure.provenance import source_hash
 from bench.report.build import build_report
 from bench.report.claims import (
     NO_DATA,
@@ -68,6 +69,7 @@ def test_a_registered_claim_reaches_the_board_its_section_and_claims_csv(
     tmp_path: pathlib.Path,
 ) -> None:
     trials = pd.DataFrame(depth_rows("depth", ("res", "rev"), [2, 4, 8]))
+    trials["source_hash"] = source_hash()  # run at today's code: evidence the claim is judged on
     results = write_results(tmp_path / "results", {"depth": trials})
     built_in = registered_claims()
     before = _report(results, tmp_path / "before")
