@@ -269,3 +269,23 @@ def test_each_tied_arch_is_held_to_its_own_paper_margin() -> None:
     assert wt_res.verdict == SUPPORTED and "wt-res - res" in wt_res.evidence
     assert deq.verdict == CONTRADICTED and "DEQ-GNN-64 vs RevGNN-64, -0.0231" in deq.evidence
     assert _tradeoff(_tied_pair("deq", -0.010)).verdict == SUPPORTED
+
+
+# --- a case whose two sides ran on different code --------------------------------------------
+
+
+def test_a_case_whose_sides_ran_on_different_commits_is_flagged() -> None:
+    """Each side of one code version, but not the same one: the case says so (a difference
+    between the sides may be the code's); one version on both sides is not flagged."""
+    from bench.report.claims.base import Series, case_label
+    from bench.report.stale import MARK
+
+    def side(arch: str, commit: str) -> Series:
+        rows = pd.DataFrame([row("conv", arch, 4, seed, "ok") for seed in (0, 1)])
+        rows["commit"] = commit
+        return Series(arch, {}, derive(rows))
+
+    same = case_label(side("rev", "aaa1111"), side("res", "aaa1111"))
+    assert same == "rev vs res"
+    mixed = case_label(side("rev", "aaa1111"), side("res", "bbb2222-dirty"))
+    assert mixed == f"rev vs res {MARK}: rev on aaa1111, res on bbb2222-dirty"

@@ -51,6 +51,7 @@ from bench.report.claims.base import (
     RECIPE_LIMITED,
     Finding,
     Series,
+    case_label,
     score_difference,
     series_pairs,
     split_series,
@@ -183,7 +184,7 @@ def _case(slice_: str, deep: Series, res: Series, wider: list[Series], budget: B
     k = needed_depth(pd.concat([deep.rows, res.rows]))
     kind = f"the mechanism: a ground-truth task needing {k} hops" if k else (
         "does it pay: a real graph, needed hops unknown")  # fmt: skip
-    case = f"{deep.label} vs {res.label} ({kind})"
+    case = f"{case_label(deep, res)} ({kind})"
 
     def claim(evidence: str, verdict: str) -> Finding:
         return Finding(claim_key(deep.arch), FIGURE, slice_, case, evidence, verdict)

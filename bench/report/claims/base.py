@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.exports.versions import code_version
 from bench.report.aggregate import Fit, depth_means, linear_fit
 from bench.report.load import as_key, canonical, readable, varying_columns
 from bench.report.stale import MARK, stale_configs
@@ -73,6 +74,20 @@ class Series:
             for k in keys
             if not (k in ARCH_OPTIONAL and None in (self.values.get(k), other.values.get(k)))
         )
+
+
+def case_label(a: Series, b: Series) -> str:
+    """ "a vs b", flagged when the two sides ran on different code versions though each is of
+    one (a series mixing versions is flagged by its own label): a difference between them may
+    then be the code's, not the architectures'."""
+    label = f"{a.label} vs {b.label}"
+    if stale_configs(a.rows) or stale_configs(b.rows):
+        return label
+    sides = [sorted(set(s.rows.loc[s.rows["status"].notna(), "commit"].map(code_version)))
+             for s in (a, b)]  # fmt: skip
+    if sides[0] == sides[1] or not all(sides):
+        return label
+    return f"{label} {MARK}: {a.arch} on {', '.join(sides[0])}, {b.arch} on {', '.join(sides[1])}"
 
 
 def split_series(rows: pd.DataFrame, axis: tuple[str, ...] = DEPTH_AXIS) -> list[Series]:

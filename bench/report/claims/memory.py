@@ -24,6 +24,7 @@ from bench.report.claims.base import (
     STEP,
     Finding,
     Series,
+    case_label,
     first_oom,
     fit_series,
     ok_depths,
@@ -55,7 +56,7 @@ def slope_column(rows: pd.DataFrame) -> str:
 
 def flat_claim(key: str, fig: str, slice_: str, lo: Series, hi: Series) -> Finding:
     """Is ``lo``'s step memory flat in depth while ``hi``'s grows linearly?"""
-    case = f"{lo.label} vs {hi.label}"
+    case = case_label(lo, hi)
     if min(ok_depths(lo), ok_depths(hi)) < MIN_DEPTHS:
         return Finding(key, fig, slice_, case, f"ok depths: {lo.arch} {ok_depths(lo)}, "
                        f"{hi.arch} {ok_depths(hi)} (need {MIN_DEPTHS})", NO_DATA)  # fmt: skip

@@ -20,6 +20,7 @@ from bench.report.claims.base import (
     STEP,
     Finding,
     Series,
+    case_label,
     per_slice,
     ratio_text,
     score_difference,
@@ -88,7 +89,7 @@ def _means(series: Series) -> pd.Series:
 
 def _rev_vs_res(slice_: str, rev: Series, res: Series) -> Finding:
     a, b = _means(rev), _means(res)
-    case = f"{rev.label} vs {res.label}"
+    case = case_label(rev, res)
     if np.isnan(a["peak_memory_bytes"]):
         return Finding("rev-vs-res", "fig1", slice_, case, "no ok rev trial", NO_DATA)
     if np.isnan(b["peak_memory_bytes"]):
@@ -112,7 +113,7 @@ def _tradeoff(slice_: str, tied: Series, base: Series) -> Finding:
     """Fewer parameters (a gate), then the score given up against the most the paper's own
     models of this tied arch gave up against theirs (the interval rule)."""
     a, b = _means(tied), _means(base)
-    case = f"{tied.label} vs {base.label}"
+    case = case_label(tied, base)
     if np.isnan(a["params"]) or np.isnan(b["params"]):
         return Finding("tied-tradeoff", "fig1", slice_, case, "missing ok trials", NO_DATA)
     ratio = a["params"] / b["params"]

@@ -7,7 +7,14 @@ import pandas as pd
 
 from bench import paper
 from bench.report.aggregate import depth_means
-from bench.report.claims.base import NOT_SUPPORTED, Finding, per_slice, series_pairs, split_series
+from bench.report.claims.base import (
+    NOT_SUPPORTED,
+    Finding,
+    case_label,
+    per_slice,
+    series_pairs,
+    split_series,
+)
 from bench.report.claims.registry import DESIGN_TARGET, Claim
 from bench.report.fmt import fmt_num
 from bench.report.select import FIGURE_BY_KEY, ablation_rows
@@ -33,11 +40,7 @@ def time_claims(df: pd.DataFrame) -> list[Finding]:
             median = float(ratios.median())
             evidence += f"; median {median:.3g}× (target {paper.REV_STEP_TIME_TARGET:.3g}×)"
             verdict = SUPPORTED if median <= TIME_RATIO else NOT_SUPPORTED
-            out.append(
-                Finding(
-                    "rev-time", "fig7", slice_, f"{rev.label} vs {res.label}", evidence, verdict
-                )
-            )
+            out.append(Finding("rev-time", "fig7", slice_, case_label(rev, res), evidence, verdict))
     return out
 
 
