@@ -285,7 +285,7 @@ def test_a_case_whose_sides_ran_on_different_commits_is_flagged() -> None:
         rows["commit"] = commit
         return Series(arch, {}, derive(rows))
 
-    same = case_label(side("rev", "aaa1111"), side("res", "aaa1111"))
+    same = case_label(side("rev", "aaaa111111"), side("res", "aaaa111111"))
     assert same == "rev vs res"
-    mixed = case_label(side("rev", "aaa1111"), side("res", "bbb2222-dirty"))
-    assert mixed == f"rev vs res {MARK}: rev on aaa1111, res on bbb2222-dirty"
+    mixed = case_label(side("rev", "aaaa111111"), side("res", "bbbb222222-dirty"))
+    assert mixed == f"rev vs res {MARK}: rev on aaaa111111, res on bbbb222222-dirty"
