@@ -26,7 +26,7 @@ from bench.exports.schema import (
     export_columns,
     numeric_export_columns,
 )
-from bench.exports.table import hops_of, read_table, write_table
+from bench.exports.table import export_paths, hops_of, read_table, write_table
 from bench.harness.export import export_study
 from bench.harness.storage import (
     FLAT_MAX_CHARS,
@@ -197,7 +197,7 @@ def test_migration_keeps_every_value_fills_hops_and_is_idempotent(tmp_path: Path
 
 
 def test_the_committed_results_are_of_this_schema() -> None:
-    tables = sorted(RESULTS.glob("*.csv"))
+    tables = export_paths(RESULTS)  # the study tables (verify.csv is the verification's own)
     assert tables
     for path in tables:
         table = read_table(path)  # refuses any other version

@@ -271,10 +271,11 @@ def test_killed_worker_resumes_without_losing_or_duplicating(
             except KeyError:
                 continue
             trials = study.get_trials(deepcopy=False)
-            if sum(map(finished, trials)) >= 1 and any(
-                t.state == TrialState.RUNNING for t in trials
-            ):
-                killed_at = [t.number for t in trials if t.state == TrialState.RUNNING][0]
+            # a running trial that has its point (killed before its sampler chose one, there
+            # would be no point to run again)
+            running = [t.number for t in trials if t.state == TrialState.RUNNING and t.params]
+            if sum(map(finished, trials)) >= 1 and running:
+                killed_at = running[0]
                 os.killpg(proc.pid, signal.SIGKILL)  # the worker and its trial process
                 break
     finally:
