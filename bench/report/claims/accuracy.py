@@ -219,13 +219,12 @@ def _case(slice_: str, deep: Series, res: Series, wider: list[Series], budget: B
     verdict = judge(diff, margin=ACCURACY_MARGIN)
     parts = [
         f"{deep.arch} at {_hops(h_deep)} minus the best res that fits ({_hops(h_res)}): "
-        f"{diff.text()}: {verdict}",
+        f"{diff.text()}: {verdict} ({diff.seeds_text(ACCURACY_MARGIN)})",
         memory,
         f"test score {deep.arch} at {_layers_text(deep, h_deep)} (its best beyond res's reach, "
         f"by validation) {_scores(a)} vs res at {_layers_text(res, h_res)} (by validation) "
         f"{_scores(b)}",
         _over_width(deep, a, wider, budget),
-        diff.seeds_text(ACCURACY_MARGIN),
     ]  # fmt: skip
     if verdict not in (SUPPORTED, NO_DATA):
         parts += _why_not(deep, a, k)
@@ -275,7 +274,8 @@ def _over_width(deep: Series, at: pd.DataFrame, wider: list[Series], budget: Bud
     width = int(_at(s, h)["channels"].iloc[0])
     return (f"over width and depth (the stronger test, res at {', '.join(map(str, widths))} "
             f"channels): the best res that fits is {width} channels at {_layers_text(s, h)}, "
-            f"{_scores(_at(s, h))}, difference {diff.text()}: {judge(diff, ACCURACY_MARGIN)}")  # fmt: skip
+            f"{_scores(_at(s, h))}, difference {diff.text()}: {judge(diff, ACCURACY_MARGIN)} "
+            f"({diff.seeds_text(ACCURACY_MARGIN)})")  # fmt: skip
 
 
 def cut_short(rows: pd.DataFrame) -> pd.Series:
