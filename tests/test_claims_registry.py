@@ -160,6 +160,7 @@ def test_the_built_in_claims_keep_the_board_order() -> None:
     assert [c.key for c in registered_claims()] == [
         "rev-flat", "res-linear", "wt-rev-flat", "deq-flat", "batching", "groups-params",
         "tied-params", "rev-vs-res", "tied-tradeoff", "groups-count", "depth-buys-accuracy-rev",
-        "depth-buys-accuracy-wt-rev", "depth-buys-accuracy-deq", "rev-time", "conv-flat",
+        "depth-buys-accuracy-wt-rev", "depth-buys-accuracy-deq", "task-needs-k", "rev-time",
+        "conv-flat",
     ]  # fmt: skip
     assert get_claim("rev-time").kind == "design target"

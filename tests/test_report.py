@@ -552,7 +552,7 @@ def test_report_md_states_every_claim_and_embeds_figures(built) -> None:
     assert "[depth-buys-accuracy-rev](#depth-buys-accuracy-rev)" in text
     assert "*contradicted*" in text and "*not testable at this budget*" in text
     assert "*inconclusive*" in text and "t-interval" in text
-    board = "\n".join(text.splitlines()[:40])  # the verdict board fits the first 40 lines
+    board = "\n".join(text.splitlines()[:45])  # scope box and verdict board: the first 45 lines
     assert all(f"[{c.key}](#{c.key})" in board for c in registered_claims())
     assert "**Sanity checks and design targets**" in board
 

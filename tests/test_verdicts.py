@@ -289,3 +289,36 @@ def test_a_case_whose_sides_ran_on_different_commits_is_flagged() -> None:
     assert same == "rev vs res"
     mixed = case_label(side("rev", "aaaa111111"), side("res", "bbbb222222-dirty"))
     assert mixed == f"rev vs res {MARK}: rev on aaaa111111, res on bbbb222222-dirty"
+
+
+# --- the ground-truth task's own check -------------------------------------------------------
+
+
+def _res_scores(below: float, at: float) -> list[dict]:
+    """res on the 3-hop task scoring ``below`` short of 3 hops and ``at`` from 3 on (a small
+    per-seed wobble, so intervals have width)."""
+    rows = []
+    for r in uncapped_rows():
+        if r["arch"] == "res":
+            score = (at if r["layers"] >= 3 else below) + 0.004 * ((r["seed"] * 3) % 5 - 2)
+            r = dict(r, test_at_best_valid=score, best_valid=score - 0.01)
+        rows.append(r)
+    return rows
+
+
+def _task_case(rows: list[dict]) -> Finding:
+    (case,) = [c for c in all_claims(derive(pd.DataFrame(rows))) if c.key == "task-needs-k"]
+    return case
+
+
+def test_the_task_needs_its_k_hops_and_k_suffice() -> None:
+    """Supported when res short of k is at chance and res at k learns it; a task res learns
+    short of k leaks (not supported); res at chance at k too has not learnt it (inconclusive)."""
+    good = _task_case(_res_scores(below=0.5, at=0.95))
+    assert good.verdict == SUPPORTED, good.evidence
+    assert good.evidence.startswith("every res short of 3 hops at chance (no interval above 0.55)")
+    leak = _task_case(_res_scores(below=0.8, at=0.95))
+    assert leak.verdict == "not supported" and leak.evidence.startswith("above chance short of k")
+    unlearnt = _task_case(_res_scores(below=0.5, at=0.5))
+    assert unlearnt.verdict == INCONCLUSIVE
+    assert unlearnt.evidence.endswith("res did not learn the 3-hop rule in this recipe")

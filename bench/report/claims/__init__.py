@@ -37,6 +37,7 @@ from bench.report.claims.base import (
     Finding,
     claim_verdict,
 )
+from bench.report.claims.ground_truth import TASK_NEEDS_K
 from bench.report.claims.memory import (
     BATCHING,
     CONV_FLAT,
@@ -90,7 +91,7 @@ __all__ = [
 #: the suite's claims in the board's order (and the order of ``tables/claims.csv``)
 BUILT_IN: tuple[Claim, ...] = (
     REV_FLAT, RES_LINEAR, WT_REV_FLAT, DEQ_FLAT, BATCHING, GROUPS_PARAMS, TIED_PARAMS, REV_VS_RES,
-    TIED_TRADEOFF, GROUPS_COUNT, *DEPTH_BUYS_ACCURACY, REV_TIME, CONV_FLAT,
+    TIED_TRADEOFF, GROUPS_COUNT, *DEPTH_BUYS_ACCURACY, TASK_NEEDS_K, REV_TIME, CONV_FLAT,
 )  # fmt: skip
 for _claim in BUILT_IN:
     register_claim(_claim)
