@@ -173,3 +173,17 @@ def test_figure_1_says_what_its_scores_are_and_rings_mixed_code(
     assert lo >= 0 and hi <= 1
     text = caption_of(drawn[0])
     assert "Ringed" in text and "Not comparable" in text
+
+
+def test_figure_10_marks_what_a_computed_budget_leaves_out() -> None:
+    """Without a cap the run measures every depth; the budget computed afterwards (midway
+    between res's peaks at k - 1 and k) still leaves res out from k hops: the figure marks it
+    there, as it marks an OOM under a cap, and marks nothing for the archs that fit."""
+    from bench.report.accuracy_figure import _over_budget
+    from bench.report.claims.accuracy import with_hops
+
+    rows = [dict(r, memory_cap_bytes=None) for r in accuracy_rows(res_oom_from=None)]
+    marks = _over_budget(with_hops(figures.prepare(derive(pd.DataFrame(rows)))))
+    assert [(label.split(",")[0], hops) for label, hops, _ in marks] == [("ResGNN", 3.0)]
+    capped = with_hops(figures.prepare(derive(pd.DataFrame(accuracy_rows()))))
+    assert [(label, hops) for label, hops, _ in _over_budget(capped)] == [("ResGNN", 3.0)]

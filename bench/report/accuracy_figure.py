@@ -9,6 +9,7 @@ and every label is a legend entry, so none collides with another at a crowded de
 from __future__ import annotations
 
 import pathlib
+import textwrap
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -16,7 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from bench.report import figures as look
-from bench.report.claims.accuracy import budget_text, needed_depth, with_hops
+from bench.report.claims.accuracy import budget_text, needed_depth, panel_budget, with_hops
 from bench.report.fmt import fmt_num
 from bench.report.load import device_short
 from bench.report.select import FigureSpec
@@ -70,14 +71,15 @@ def accuracy_figure(
             drawn["limits"] = True
             _limits_panel(ax, part)
         else:
-            drawn["oom"] = _panel(ax, part, points[points["slice"] == part["slice"].iloc[0]]) or (
-                drawn.get("oom", False))  # fmt: skip
+            drawn["oom"] = _panel(ax, part, depth_intervals(part)) or drawn.get("oom", False)
             drawn["needed"] = drawn.get("needed", False) or needed_depth(part) is not None
     f.suptitle(fig.title, fontsize=12)
     look.caption(f, [
         look.interval_note(points["n"]), HOPS_NOTE,
-        "x above a panel and dashed line: the fewest hops at which that arch ran out of the "
-        "memory budget (legend)." if drawn.get("oom") else "",
+        "x above a panel and dashed line: the fewest hops at which that arch is out of the "
+        "memory budget (legend): under a cap it ran out; under a budget computed from the run, "
+        "its measured peak exceeds the budget (the point is drawn, but does not fit)."
+        if drawn.get("oom") else "",
         "Grey band: the hops the task needs (a ground-truth task; a real graph has none)."
         if drawn.get("needed") else "",
         "Panel over several tasks (no budget): score against the hops k each task needs, per arch "
@@ -100,13 +102,11 @@ def _panel(ax: plt.Axes, part: pd.DataFrame, points: pd.DataFrame) -> bool:
         handles.append(look.draw_series(ax, pts, styles[(model, variant)],
                                         look.series_label(model, variant), dodge=dodge))  # fmt: skip
     look.depth_axis(ax, part["hops"].dropna())
-    oom = part[(part["status"] == "oom") & part["hops"].notna()]
     marks = []
-    for model, group in oom.groupby("model", sort=True):
-        hops, color = float(group["hops"].min()), look.PALETTE.get(model, "black")
+    for label, hops, color in _over_budget(part):
         ax.axvline(hops, ls="--", lw=1.2, color=color, alpha=0.8)
         marks.append((hops, color))
-        handles.append(look.oom_handle(color, f"{model}: out of budget from {fmt_num(hops)} hops"))
+        handles.append(look.oom_handle(color, f"{label}: out of budget from {fmt_num(hops)} hops"))
     look.oom_marks(ax, marks)
     k = needed_depth(part)
     if k is not None:
@@ -116,11 +116,29 @@ def _panel(ax: plt.Axes, part: pd.DataFrame, points: pd.DataFrame) -> bool:
     metric = part["metric"].dropna()
     ax.set_ylabel(f"test {metric.iloc[0] if len(metric) else 'score'} at best valid epoch")
     ax.set_xlabel("receptive field (message-passing hops)")
-    ax.set_title(look.wrap(f"{part['slice'].iloc[0]}, {budget_text(part)}"), fontsize=9,
+    ax.set_title(textwrap.fill(f"{part['slice'].iloc[0]}, {budget_text(part)}", 70), fontsize=9,
                  pad=look.OOM_PAD if marks else 6)  # fmt: skip
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.14), fontsize=8,
               frameon=False, ncol=2)  # fmt: skip
     return bool(marks)
+
+
+def _over_budget(part: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """(label, fewest hops out of the budget, colour) per arch: under a cap, its first OOM; under
+    a budget computed after the run, per series its first depth whose measured peaks exceed it
+    (drawn, but not affordable within the budget)."""
+    budget = panel_budget(part)
+    if budget is None or budget.capped:
+        oom = part[(part["status"] == "oom") & part["hops"].notna()]
+        return [(str(model), float(group["hops"].min()), look.PALETTE.get(model, "black"))
+                for model, group in oom.groupby("model", sort=True)]  # fmt: skip
+    out = []
+    for (model, variant), group in part[part["hops"].notna()].groupby(["model", "variant"]):
+        fits = budget.fitting(group)
+        if not fits.all():
+            out.append((look.series_label(model, variant), float(fits.index[~fits].min()),
+                        look.PALETTE.get(model, "black")))  # fmt: skip
+    return out
 
 
 def _limits_panel(ax: plt.Axes, part: pd.DataFrame) -> None:

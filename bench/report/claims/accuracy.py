@@ -98,15 +98,21 @@ def needed_depth(rows: pd.DataFrame) -> int | None:
     return found.pop() if len(found) == 1 else None
 
 
-def budget_text(rows: pd.DataFrame) -> str:
-    """The slice's budget in words, for a figure's title: the spec's cap, or the one computed
-    from res at the memory-efficient archs' width; 'no memory budget' when neither applies."""
+def panel_budget(rows: pd.DataFrame) -> Budget | None:
+    """The slice's budget, for a figure: the spec's cap, or the one computed from res at the
+    memory-efficient archs' width; None when neither applies."""
     rows = with_hops(rows)
     budget = cap_budget(rows) if rows["memory_cap_bytes"].notna().any() else None
     flat = rows[rows["arch"].isin(archs.names(flat_memory=True))]
     if budget is None and flat["channels"].nunique() == 1:
         res = rows[(rows["arch"] == "res") & (rows["channels"] == flat["channels"].iloc[0])]
         budget = computed_budget(res, needed_depth(rows))
+    return budget
+
+
+def budget_text(rows: pd.DataFrame) -> str:
+    """The slice's budget in words, for a figure's title ('no memory budget' without one)."""
+    budget = panel_budget(rows)
     return budget.text() if budget is not None else "no memory budget"
 
 
