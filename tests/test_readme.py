@@ -105,7 +105,7 @@ def test_the_verdicts_readme_states_are_the_boards() -> None:
     """README names every claim of the paper under the verdict REPORT.md's board gives it."""
     shown = section("What they show").strip().split("\n\n")[0]
     stated = {}
-    for verdict, text in re.findall(r"\*(Supported|Inconclusive|Not supported|Not testable at this budget)\*: (.*?)(?=\*[A-Z]|$)",
+    for verdict, text in re.findall(r"\*(Supported|Inconclusive|Not supported|Not testable at this budget)\*:\s(.*?)(?=\*[A-Z]|$)",
                                     shown, re.S):  # fmt: skip
         for key in re.findall(r"\(([a-z]+(?:-[a-z]+)*)[:)]", text):
             stated[key] = verdict.lower()
