@@ -152,3 +152,21 @@ def test_a_sweep_on_uncommitted_trial_code_says_so_before_it_starts(
     monkeypatch.setattr(provenance, "git_commit", lambda: "0123456789abcdef")
     runner.warn_uncommitted()
     assert capsys.readouterr().err == ""
+
+
+def test_a_verification_replaces_its_studies_rows_and_keeps_the_others(tmp_path: Path) -> None:
+    """A study verified again is its new sample only (a row of a point no longer sampled would
+    vouch for rows no longer committed); a study not verified this time keeps its rows."""
+    from bench.harness.verify import _write
+
+    def rows(study: str, keys: list[str], verdict: str) -> pd.DataFrame:
+        return pd.DataFrame({"study": study, "point_key": keys, "seed": 0, "arch": "rev",
+                             "layers": 2, "verdict": verdict})  # fmt: skip
+
+    path = tmp_path / "verify.csv"
+    _write(path, pd.concat([rows("a", ["p1", "p2"], "old"), rows("b", ["q1"], "old")]))
+    _write(path, rows("a", ["p3"], "new"))
+    table = pd.read_csv(path)
+    assert sorted(zip(table["study"], table["point_key"], table["verdict"], strict=True)) == [
+        ("a", "p3", "new"), ("b", "q1", "old"),
+    ]  # fmt: skip

@@ -258,12 +258,11 @@ def _one_thread() -> Iterator[None]:
 
 
 def _write(path: Path, table: pd.DataFrame) -> None:
-    """This run's rows replace the same points' earlier rows; other studies' rows stay."""
+    """This run's rows replace every earlier row of the studies it verified (a study's sample
+    is drawn anew: a row of a point no longer sampled, or compared with rows no longer
+    committed, would vouch for nothing); other studies' rows stay."""
     if path.exists():
         old = pd.read_csv(path)
-        keys = set(zip(table["study"], table["point_key"], table["seed"], strict=True))
-        keep = [(s, k, d) not in keys for s, k, d in zip(old["study"], old["point_key"],
-                                                        old["seed"], strict=True)]  # fmt: skip
-        table = pd.concat([old[keep], table], ignore_index=True)
+        table = pd.concat([old[~old["study"].isin(set(table["study"]))], table], ignore_index=True)
     table = table.sort_values(["study", "arch", "layers", "seed"], kind="stable")
     table.to_csv(path, index=False)
