@@ -180,10 +180,12 @@ def test_figure_10_marks_what_a_computed_budget_leaves_out() -> None:
     between res's peaks at k - 1 and k) still leaves res out from k hops: the figure marks it
     there, as it marks an OOM under a cap, and marks nothing for the archs that fit."""
     from bench.report.accuracy_figure import _over_budget
-    from bench.report.claims.accuracy import with_hops
+    from bench.report.claims.accuracy import panel_budget, with_hops
 
     rows = [dict(r, memory_cap_bytes=None) for r in accuracy_rows(res_oom_from=None)]
-    marks = _over_budget(with_hops(figures.prepare(derive(pd.DataFrame(rows)))))
+    uncapped = with_hops(figures.prepare(derive(pd.DataFrame(rows))))
+    marks = _over_budget(uncapped, panel_budget(uncapped))
     assert [(label.split(",")[0], hops) for label, hops, _ in marks] == [("ResGNN", 3.0)]
     capped = with_hops(figures.prepare(derive(pd.DataFrame(accuracy_rows()))))
-    assert [(label, hops) for label, hops, _ in _over_budget(capped)] == [("ResGNN", 3.0)]
+    found = _over_budget(capped, panel_budget(capped))
+    assert [(label, hops) for label, hops, _ in found] == [("ResGNN", 3.0)]

@@ -18,6 +18,7 @@ from matplotlib.patches import Patch
 
 from bench.report import figures as look
 from bench.report.claims.accuracy import budget_text, needed_depth, panel_budget, with_hops
+from bench.report.claims.budget import Budget
 from bench.report.fmt import fmt_num
 from bench.report.load import device_short
 from bench.report.select import FigureSpec
@@ -102,8 +103,9 @@ def _panel(ax: plt.Axes, part: pd.DataFrame, points: pd.DataFrame) -> bool:
         handles.append(look.draw_series(ax, pts, styles[(model, variant)],
                                         look.series_label(model, variant), dodge=dodge))  # fmt: skip
     look.depth_axis(ax, part["hops"].dropna())
+    budget = panel_budget(part)
     marks = []
-    for label, hops, color in _over_budget(part):
+    for label, hops, color in _over_budget(part, budget):
         ax.axvline(hops, ls="--", lw=1.2, color=color, alpha=0.8)
         marks.append((hops, color))
         handles.append(look.oom_handle(color, f"{label}: out of budget from {fmt_num(hops)} hops"))
@@ -116,18 +118,18 @@ def _panel(ax: plt.Axes, part: pd.DataFrame, points: pd.DataFrame) -> bool:
     metric = part["metric"].dropna()
     ax.set_ylabel(f"test {metric.iloc[0] if len(metric) else 'score'} at best valid epoch")
     ax.set_xlabel("receptive field (message-passing hops)")
-    ax.set_title(textwrap.fill(f"{part['slice'].iloc[0]}, {budget_text(part)}", 70), fontsize=9,
+    title = budget.text() if budget is not None else "no memory budget"
+    ax.set_title(textwrap.fill(f"{part['slice'].iloc[0]}, {title}", 70), fontsize=9,
                  pad=look.OOM_PAD if marks else 6)  # fmt: skip
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.14), fontsize=8,
               frameon=False, ncol=2)  # fmt: skip
     return bool(marks)
 
 
-def _over_budget(part: pd.DataFrame) -> list[tuple[str, float, str]]:
+def _over_budget(part: pd.DataFrame, budget: Budget | None) -> list[tuple[str, float, str]]:
     """(label, fewest hops out of the budget, colour) per arch: under a cap, its first OOM; under
     a budget computed after the run, per series its first depth whose measured peaks exceed it
     (drawn, but not affordable within the budget)."""
-    budget = panel_budget(part)
     if budget is None or budget.capped:
         oom = part[(part["status"] == "oom") & part["hops"].notna()]
         return [(str(model), float(group["hops"].min()), look.PALETTE.get(model, "black"))

@@ -44,8 +44,9 @@ def ground_truth_claims(df: pd.DataFrame) -> list[Finding]:
 
 def _case(slice_: str, panel: pd.DataFrame, k: int) -> Finding:
     case = f"res below and at the task's {k} hops"
+    series_all = split_series(panel)
     leaks = []
-    for series in split_series(panel):
+    for series in series_all:
         for hops, trials in series.rows[series.rows["hops"] < k].groupby("hops"):
             interval = summarize(trials["score"], bounds=SCORE_BOUNDS)
             if interval.lo > 0.5 + CHANCE_BAND:
@@ -53,7 +54,7 @@ def _case(slice_: str, panel: pd.DataFrame, k: int) -> Finding:
     if leaks:
         return Finding(KEY, FIGURE, slice_, case, "above chance short of k: " + "; ".join(leaks),
                        NOT_SUPPORTED)  # fmt: skip
-    families = [s for s in split_series(panel) if {k - 1, k} <= set(s.rows["hops"].astype(int))]
+    families = [s for s in series_all if {k - 1, k} <= set(s.rows["hops"].astype(int))]
     best = max(families, key=lambda s: float(s.rows.loc[s.rows["hops"] == k, "best_valid"].mean()))
     at, below = (best.rows[best.rows["hops"] == h] for h in (k, k - 1))
     diff = score_difference(at, below)
